@@ -1,0 +1,43 @@
+"""Exceptions raised by berg_ray.
+
+Every error a user can cause is a subclass of :class:`BergRayError`, itself a ``ValueError``, and its message
+names the bad value and what is allowed, so callers never see a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+
+class BergRayError(ValueError):
+    """Base class of every user-facing berg_ray error."""
+
+
+class UnknownModelError(BergRayError):
+    """The model id is not one berg_ray serves."""
+
+
+class InvalidSessionError(BergRayError):
+    """The train_session string is malformed or not one of the released scans."""
+
+
+class ScanNotAvailableError(BergRayError):
+    """A valid scan whose weights are not present in the berg_dir (or not loaded by this server)."""
+
+
+class ReleaseFormatError(BergRayError):
+    """A release file is missing, corrupt, or has a missing/unknown key or a wrong shape."""
+
+
+class UnsafeMetadataError(ReleaseFormatError):
+    """A metadata pickle asked to construct an object outside the allow-list."""
+
+
+class InvalidStimulusError(BergRayError):
+    """The stimulus array has the wrong shape, dtype or values."""
+
+
+class InvalidSelectionError(BergRayError):
+    """The unit selection (roi / field / unit_index) is malformed or selects nothing."""
+
+
+class DeviceError(BergRayError):
+    """The requested device does not exist on this machine."""
