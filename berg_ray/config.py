@@ -110,3 +110,17 @@ def check_model_id(model_id: str) -> str:
     if model_id != MODEL_ID:
         raise UnknownModelError(f"unknown model id {model_id!r}; berg_ray serves only {MODEL_ID!r}")
     return model_id
+
+
+# Storage (berg_ray.storage): S3 client timeouts and retries. Access checks fail fast; data IO retries longer.
+S3_CONNECT_TIMEOUT_S = 3.0
+S3_READ_TIMEOUT_S = 60.0
+S3_MAX_ATTEMPTS = 5  # total attempts per request for data IO (botocore "standard" retry mode)
+S3_CHECK_MAX_ATTEMPTS = 2  # total attempts per request in check_access, so a dead endpoint fails in seconds
+S3_MULTIPART_THRESHOLD_BYTES = 64 * 1024 * 1024  # larger writes use multipart upload (visible only on completion)
+S3_DEFAULT_REGION = "us-east-1"  # when neither the options nor the AWS config name one (S3-compatible stores)
+
+# Video decoding (berg_ray.sweep.video).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+ARRAY_SUFFIXES = (".npy", ".npz")
+NPZ_VIDEO_KEY = "video"  # array name looked up in a multi-array .npz

@@ -41,3 +41,11 @@ class InvalidSelectionError(BergRayError):
 
 class DeviceError(BergRayError):
     """The requested device does not exist on this machine."""
+
+
+class StorageError(BergRayError):
+    """A local path or S3 location cannot be reached, read or written (names the URI, endpoint and the fix)."""
+
+
+class InvalidVideoError(InvalidStimulusError):
+    """An input video file cannot be decoded, or its frames have the wrong size, dtype or values."""
