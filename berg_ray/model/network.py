@@ -1,0 +1,126 @@
+"""EncodingModel: the shared core plus per-scan front ends (perspective, modulation) and readouts.
+
+One inference path for every caller (BERG facade, Serve, Ray Data): ``forward_features`` runs the front ends and
+the core on uint8 frames of any mix of scans, ``forward_readout`` maps features to responses of one scan, and
+``encode_chunks`` streams long videos through both in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from berg_ray.config import DEFAULT_CHUNK_FRAMES
+from berg_ray.model.core import CoreState, VideoCore
+from berg_ray.model.functional import pixels_to_unit
+from berg_ray.model.modulation import Modulation
+from berg_ray.model.perspective import Perspective
+from berg_ray.model.readout import Readout
+
+
+class ScanFrontEnd(nn.Module):
+    """The per-scan parts that run before the core: perspective warp and modulation sequence."""
+
+    def __init__(self, params: Mapping[str, Tensor]) -> None:
+        super().__init__()
+        self.perspective = Perspective(params)
+        self.modulation = Modulation(params)
+
+
+class EncodingModel(nn.Module):
+    """Shared core + per-scan heads, keyed by canonical scan id strings ("session-8_scan-5")."""
+
+    def __init__(self, core_params: Mapping[str, Tensor], scan_params: Mapping[str, Mapping[str, Tensor]]) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.core = VideoCore(core_params)
+            self.front_ends = nn.ModuleDict({sid: ScanFrontEnd(p) for sid, p in scan_params.items()})
+            self.readouts = nn.ModuleDict({sid: Readout(p) for sid, p in scan_params.items()})
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def scan_ids(self) -> list[str]:
+        return list(self.readouts.keys())
+
+    @property
+    def device(self) -> torch.device:
+        return self.core.recurrent.feed_w.device
+
+    def n_units(self, scan_id: str) -> int:
+        return self._readout(scan_id).n_units
+
+    def initial_state(self, batch: int) -> CoreState:
+        return self.core.initial_state(batch)
+
+    def forward_features(self, frames: Tensor, scan_ids: Sequence[str], state: CoreState | None = None
+                         ) -> tuple[Tensor, CoreState]:
+        """Front ends + core for one chunk of frames.
+
+        Args:
+            frames: uint8 (B, T, 144, 256) on the model's device; video b is run through scan_ids[b].
+            scan_ids: canonical scan id of each video (a batch may mix scans).
+            state: state after the previous chunk of the same videos; None starts new videos.
+        Returns:
+            (features (B, T, 512, 16, 24) float32, state after this chunk).
+        """
+        batch, frames_n = frames.shape[:2]
+        state = self.initial_state(batch) if state is None else state
+        retina = frames.new_empty((batch, 1, frames_n, 128, 192), dtype=torch.float32)
+        drive = retina.new_empty(batch, frames_n, 4, 256)
+        for sid in dict.fromkeys(scan_ids):
+            rows = [b for b, s in enumerate(scan_ids) if s == sid]
+            front = self._front_end(sid)
+            pixels = pixels_to_unit(frames[rows]).reshape(len(rows) * frames_n, 1, 144, 256)
+            warped = front.perspective(pixels).view(len(rows), frames_n, 128, 192)
+            retina[rows] = warped[:, None]
+            modulation = front.modulation.sequence(state.frame, state.frame + frames_n)  # (T, 64)
+            drive[rows] = self.core.recurrent.drive(modulation)[None]
+        return self.core(retina, drive, state)
+
+    def forward_readout(self, features: Tensor, scan_id: str, units: Tensor | None = None) -> Tensor:
+        """Features (B, T, 512, 16, 24) -> responses (B, T, U) of ``scan_id`` (or of the ``units`` subset)."""
+        batch, frames_n = features.shape[:2]
+        flat = features.reshape(batch * frames_n, *features.shape[2:])
+        return self._readout(scan_id)(flat, units).view(batch, frames_n, -1)
+
+    def encode_chunks(self, frames: Tensor, scan_ids: Sequence[str], chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                      units: Mapping[str, Tensor] | None = None) -> Iterator[tuple[int, list[Tensor]]]:
+        """Stream videos through the model chunk by chunk, carrying state across chunk boundaries.
+
+        Args:
+            frames: uint8 (B, T, 144, 256), on any device (each chunk is moved to the model's device).
+            scan_ids: scan id of each video.
+            chunk_frames: frames per chunk; memory grows with B * chunk_frames, results do not depend on it.
+            units: optional per-scan readout index subsets.
+        Yields:
+            (first frame index of the chunk, per-video responses [(T_chunk, U_b)]).
+        """
+        state = None
+        for start in range(0, frames.shape[1], chunk_frames):
+            chunk = frames[:, start:start + chunk_frames].to(self.device, non_blocking=True)
+            features, state = self.forward_features(chunk, scan_ids, state)
+            yield start, self._readouts_of(features, scan_ids, units)
+
+    def _readouts_of(self, features: Tensor, scan_ids: Sequence[str], units: Mapping[str, Tensor] | None
+                     ) -> list[Tensor]:
+        responses: list[Tensor] = [features] * len(scan_ids)
+        for sid in dict.fromkeys(scan_ids):
+            rows = [b for b, s in enumerate(scan_ids) if s == sid]
+            subset = None if units is None else units.get(sid)
+            out = self.forward_readout(features[rows], sid, subset)
+            for i, b in enumerate(rows):
+                responses[b] = out[i]
+        return responses
+
+    def _front_end(self, scan_id: str) -> ScanFrontEnd:
+        if scan_id not in self.front_ends:
+            raise KeyError(f"scan {scan_id!r} is not loaded; loaded: {self.scan_ids}")
+        return self.front_ends[scan_id]
+
+    def _readout(self, scan_id: str) -> Readout:
+        if scan_id not in self.readouts:
+            raise KeyError(f"scan {scan_id!r} is not loaded; loaded: {self.scan_ids}")
+        return self.readouts[scan_id]

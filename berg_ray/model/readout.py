@@ -1,0 +1,39 @@
+"""Per-scan readout (spec §3.7-3.8): sample each unit's features at its learned position, weight them per stream,
+average the 4 streams' log-rates and take exp."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from berg_ray.config import N_STREAMS
+from berg_ray.model.functional import sample_at_positions
+
+
+class Readout(nn.Module):
+    """Core output (N, 512, 16, 24) -> responses (N, U) of one scan, for all units or a subset."""
+
+    def __init__(self, params: Mapping[str, Tensor]) -> None:
+        super().__init__()
+        self.register_buffer("positions", torch.tanh(params["readout.position.mu"]))  # (U, 2): (x, y) in (-1, 1)
+        weights = [params[f"readout.feature.weights.{s}"][:, 0, :] for s in range(N_STREAMS)]  # (U, 128) each
+        self.register_buffer("weights", torch.stack(weights))  # (S, U, 128)
+        biases = [params[f"readout.biases.{s}"][:, 0] for s in range(N_STREAMS)]
+        self.register_buffer("biases", torch.stack(biases))  # (S, U)
+
+    @property
+    def n_units(self) -> int:
+        return self.positions.shape[0]
+
+    def forward(self, features: Tensor, units: Tensor | None = None) -> Tensor:
+        """Args: features (N, S*128, H, W); units: optional int64 readout indices (U',).
+        Returns: responses (N, U') float32, strictly positive."""
+        positions, weights, biases = self.positions, self.weights, self.biases
+        if units is not None:
+            positions, weights, biases = positions[units], weights[:, units], biases[:, units]
+        sampled = sample_at_positions(features, positions)  # (N, S*128, U)
+        sampled = sampled.unflatten(1, (N_STREAMS, -1))  # (N, S, 128, U)
+        log_rates = torch.einsum("nscu,suc->nsu", sampled, weights) + biases  # (N, S, U)
+        return torch.exp(log_rates.mean(dim=1))  # mean of log-rates, then exp
