@@ -1,0 +1,152 @@
+"""BERG-compatible facade for ``calcium_2p-wang_2025-3DCNN`` (the call signatures of the BERG toolbox).
+
+    berg = BERG("path/to/berg_dir")
+    model = berg.get_encoding_model("calcium_2p-wang_2025-3DCNN", train_session="session-8_scan-5",
+                                    selection={"roi": ["V1", "LM"]}, device="auto")
+    responses = berg.encode(model, video)            # uint8 [T, 144, 256] -> float32 [T, U]
+    metadata = berg.get_model_metadata("calcium_2p-wang_2025-3DCNN", train_session="session-8_scan-5")
+
+Responses are in-silico calcium-imaging activity (Poisson rates, strictly positive) of each selected unit at each
+frame of the 30 Hz video, in readout order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from berg_ray.checkpoint.release import load_model, read_scan_units, weights_dir
+from berg_ray.config import DEFAULT_CHUNK_FRAMES, ScanId, check_model_id
+from berg_ray.errors import ReleaseFormatError
+from berg_ray.inference import encode_videos
+from berg_ray.model.network import EncodingModel
+from berg_ray.stimulus import validate_stimulus
+from berg_ray.units import ScanUnits, select_units
+
+
+@dataclass(frozen=True, eq=False)
+class EncodingModelHandle:
+    """What ``get_encoding_model`` returns: one scan's model with its unit selection, ready to encode.
+
+    Attributes:
+        model_id: the BERG model id.
+        scan_id: the train session (scan) whose units are predicted.
+        model: the loaded network (shared core + this scan's front end and readout).
+        units: the scan's unit tables (readout order).
+        selected: readout indices of the selected units (None = all).
+        chunk_frames: frames per chunk for long videos.
+    """
+
+    model_id: str
+    scan_id: ScanId
+    model: EncodingModel
+    units: ScanUnits
+    selected: np.ndarray | None
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def n_units(self) -> int:
+        """Number of units in the output (after selection)."""
+        return self.units.n_units if self.selected is None else int(self.selected.shape[0])
+
+
+class BERG:
+    """Entry point mirroring the BERG toolbox for the Wang et al. (Nature 2025) model."""
+
+    def __init__(self, berg_dir: str | os.PathLike[str]) -> None:
+        self.berg_dir = Path(berg_dir)
+        if not self.berg_dir.is_dir():
+            raise ReleaseFormatError(f"berg_dir {str(berg_dir)!r} is not a directory; pass the BERG data directory")
+        weights_dir(self.berg_dir)  # fail now, with the expected layout, rather than at the first model
+
+    def get_encoding_model(self, model_id: str, train_session: str, selection: Mapping[str, Any] | None = None,
+                           device: str | torch.device = "auto",
+                           chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> EncodingModelHandle:
+        """Load the model of one train session (scan).
+
+        Args:
+            model_id: must be "calcium_2p-wang_2025-3DCNN".
+            train_session: "session-8_scan-5" or "session8_scan5", one of the 13 released scans.
+            selection: None (all units) or a dict of ``roi`` / ``field`` / ``unit_index`` (union of the masks).
+            device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+            chunk_frames: frames per chunk for long videos (memory bound; results do not depend on it).
+        """
+        check_model_id(model_id)
+        scan_id = ScanId.parse(train_session)
+        units = read_scan_units(self.berg_dir, scan_id)
+        selected = select_units(units, selection)
+        model = load_model(self.berg_dir, [scan_id], device=device)
+        return EncodingModelHandle(model_id, scan_id, model, units, selected, chunk_frames)
+
+    def encode(self, encoding_model: EncodingModelHandle, stimulus: Any, return_metadata: bool = False,
+               show_progress: bool = False) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
+        """Predict responses to a video or a batch of videos.
+
+        Args:
+            encoding_model: from ``get_encoding_model``.
+            stimulus: uint8 (or integer-valued) [T, 144, 256] or [B, T, 144, 256], 30 Hz grey-scale.
+            return_metadata: also return the metadata of the selected units.
+            show_progress: show a progress bar over frames.
+
+        Returns:
+            float32 [T, U] or [B, T, U] (U = selected units, readout order); with ``return_metadata``,
+            ``(responses, metadata)`` where per-unit metadata arrays are restricted to the selected units.
+        """
+        videos, batched = validate_stimulus(stimulus)
+        sid = str(encoding_model.scan_id)
+        with _progress(show_progress, videos.shape[0] * videos.shape[1], sid) as bar:
+            per_video = encode_videos(encoding_model.model, videos, [sid] * videos.shape[0],
+                                      {sid: encoding_model.selected}, encoding_model.chunk_frames,
+                                      on_chunk=lambda n: bar.update(n * videos.shape[0]))
+        responses = np.stack(per_video) if batched else per_video[0]
+        if not return_metadata:
+            return responses
+        return responses, _select_metadata(encoding_model.units, encoding_model.selected)
+
+    def get_model_metadata(self, model_id: str, train_session: str) -> dict[str, Any]:
+        """The scan's metadata dict (``calcium_2p``, ``encoding_model``), per-unit arrays in readout order."""
+        check_model_id(model_id)
+        return read_scan_units(self.berg_dir, ScanId.parse(train_session)).metadata
+
+
+def _select_metadata(units: ScanUnits, selected: np.ndarray | None) -> dict[str, Any]:
+    if selected is None:
+        return dict(units.metadata)
+
+    def take(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: take(v) for k, v in value.items()}
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == units.n_units:
+            return value[selected]
+        return value
+
+    return take(units.metadata)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress(show: bool, total: int, label: str):
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="frame", desc=f"encode {label}")

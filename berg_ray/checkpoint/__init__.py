@@ -1,0 +1,1 @@
+"""Reading (and, for the demo, writing) the published release format."""

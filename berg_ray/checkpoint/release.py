@@ -1,0 +1,209 @@
+"""Reader of the published release (wang2025-model-spec.md §1.1) in the BERG directory layout.
+
+``berg_dir/encoding_models/modality-calcium_2p/train_dataset-wang_2025/model-3DCNN/`` holds
+``encoding_models_weights/`` (params_core.pt, params_{session}_{scan}.pt, scans.csv, units.csv) and
+``metadata/session-{s}_scan-{c}_metadata.npy``. Every file is read strictly: a missing file, a corrupt file, a
+missing or unknown key, a wrong dtype or shape fails with a ReleaseFormatError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from berg_ray.checkpoint.keys import Shape, core_key_shapes, expected_dtype, scan_key_shapes
+from berg_ray.checkpoint.metadata import read_scan_metadata
+from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, ROIS, WEIGHTS_SUBDIR, ScanId
+from berg_ray.device import resolve_device
+from berg_ray.errors import ReleaseFormatError, ScanNotAvailableError
+from berg_ray.model.network import EncodingModel
+from berg_ray.units import ScanUnits
+
+CORE_FILE, SCANS_FILE, UNITS_FILE = "params_core.pt", "scans.csv", "units.csv"
+
+
+def weights_dir(berg_dir: str | os.PathLike[str]) -> Path:
+    """The release's ``encoding_models_weights`` directory; ReleaseFormatError if it does not exist."""
+    path = Path(berg_dir) / RELEASE_SUBDIR / WEIGHTS_SUBDIR
+    if not path.is_dir():
+        raise ReleaseFormatError(
+            f"{path} does not exist: berg_dir {str(berg_dir)!r} must contain {RELEASE_SUBDIR}/{WEIGHTS_SUBDIR}/ "
+            "(the BERG layout; `berg-ray demo-release --out DIR` writes a generated one)"
+        )
+    return path
+
+
+def metadata_path(berg_dir: str | os.PathLike[str], scan_id: ScanId) -> Path:
+    return Path(berg_dir) / RELEASE_SUBDIR / METADATA_SUBDIR / scan_id.metadata_file
+
+
+def read_scan_table(berg_dir: str | os.PathLike[str]) -> dict[ScanId, int]:
+    """scans.csv as {scan: number of units U}; unknown scans in the file are an error."""
+    path = weights_dir(berg_dir) / SCANS_FILE
+    table: dict[ScanId, int] = {}
+    for line, row in _read_csv(path, ("session", "scan_idx", "units")):
+        scan_id = _scan_of(row, path, line)
+        units = _int_field(row, "units", path, line)
+        if units <= 0 or scan_id in table:
+            raise ReleaseFormatError(f"{path} line {line}: duplicate scan or non-positive unit count {units}")
+        table[scan_id] = units
+    return table
+
+
+def available_scans(berg_dir: str | os.PathLike[str]) -> list[ScanId]:
+    """Scans listed in scans.csv whose params file is present, sorted."""
+    directory = weights_dir(berg_dir)
+    return sorted(s for s in read_scan_table(berg_dir) if (directory / s.weights_file).is_file())
+
+
+def read_state_dict(path: Path, shapes: Mapping[str, Shape]) -> dict[str, Tensor]:
+    """Load one ``.pt`` file with weights_only=True and check it holds exactly ``shapes`` (keys, shapes, dtypes)."""
+    if not path.is_file():
+        raise ReleaseFormatError(f"{path}: file not found; the release needs it (re-download or re-extract it)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, wrong format, pickle refused: all mean "corrupt" to the caller
+        raise ReleaseFormatError(f"{path}: cannot be loaded as a torch state dict ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); the file is corrupt or "
+                                 "truncated, re-download it") from None
+    if not isinstance(state, Mapping):
+        raise ReleaseFormatError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    missing = sorted(set(shapes) - set(state))
+    unknown = sorted(set(state) - set(shapes))
+    if missing or unknown:
+        raise ReleaseFormatError(f"{path}: missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                                 f"unknown keys {unknown[:5]}{'...' if len(unknown) > 5 else ''}")
+    for key, shape in shapes.items():
+        tensor = state[key]
+        if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape or tensor.dtype != expected_dtype(key):
+            found = f"{tuple(tensor.shape)} {tensor.dtype}" if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise ReleaseFormatError(f"{path}: key {key!r} is {found}, expected {shape} {expected_dtype(key)}")
+    return dict(state)
+
+
+def read_scan_params(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units: int) -> dict[str, Tensor]:
+    """The per-scan state dict of ``scan_id`` (88 keys), checked against U = ``n_units``."""
+    path = weights_dir(berg_dir) / scan_id.weights_file
+    if not path.is_file():
+        raise ScanNotAvailableError(
+            f"{scan_id} is a valid scan but its weights {path.name} are not in {path.parent}; "
+            f"available here: {', '.join(map(str, available_scans(berg_dir))) or 'none'}"
+        )
+    return read_state_dict(path, scan_key_shapes(n_units))
+
+
+def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str] | None = None,
+               device: str | torch.device = "cpu") -> EncodingModel:
+    """Build the model from a release: the shared core plus the front ends and readouts of ``scan_ids``.
+
+    Args:
+        berg_dir: BERG directory.
+        scan_ids: scans to load (ScanId or "session-8_scan-5"); None loads every scan whose weights are present.
+        device: where the model runs ("auto", "cpu", "cuda", ...).
+    """
+    table = read_scan_table(berg_dir)
+    wanted = available_scans(berg_dir) if scan_ids is None else [ScanId.parse(s) for s in scan_ids]
+    if not wanted:
+        raise ScanNotAvailableError(f"no scan weights found in {weights_dir(berg_dir)}")
+    scan_params = {}
+    for scan_id in dict.fromkeys(wanted):
+        if scan_id not in table:
+            raise ScanNotAvailableError(f"{scan_id} is a valid scan but is not listed in {SCANS_FILE} of {berg_dir}")
+        scan_params[str(scan_id)] = read_scan_params(berg_dir, scan_id, table[scan_id])
+    core_params = read_state_dict(weights_dir(berg_dir) / CORE_FILE, core_key_shapes())
+    return EncodingModel(core_params, scan_params).to(resolve_device(device))
+
+
+def read_unit_ids(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units: int) -> np.ndarray:
+    """unit_id of each readout index 0..U-1 of ``scan_id`` from units.csv (int64, (U,))."""
+    path = weights_dir(berg_dir) / UNITS_FILE
+    unit_ids = np.full(n_units, -1, dtype=np.int64)
+    for line, row in _read_csv(path, ("session", "scan_idx", "readout_id", "unit_id")):
+        if _scan_of(row, path, line, check=False) != scan_id:
+            continue
+        readout = _int_field(row, "readout_id", path, line)
+        if not 0 <= readout < n_units or unit_ids[readout] >= 0:
+            raise ReleaseFormatError(f"{path} line {line}: readout_id {readout} out of 0..{n_units - 1} or repeated")
+        unit_ids[readout] = _int_field(row, "unit_id", path, line)
+    if (unit_ids < 0).any():
+        raise ReleaseFormatError(f"{path}: {scan_id} lists {int((unit_ids >= 0).sum())} readout ids, expected "
+                                 f"{n_units} (0..{n_units - 1})")
+    return unit_ids
+
+
+def read_scan_units(berg_dir: str | os.PathLike[str], scan_id: ScanId | str) -> ScanUnits:
+    """Unit tables of one scan in readout order: ids from units.csv, area and field from the metadata file."""
+    scan_id = ScanId.parse(scan_id)
+    table = read_scan_table(berg_dir)
+    if scan_id not in table:
+        raise ScanNotAvailableError(f"{scan_id} is a valid scan but is not listed in {SCANS_FILE} of {berg_dir}")
+    unit_ids = read_unit_ids(berg_dir, scan_id, table[scan_id])
+    path = metadata_path(berg_dir, scan_id)
+    metadata = _metadata_in_readout_order(read_scan_metadata(path), unit_ids, path)
+    calcium = metadata["calcium_2p"]
+    area = np.full(unit_ids.shape, "", dtype=object)
+    for roi in ROIS:
+        area[np.asarray(calcium["roi"][roi]).astype(bool)] = roi
+    fields = sorted(int(k.split("_")[1]) for k in calcium["field_masks"])
+    field = np.zeros(unit_ids.shape, dtype=np.int64)
+    for number in fields:
+        field[np.asarray(calcium["field_masks"][f"field_{number}"]).astype(bool)] = number
+    return ScanUnits(scan_id, np.arange(unit_ids.shape[0], dtype=np.int64), unit_ids, area.astype(str), field,
+                     tuple(fields), metadata)
+
+
+def _metadata_in_readout_order(metadata: dict, unit_ids: np.ndarray, path: Path) -> dict:
+    """Reorder every per-unit metadata array so entry u belongs to readout index u."""
+    meta_ids = np.asarray(metadata["calcium_2p"]["unit_id"])
+    if meta_ids.shape != unit_ids.shape or not np.array_equal(np.sort(meta_ids), np.sort(unit_ids)):
+        raise ReleaseFormatError(f"{path}: calcium_2p.unit_id does not hold the {unit_ids.shape[0]} units of "
+                                 f"{UNITS_FILE} for this scan")
+    if np.array_equal(meta_ids, unit_ids):
+        return metadata
+    order = np.argsort(meta_ids)[np.searchsorted(np.sort(meta_ids), unit_ids)]
+    return _take_per_unit(metadata, order, unit_ids.shape[0])
+
+
+def _take_per_unit(value, order: np.ndarray, n_units: int):
+    if isinstance(value, dict):
+        return {k: _take_per_unit(v, order, n_units) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n_units:
+        return value[order]
+    return value
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]):
+    """Yield (line number, row dict) of a CSV file that must have ``columns`` (CRLF or LF line endings)."""
+    if not path.is_file():
+        raise ReleaseFormatError(f"{path}: file not found; the release needs it (re-download or re-extract it)")
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.DictReader(file)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ReleaseFormatError(f"{path}: missing column(s) {missing}; expected header {','.join(columns)}")
+        for line, row in enumerate(reader, start=2):
+            yield line, row
+
+
+def _int_field(row: Mapping[str, str], column: str, path: Path, line: int) -> int:
+    try:
+        return int(str(row[column]).strip())
+    except (TypeError, ValueError):
+        raise ReleaseFormatError(f"{path} line {line}: column {column!r} is {row[column]!r}, not an integer") from None
+
+
+def _scan_of(row: Mapping[str, str], path: Path, line: int, check: bool = True) -> ScanId:
+    session, scan = _int_field(row, "session", path, line), _int_field(row, "scan_idx", path, line)
+    scan_id = ScanId(session, scan)
+    if check:
+        try:
+            ScanId.parse(str(scan_id))
+        except ValueError as exc:
+            raise ReleaseFormatError(f"{path} line {line}: {exc}") from None
+    return scan_id
