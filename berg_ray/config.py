@@ -124,3 +124,77 @@ S3_DEFAULT_REGION = "us-east-1"  # when neither the options nor the AWS config n
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 ARRAY_SUFFIXES = (".npy", ".npz")
 NPZ_VIDEO_KEY = "video"  # array name looked up in a multi-array .npz
+
+
+# --- Serve (berg_ray.serve): every knob of the Ray Serve application, validated once by build_app ---
+
+from typing import Literal  # noqa: E402
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
+
+DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024  # largest accepted POST /v1/encode body
+DEFAULT_SERVE_PORT = 8000
+SERVE_APP_NAME = "berg"
+
+
+class BatchingConfig(BaseModel):
+    """How the core deployment batches videos of different clients and scans into one forward pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(8, ge=1, description="most videos (of any scans) in one core forward pass")
+    batch_wait_timeout_s: float = Field(0.02, ge=0, description="longest wait for more videos before a batch runs")
+    chunk_frames: int = Field(DEFAULT_CHUNK_FRAMES, ge=1, description="most frames per core forward call; memory "
+                              "grows with batch x chunk_frames, results do not depend on it")
+
+
+class ReplicaArgs(BaseModel):
+    """Replica resources, concurrency and back-pressure of one deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float = Field(1.0, ge=0, description="logical CPUs reserved per replica")
+    max_ongoing_requests: int = Field(16, ge=1, description="requests one replica works on at once")
+    max_queued_requests: int = Field(64, ge=1, description="requests a caller may queue before 503 (bounded queue)")
+
+
+class ScaledDeploymentArgs(ReplicaArgs):
+    """A deployment that autoscales between bounds (equal bounds: a fixed replica count)."""
+
+    min_replicas: int = Field(1, ge=1, description="autoscaling lower bound")
+    max_replicas: int = Field(1, ge=1, description="autoscaling upper bound")
+    target_ongoing_requests: float = Field(2.0, gt=0, description="autoscaling target per replica")
+
+
+class CoreArgs(ReplicaArgs):
+    """The core deployment: always one replica (it owns the accelerator)."""
+
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per replica; None: 1 if the cluster has a GPU")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: torch default")
+    feature_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the features sent to the readout heads (float16 halves the bytes but is "
+                               "no longer exact to 1e-6)")
+
+
+class ServeArgs(BaseModel):
+    """Input of ``berg_ray.serve.app:build_app`` (the ``args:`` of a Serve config YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    berg_dir: str = Field(..., description="BERG directory holding the release (see design.md)")
+    sessions: list[str] | Literal["all"] = Field("all", description="scans to load, or 'all' present in berg_dir")
+    device: str = Field("auto", description="torch device of the core replica: auto, cpu, cuda, cuda:N")
+    token_env: str | None = Field(None, description="env var holding the bearer token; None: no auth")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="larger request bodies get 413")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After header of 503 responses")
+    heads: Literal["multiplexed", "per_scan"] = Field(
+        "multiplexed", description="one readout deployment multiplexed by scan id, or one deployment per scan")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    core: CoreArgs = Field(default_factory=CoreArgs)
+    ingress: ScaledDeploymentArgs = Field(default_factory=lambda: ScaledDeploymentArgs(num_cpus=0.5))
+    readout: ScaledDeploymentArgs = Field(default_factory=lambda: ScaledDeploymentArgs(num_cpus=0.5))
+
+    @field_validator("sessions")
+    @classmethod
+    def _canonical_sessions(cls, value: list[str] | str) -> list[str] | str:
+        return value if value == "all" else [str(ScanId.parse(v)) for v in value]
