@@ -1,0 +1,76 @@
+"""Shared fixtures: the reference fixture (golden outputs), a generated demo release, one local Ray cluster."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_FIXTURE_CANDIDATES = (
+    os.environ.get("BERG_RAY_FIXTURE_DIR", ""),
+    str(REPO_ROOT.parent / "shared" / "fixtures" / "wang2025-reference"),
+    str(REPO_ROOT / "shared" / "fixtures" / "wang2025-reference"),
+)
+FIXTURE_SCANS = ("session-8_scan-5", "session-4_scan-7")
+
+
+def _find_fixture() -> Path:
+    for candidate in _FIXTURE_CANDIDATES:
+        if candidate and (Path(candidate) / "stimuli.npy").is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        "reference fixture not found; expected ../shared/fixtures/wang2025-reference next to the repository "
+        "(or set BERG_RAY_FIXTURE_DIR)"
+    )
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    """shared/fixtures/wang2025-reference (golden outputs of the reference implementation)."""
+    return _find_fixture()
+
+
+@pytest.fixture(scope="session")
+def fixture_berg_dir(fixture_dir: Path) -> Path:
+    """The fixture's berg_dir (release format, random weights, scans 8/5 with 320 units and 4/7 with 96)."""
+    return fixture_dir / "berg"
+
+
+@pytest.fixture(scope="session")
+def fixture_stimuli(fixture_dir: Path) -> np.ndarray:
+    """uint8 [3 videos, 36 frames, 144, 256]."""
+    return np.load(fixture_dir / "stimuli.npy")
+
+
+@pytest.fixture(scope="session")
+def fixture_expected(fixture_dir: Path) -> dict[str, np.ndarray]:
+    """Reference responses per scan id: float32 [3, 36, U]."""
+    return {sid: np.load(fixture_dir / "expected" / f"{sid}.npy") for sid in FIXTURE_SCANS}
+
+
+@pytest.fixture(scope="session")
+def demo_berg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated release with two scans (session-8_scan-5, session-4_scan-7) of 64 units each."""
+    from berg_ray.checkpoint.demo import write_demo_release
+
+    return write_demo_release(tmp_path_factory.mktemp("demo_release"), ["session-8_scan-5", "session-4_scan-7"],
+                              n_units=64, seed=3)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole test session (Serve and Data tests share it)."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, ignore_reinit_error=True)
+    yield ray
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    except Exception:  # Serve may never have been started
+        pass
+    ray.shutdown()
