@@ -198,3 +198,52 @@ class ServeArgs(BaseModel):
     @classmethod
     def _canonical_sessions(cls, value: list[str] | str) -> list[str] | str:
         return value if value == "all" else [str(ScanId.parse(v)) for v in value]
+
+
+# --- Sweep (berg_ray.sweep): Ray Data sweeps over video corpora, Parquet output (local or s3://) ---
+
+DEFAULT_SWEEP_BATCH_SIZE = 8  # stimuli per micro-batch (one model forward per scan, one Parquet file per scan)
+DEFAULT_SWEEP_CHUNK_FRAMES = 300  # frames per forward call inside a micro-batch (memory ~ batch x chunk)
+SWEEP_DECODE_NUM_CPUS = 0.25  # logical CPUs reserved per read/decode task (mostly IO; leaves room for actors)
+SWEEP_MAX_CPU_THREADS_PER_WORKER = 8  # CPU encoder actors: torch threads per actor when sizing automatically
+SWEEP_FORMAT_VERSION = 1  # written to _sweep.json; a re-run refuses an output of another version
+
+
+class SweepArgs(BaseModel):
+    """Every option of ``berg-ray sweep`` and ``berg_ray.sweep.run``, validated once at the edge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    berg_dir: str = Field(..., description="BERG directory holding the release (see design.md)")
+    input: str = Field(..., description="local directory or s3://bucket/prefix/ holding .npy/.npz/.mp4/.avi/.mov/.mkv")
+    output: str = Field(..., description="local directory or s3://bucket/prefix/ receiving the Parquet files")
+    sessions: list[str] | Literal["all"] = Field("all", description="scans to compute for every stimulus, or 'all' "
+                                                 "present in berg_dir")
+    batch_size: int = Field(DEFAULT_SWEEP_BATCH_SIZE, ge=1, description="stimuli per micro-batch (model batch and "
+                            "Parquet file)")
+    chunk_frames: int = Field(DEFAULT_SWEEP_CHUNK_FRAMES, ge=1, description="frames per forward call; results do "
+                              "not depend on it")
+    reduce: Literal["none", "mean"] = Field("none", description="'none': responses per frame; 'mean': the mean over "
+                                            "frames after skip_frames")
+    skip_frames: int = Field(0, ge=0, description="leading frames dropped from every response (burn-in)")
+    resize: bool = Field(False, description="resize frames of another size to 144x256 (bilinear) instead of "
+                         "rejecting them")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None: AWS_ENDPOINT_URL or AWS")
+    anonymous: bool = Field(False, description="read the input bucket without credentials (public buckets); the "
+                            "output always uses the standard credential chain")
+    address: str | None = Field(None, description="Ray cluster address; None: RAY_ADDRESS or a local cluster")
+    num_workers: int | None = Field(None, ge=1, description="encoder actors; None: one per GPU (GPU clusters) or "
+                                    "sized from the cluster's CPUs")
+    num_gpus_per_worker: float = Field(1.0, ge=0, description="GPUs per encoder actor when the cluster has GPUs")
+    num_cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per encoder actor; None: 1 with GPUs, "
+                                              "else sized from the cluster")
+    show_progress: bool = Field(True, description="show progress bars and print the final summary")
+
+    @field_validator("sessions")
+    @classmethod
+    def _canonical_sweep_sessions(cls, value: list[str] | str) -> list[str] | str:
+        if value == "all":
+            return value
+        if not value:
+            raise ValueError("sessions is empty; name at least one scan like 'session-8_scan-5', or 'all'")
+        return list(dict.fromkeys(str(ScanId.parse(v)) for v in value))
