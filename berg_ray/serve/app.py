@@ -1,0 +1,97 @@
+"""``build_app``: the Serve application graph from one ServeArgs (``import_path: berg_ray.serve.app:build_app``).
+
+Topology (design.md): ``Ingress`` (HTTP + handle; autoscaled, CPU) -> ``CoreServer`` (1 replica, the GPU where
+the cluster has one; batches videos of all clients and scans) -> ``ReadoutServer`` (readout heads; one deployment
+multiplexed by scan id, autoscaled, CPU). Every option comes from ServeArgs; nothing is started here, so tests
+can inspect the graph without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+import torch
+from ray import serve
+from ray.serve import Application
+
+from berg_ray.checkpoint.release import available_scans
+from berg_ray.config import CoreArgs, ReplicaArgs, ScaledDeploymentArgs, ServeArgs
+from berg_ray.errors import BergRayError, ScanNotAvailableError
+from berg_ray.serve.core import CoreServer
+from berg_ray.serve.heads import ReadoutServer
+from berg_ray.serve.ingress import Ingress
+from berg_ray.serve.protocol import token_digest
+
+
+def build_app(args: ServeArgs | dict[str, Any]) -> Application:
+    """Build the service's application graph.
+
+    Args:
+        args: ServeArgs, or its dict form (the ``args:`` of a Serve config YAML); validated here, once.
+    Returns:
+        The unstarted Application whose ingress is ``Ingress`` (route prefix chosen at ``serve.run``).
+    Raises:
+        ScanNotAvailableError: a requested scan has no weights in ``berg_dir``.
+        BergRayError: ``token_env`` names an unset or empty environment variable.
+    """
+    args = ServeArgs.model_validate(args)
+    scan_ids = resolve_scan_ids(args)
+    digest = _token_digest(args.token_env)
+    if args.heads == "multiplexed":
+        heads: Any = _deployment(ReadoutServer, "ReadoutServer", args.readout).bind(args.berg_dir)
+    else:
+        heads = {sid: _deployment(ReadoutServer, f"ReadoutServer_{sid}", args.readout).bind(args.berg_dir)
+                 for sid in scan_ids}
+    num_gpus = _core_gpus(args.core)
+    device = args.device if num_gpus > 0 or args.device != "auto" else "cpu"
+    core = serve.deployment(CoreServer).options(
+        name="CoreServer", num_replicas=1, user_config=args.batching.model_dump(),
+        **_replica_options(args.core, num_gpus)).bind(args.berg_dir, scan_ids, device, args.core, heads)
+    return _deployment(Ingress, "Ingress", args.ingress).bind(args, scan_ids, digest, core)
+
+
+def resolve_scan_ids(args: ServeArgs) -> list[str]:
+    """The canonical ids of the scans to serve: ``sessions``, or every scan with weights in ``berg_dir``."""
+    present = [str(s) for s in available_scans(args.berg_dir)]
+    wanted = present if args.sessions == "all" else args.sessions
+    missing = [sid for sid in wanted if sid not in present]
+    if missing or not wanted:
+        raise ScanNotAvailableError(f"scans {missing or wanted} have no weights in {args.berg_dir}; "
+                                    f"available: {present}")
+    return list(wanted)
+
+
+def _deployment(cls: type, name: str, options: ScaledDeploymentArgs) -> serve.Deployment:
+    if options.min_replicas == options.max_replicas:
+        scaling: dict[str, Any] = {"num_replicas": options.min_replicas}
+    else:
+        scaling = {"autoscaling_config": {"min_replicas": options.min_replicas, "max_replicas": options.max_replicas,
+                                          "target_ongoing_requests": options.target_ongoing_requests}}
+    return serve.deployment(cls).options(name=name, **scaling, **_replica_options(options, 0))
+
+
+def _replica_options(options: ReplicaArgs, num_gpus: float) -> dict[str, Any]:
+    return {"max_ongoing_requests": options.max_ongoing_requests,
+            "max_queued_requests": options.max_queued_requests,
+            "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": num_gpus}}
+
+
+def _core_gpus(core: CoreArgs) -> float:
+    """``core.num_gpus``, or 1 when the cluster (or, without a cluster, this machine) has a GPU."""
+    if core.num_gpus is not None:
+        return core.num_gpus
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0 if ray.is_initialized() else torch.cuda.is_available()
+    return 1.0 if has_gpu else 0.0
+
+
+def _token_digest(token_env: str | None) -> str | None:
+    """SHA-256 of the token in ``token_env`` (read where the app is built; the replicas never see the token)."""
+    if token_env is None:
+        return None
+    token = os.environ.get(token_env, "")
+    if not token:
+        raise BergRayError(f"token_env names {token_env!r}, but that environment variable is unset or empty; "
+                           "export the token there or drop token_env")
+    return token_digest(token)

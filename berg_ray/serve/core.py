@@ -1,0 +1,173 @@
+"""The core deployment: one replica owns the shared core and the per-scan front ends, and batches videos.
+
+Videos of different clients and scans are batched with ``@serve.batch`` (one item per video). A batch runs in
+lock-step from frame 0: the time axis is cut at every video's end and every ``chunk_frames``, each segment runs
+once through ``EncodingModel.forward_features`` for the videos still running, and a finished video's rows are
+dropped from the carried state. No frame is padded or computed twice, so the result equals a single pass (the
+model is causal). After each segment the features of each video go to the readout head of its scan; a head call
+of segment k overlaps the core's work on segment k+1, and at most two segments of features are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from ray import serve
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
+
+from berg_ray.checkpoint.release import load_model
+from berg_ray.config import BatchingConfig, CoreArgs
+from berg_ray.errors import ScanNotAvailableError
+from berg_ray.model.network import EncodingModel
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video of a request: the core's batching unit.
+
+    Attributes:
+        frames: uint8 (T, 144, 256).
+        scan_id: canonical scan id whose front end and readout apply.
+        units: int64 readout indices to return, or None for all units.
+    """
+
+    frames: np.ndarray
+    scan_id: str
+    units: np.ndarray | None
+
+
+def plan_segments(lengths: Sequence[int], chunk_frames: int) -> list[tuple[int, int]]:
+    """Cut [0, max(lengths)) at every video end and every ``chunk_frames`` frames; returns (start, stop) pairs."""
+    cuts = sorted(set(lengths) | set(range(chunk_frames, max(lengths), chunk_frames)) | {0})
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def take_rows(state: Any, rows: torch.Tensor) -> Any:
+    """Keep batch rows ``rows`` of every tensor in a (nested) state; ints and other scalars pass through."""
+    if isinstance(state, torch.Tensor):
+        return state.index_select(0, rows.to(state.device))
+    if isinstance(state, (list, tuple)):
+        return type(state)(take_rows(item, rows) for item in state)
+    if dataclasses.is_dataclass(state):
+        return dataclasses.replace(state, **{f.name: take_rows(getattr(state, f.name), rows)
+                                             for f in dataclasses.fields(state)})
+    return state
+
+
+class HeadRouter:
+    """Sends features to the readout head of a scan: one multiplexed deployment, or one deployment per scan."""
+
+    def __init__(self, heads: DeploymentHandle | dict[str, DeploymentHandle]) -> None:
+        self._heads = heads
+
+    def handle(self, scan_id: str) -> DeploymentHandle:
+        head = self._heads[scan_id] if isinstance(self._heads, dict) else self._heads
+        return head.options(multiplexed_model_id=scan_id)
+
+    def readout(self, scan_id: str, features: np.ndarray, units: np.ndarray | None) -> DeploymentResponse:
+        return self.handle(scan_id).remote(features, units)
+
+    def ready(self, scan_id: str) -> DeploymentResponse:
+        return self.handle(scan_id).ready.remote()
+
+
+async def run_batch(jobs: Sequence[VideoJob], chunk_frames: int,
+                    forward: Callable[[list[int], int, int, Any], Awaitable[tuple[np.ndarray, Any]]],
+                    send: Callable[[VideoJob, np.ndarray], Any]) -> list[list[Any]]:
+    """Run a batch of videos segment by segment and hand each video's features to ``send``.
+
+    Args:
+        jobs: the batch.
+        chunk_frames: longest segment.
+        forward: ``(active job indices, start, stop, state) -> (features (B_active, t, F, h, w), state)``.
+        send: ``(job, features (t, F, h, w)) -> result or awaitable``; awaitables of segment k are awaited after
+            segment k+1 has been computed (bounded features in flight).
+    Returns:
+        Per job, its per-segment results in time order (the last segment's may still be awaitable).
+    """
+    parts: list[list[Any]] = [[] for _ in jobs]
+    active = list(range(len(jobs)))
+    state, previous = None, []
+    for start, stop in plan_segments([len(j.frames) for j in jobs], chunk_frames):
+        features, state = await forward(active, start, stop, state)
+        current = [(i, len(parts[i])) for i in active]
+        for row, (i, _) in enumerate(current):
+            parts[i].append(send(jobs[i], features[row]))
+        await _resolve(parts, previous)
+        previous = current
+        keep = [row for row, i in enumerate(active) if len(jobs[i].frames) > stop]
+        if len(keep) < len(active):
+            active = [active[row] for row in keep]
+            state = take_rows(state, torch.tensor(keep)) if keep else None
+    return parts
+
+
+async def _resolve(parts: list[list[Any]], where: list[tuple[int, int]]) -> None:
+    for i, k in where:
+        if isinstance(parts[i][k], Awaitable):
+            parts[i][k] = await parts[i][k]
+
+
+class CoreServer:
+    """The shared core + per-scan front ends of the loaded scans; one replica, on the GPU when there is one."""
+
+    def __init__(self, berg_dir: str, scan_ids: list[str], device: str, core: CoreArgs,
+                 heads: DeploymentHandle | dict[str, DeploymentHandle]) -> None:
+        if core.torch_threads is not None:
+            torch.set_num_threads(core.torch_threads)
+        self._model: EncodingModel = load_model(berg_dir, scan_ids, device=device)
+        self._heads = HeadRouter(heads)
+        self._feature_dtype = getattr(np, core.feature_dtype)
+        self._chunk_frames = BatchingConfig().chunk_frames
+        self._batch_videos: Counter[int] = Counter()  # videos per core batch -> number of batches, for stats()
+
+    def reconfigure(self, batching: dict) -> None:
+        """Apply a BatchingConfig (``user_config``): batch size, wait and chunk length change without restart."""
+        config = BatchingConfig.model_validate(batching)
+        self._run_jobs.set_max_batch_size(config.max_batch_size)
+        self._run_jobs.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._chunk_frames = config.chunk_frames
+
+    async def encode(self, videos: np.ndarray, scan_id: str, units: np.ndarray | None) -> np.ndarray:
+        """Responses float32 (B, T, U') of validated uint8 videos (B, T, 144, 256) of one loaded scan."""
+        if scan_id not in self._model.scan_ids:
+            raise ScanNotAvailableError(f"scan {scan_id} is not loaded; loaded: {self._model.scan_ids}")
+        per_video = await asyncio.gather(*(self._run_jobs(VideoJob(v, scan_id, units)) for v in videos))
+        outputs = []
+        for parts in per_video:
+            outputs.append(np.concatenate([await p if isinstance(p, Awaitable) else p for p in parts]))
+        return np.stack(outputs)  # (B, T, U')
+
+    @serve.batch
+    async def _run_jobs(self, jobs: list[VideoJob]) -> list[list[Any]]:
+        self._batch_videos[len(jobs)] += 1
+        return await run_batch(jobs, self._chunk_frames, lambda *a: asyncio.to_thread(self._forward, jobs, *a),
+                               lambda job, features: self._heads.readout(job.scan_id, features, job.units))
+
+    def _forward(self, jobs: Sequence[VideoJob], active: list[int], start: int, stop: int, state: Any
+                 ) -> tuple[np.ndarray, Any]:
+        frames = np.stack([jobs[i].frames[start:stop] for i in active])  # (B_active, t, 144, 256)
+        with torch.inference_mode():
+            chunk = torch.from_numpy(frames).to(self._model.device)
+            features, state = self._model.forward_features(chunk, [jobs[i].scan_id for i in active], state)
+            return features.cpu().numpy().astype(self._feature_dtype, copy=False), state  # (B_active, t, F, h, w)
+
+    async def ready(self) -> list[str]:
+        """The loaded scans, once every scan's readout head has answered."""
+        await asyncio.gather(*(self._heads.ready(sid) for sid in self._model.scan_ids))
+        return self._model.scan_ids
+
+    def stats(self) -> dict[str, Any]:
+        """Batching statistics: number of core batches, videos per batch (histogram, max, mean)."""
+        batches = sum(self._batch_videos.values())
+        videos = sum(size * count for size, count in self._batch_videos.items())
+        return {"batches": batches, "max_batch_videos": max(self._batch_videos, default=0),
+                "mean_batch_videos": videos / max(batches, 1),
+                "batch_videos_histogram": dict(sorted(self._batch_videos.items()))}
