@@ -1,0 +1,120 @@
+"""Serve wiring without a cluster: config validation, the application graph, the batching plan and its exactness."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+
+from berg_ray.checkpoint.release import load_model
+from berg_ray.config import ServeArgs
+from berg_ray.errors import (BergRayError, InvalidSelectionError, InvalidSessionError, InvalidStimulusError,
+                             ScanNotAvailableError)
+from berg_ray.inference import encode_videos
+from berg_ray.serve.app import build_app
+from berg_ray.serve.client import _error_of, _selection_query
+from berg_ray.serve.core import VideoJob, plan_segments, run_batch, take_rows
+from berg_ray.serve.protocol import (OverloadedError, RequestTooLargeError, UnauthorizedError, check_token,
+                                     decode_npy, encode_npy, status_of, token_digest)
+
+
+def test_serve_args_refuse_unknown_keys_and_bad_sessions():
+    with pytest.raises(ValueError, match="extra"):
+        ServeArgs.model_validate({"berg_dir": "x", "batching": {"max_batch": 4}})
+    with pytest.raises(ValueError, match="session-8_scan-99"):
+        ServeArgs(berg_dir="x", sessions=["session-8_scan-99"])
+    assert ServeArgs(berg_dir="x", sessions=["session8_scan5"]).sessions == ["session-8_scan-5"]
+
+
+def test_build_app_graph(fixture_berg_dir, monkeypatch):
+    monkeypatch.setenv("BERG_TEST_TOKEN", "s3cret")
+    args = {"berg_dir": str(fixture_berg_dir), "token_env": "BERG_TEST_TOKEN", "core": {"num_gpus": 0},
+            "ingress": {"min_replicas": 1, "max_replicas": 3}, "batching": {"max_batch_size": 5}}
+    app = build_app(args)
+    ingress = app._bound_deployment
+    assert ingress.name == "Ingress"
+    assert ingress._deployment_config.autoscaling_config.max_replicas == 3
+    sessions, digest, core = ingress.init_args[1:]
+    assert sessions == ["session-4_scan-7", "session-8_scan-5"] and digest == token_digest("s3cret")
+    assert core._bound_deployment.name == "CoreServer"
+    assert core._bound_deployment._deployment_config.user_config["max_batch_size"] == 5
+    assert core._bound_deployment.ray_actor_options["num_gpus"] == 0
+    per_scan = build_app(dict(args, heads="per_scan"))
+    heads = per_scan._bound_deployment.init_args[3]._bound_deployment.init_args[4]
+    assert sorted(h._bound_deployment.name for h in heads.values()) == [
+        "ReadoutServer_session-4_scan-7", "ReadoutServer_session-8_scan-5"]
+
+
+def test_build_app_fails_loudly(fixture_berg_dir, monkeypatch):
+    monkeypatch.delenv("BERG_TEST_TOKEN", raising=False)
+    with pytest.raises(BergRayError, match="BERG_TEST_TOKEN"):
+        build_app({"berg_dir": str(fixture_berg_dir), "token_env": "BERG_TEST_TOKEN"})
+    with pytest.raises(ScanNotAvailableError, match="session-9_scan-6"):
+        build_app({"berg_dir": str(fixture_berg_dir), "sessions": ["session-9_scan-6"]})
+
+
+def test_plan_segments_cuts_at_ends_and_chunks():
+    assert plan_segments([8, 12, 36], 16) == [(0, 8), (8, 12), (12, 16), (16, 32), (32, 36)]
+    assert plan_segments([5], 16) == [(0, 5)]
+
+
+def test_take_rows_keeps_batch_rows_of_nested_state():
+    state = {"skip": 3}
+    assert take_rows(state, torch.tensor([0])) == state
+    out = take_rows([torch.arange(6).view(3, 2), (torch.arange(3),)], torch.tensor([2, 0]))
+    assert out[0].tolist() == [[4, 5], [0, 1]] and out[1][0].tolist() == [2, 0]
+
+
+def test_run_batch_of_mixed_scans_and_lengths_is_exact(fixture_berg_dir, fixture_stimuli):
+    """Lock-step segments with rows dropped as videos end give the same responses as one video at a time."""
+    model = load_model(fixture_berg_dir)
+    lengths, scans = [5, 9, 3], ["session-8_scan-5", "session-4_scan-7", "session-8_scan-5"]
+    jobs = [VideoJob(fixture_stimuli[i, :t], s, None) for i, (t, s) in enumerate(zip(lengths, scans))]
+
+    async def forward(active, start, stop, state):
+        frames = torch.from_numpy(np.stack([jobs[i].frames[start:stop] for i in active]))
+        with torch.inference_mode():
+            features, state = model.forward_features(frames, [jobs[i].scan_id for i in active], state)
+        return features.numpy(), state
+
+    def send(job, features):
+        with torch.inference_mode():
+            return model.forward_readout(torch.from_numpy(features)[None], job.scan_id)[0].numpy()
+
+    parts = asyncio.run(run_batch(jobs, 4, forward, send))
+    for job, job_parts in zip(jobs, parts):
+        alone = encode_videos(model, job.frames[None], [job.scan_id])[0]
+        np.testing.assert_allclose(np.concatenate(job_parts), alone, rtol=1e-6, atol=0)
+
+
+def test_protocol_round_trip_and_errors():
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(decode_npy(encode_npy(array)), array)
+    with pytest.raises(InvalidStimulusError, match="npy"):
+        decode_npy(b"not an npy file")
+    with pytest.raises(InvalidStimulusError, match="empty"):
+        decode_npy(b"")
+    assert [status_of(e("x")) for e in (UnauthorizedError, RequestTooLargeError, OverloadedError,
+                                         ScanNotAvailableError, InvalidSessionError, InvalidStimulusError,
+                                         InvalidSelectionError, RuntimeError)] == [401, 413, 503, 404, 404, 400,
+                                                                                   400, 500]
+
+
+def test_check_token():
+    digest = token_digest("abc")
+    check_token("Bearer abc", digest)
+    check_token(None, None)
+    for header in (None, "", "Bearer", "Basic abc", "Bearer abd"):
+        with pytest.raises(UnauthorizedError):
+            check_token(header, digest)
+
+
+def test_client_helpers():
+    assert _selection_query({"roi": "V1", "field": [1, 2]}) == [("roi", "V1"), ("field", "1"), ("field", "2")]
+    with pytest.raises(InvalidSelectionError, match="unit_index"):
+        _selection_query({"unit_index": np.ones(3)})
+    error = _error_of(404, b'{"error": "scan x is not loaded", "type": "ScanNotAvailableError"}')
+    assert isinstance(error, ScanNotAvailableError) and "HTTP 404" in str(error)
+    assert type(_error_of(502, b"<html>bad gateway</html>")) is BergRayError
