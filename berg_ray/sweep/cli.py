@@ -1,0 +1,58 @@
+"""``berg-ray sweep``: command-line flags -> :class:`~berg_ray.config.SweepArgs` -> :func:`berg_ray.sweep.run`."""
+
+from __future__ import annotations
+
+import argparse
+
+from berg_ray.config import DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES, SweepArgs
+
+
+def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``sweep`` subcommand; its handler returns 0, or 1 if any input failed."""
+    parser = subparsers.add_parser(
+        "sweep", help="encode a corpus of videos (local or s3://) with Ray Data and write Parquet",
+        description="Stream every .npy/.npz/.mp4/.avi/.mov/.mkv under --input through the model for every scan "
+                    "of --sessions and write one Parquet row per (stimulus, scan) under --output. Re-running "
+                    "the same command skips work already written. Exit code 1 if any input failed (see "
+                    "OUTPUT/_errors/errors.parquet).")
+    parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
+    parser.add_argument("--input", required=True, help="local directory or s3://bucket/prefix/ of videos")
+    parser.add_argument("--output", required=True, help="local directory or s3://bucket/prefix/ for Parquet")
+    parser.add_argument("--sessions", default="all",
+                        help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all' (default)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_SWEEP_BATCH_SIZE, help="stimuli per micro-batch")
+    parser.add_argument("--chunk-frames", type=int, default=DEFAULT_SWEEP_CHUNK_FRAMES,
+                        help="frames per forward call (memory); results do not depend on it")
+    parser.add_argument("--reduce", choices=("none", "mean"), default="none",
+                        help="'none': responses per frame; 'mean': mean over frames after --skip-frames")
+    parser.add_argument("--skip-frames", type=int, default=0, help="leading frames dropped from every response")
+    parser.add_argument("--resize", action="store_true", help="resize other frame sizes to 144x256 (bilinear)")
+    parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)")
+    parser.add_argument("--anonymous", action="store_true", help="read a public input bucket without credentials")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    parser.add_argument("--num-workers", type=int, default=None, help="encoder actors (default: from the cluster)")
+    parser.add_argument("--num-gpus-per-worker", type=float, default=1.0, help="GPUs per actor when GPUs exist")
+    parser.add_argument("--num-cpus-per-worker", type=float, default=None, help="CPUs per actor (default: auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    parser.set_defaults(func=run_sweep_command)
+    return parser
+
+
+def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
+    """The typed options of parsed flags (raises BergRayError for invalid values)."""
+    from berg_ray.sweep.runner import validate_args
+
+    sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
+    return validate_args(dict(
+        berg_dir=ns.berg_dir, input=ns.input, output=ns.output, sessions=sessions, batch_size=ns.batch_size,
+        chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, resize=ns.resize,
+        s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, num_workers=ns.num_workers,
+        num_gpus_per_worker=ns.num_gpus_per_worker, num_cpus_per_worker=ns.num_cpus_per_worker,
+        show_progress=not ns.quiet))
+
+
+def run_sweep_command(ns: argparse.Namespace) -> int:
+    """Handler of ``berg-ray sweep``: 0 if every input was encoded, 1 if some failed."""
+    from berg_ray.sweep.runner import run
+
+    return 0 if run(sweep_args_from_cli(ns)).ok else 1

@@ -1,0 +1,147 @@
+"""The Ray Data pipeline of a sweep: read + decode on CPU tasks, encode + write on stateful encoder actors.
+
+```
+from_items(shards)                        one row per micro-batch (planned on the driver, see plan.py)
+  .map_batches(decode_shards)             CPU tasks: read each input file, decode to uint8 [T, 144, 256]
+  .map_batches(ShardEncoder, concurrency=n_workers, num_gpus=...)
+                                          actors: model loaded once; encode each scan of the micro-batch,
+                                          write one Parquet file per scan (staged, then published atomically)
+  -> one summary row per file written     streamed back to the driver for progress and the final summary
+```
+The actors write the files themselves (rather than ``Dataset.write_parquet``) because each file's name must be a
+pure function of its micro-batch: a retried micro-batch then rewrites the same name, never adds a second copy,
+and a re-run finds what is done from the file footers. ``write_parquet`` names files by write task and block,
+which differ between runs and retries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
+from berg_ray.errors import BergRayError
+from berg_ray.storage import Store
+from berg_ray.sweep.layout import RESPONSES_SCHEMAS, part_name, responses_table, write_table
+from berg_ray.sweep.plan import Shard
+from berg_ray.sweep.video import decode_video
+
+_FRAME_BYTES = FRAME_HEIGHT * FRAME_WIDTH
+
+
+def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip_frames: int) -> dict:
+    """Ray Data batch function (CPU task): read and decode every stimulus of each micro-batch.
+
+    Args:
+        batch: column ``shard`` holds JSON-encoded :class:`Shard` s.
+        store: the input store.
+        resize: resize frames of another size to 144x256.
+        skip_frames: leading frames dropped later; a video must be longer than this.
+
+    Returns:
+        Columns ``shard``, ``frames`` (bytes: the valid videos' uint8 frames concatenated along T),
+        ``lengths`` (JSON [[stimulus_id, T], ...]) and ``errors`` (JSON list of error dicts).
+    """
+    out: dict[str, list] = {"shard": [], "frames": [], "lengths": [], "errors": []}
+    for text in batch["shard"]:
+        shard = Shard.from_json(str(text))
+        videos, lengths, errors = [], [], []
+        for stimulus in shard.stimuli:
+            try:
+                video = decode_video(stimulus.name, store.read_bytes(stimulus.name), resize)
+                if video.shape[0] <= skip_frames:
+                    raise BergRayError(f"{stimulus.name} has {video.shape[0]} frames, but skip_frames="
+                                       f"{skip_frames} leaves none; lower --skip-frames")
+            except BergRayError as exc:
+                errors.append({"stimulus_id": stimulus.stimulus_id, "input": store.uri_of(stimulus.name),
+                               "error": str(exc)})
+                continue
+            videos.append(video)
+            lengths.append([stimulus.stimulus_id, int(video.shape[0])])
+        out["shard"].append(text)
+        out["frames"].append(b"".join(v.tobytes() for v in videos))
+        out["lengths"].append(json.dumps(lengths))
+        out["errors"].append(json.dumps(errors))
+    return {key: np.array(values, dtype=object) for key, values in out.items()}
+
+
+class ShardEncoder:
+    """Ray Data callable class (actor): loads the model once, then encodes and writes micro-batches."""
+
+    def __init__(self, berg_dir: str, scans: Sequence[str], store: Store, options: dict, chunk_frames: int,
+                 num_cpus: float) -> None:
+        import torch
+
+        from berg_ray.checkpoint.release import load_model
+
+        if not torch.cuda.is_available():  # CPU actor: use the CPUs it reserved (Ray sets OMP threads to 1)
+            torch.set_num_threads(max(1, min(math.ceil(num_cpus), os.cpu_count() or 1)))
+        self._model = load_model(berg_dir, list(scans), device="auto")
+        self._store, self._options, self._chunk_frames = store, options, chunk_frames
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows: list[dict] = []
+        for text, frames, lengths, errors in zip(batch["shard"], batch["frames"], batch["lengths"], batch["errors"]):
+            shard, lengths = Shard.from_json(str(text)), json.loads(str(lengths))
+            written = self._encode_shard(shard, _split_videos(frames, lengths), [sid for sid, _ in lengths])
+            rows.extend(written or [_summary_row("", "", 0, 0, 0, 0.0, 0.0)])
+            rows[-1]["errors"] = str(errors)
+        return {key: np.array([row[key] for row in rows]) for key in rows[0]}
+
+    def _encode_shard(self, shard: Shard, videos: list[np.ndarray], stimulus_ids: list[str]) -> list[dict]:
+        if not videos:
+            return []
+        rows = []
+        for scan in shard.scans:
+            start = time.perf_counter()
+            responses = self._encode_scan(videos, scan)
+            n_frames = [r.shape[0] for r in responses]  # frames covered after skip_frames
+            if self._options["reduce"] == "mean":
+                responses = [r.mean(axis=0, dtype=np.float64).astype(np.float32) for r in responses]
+            encoded = time.perf_counter()
+            table = responses_table(stimulus_ids, scan, n_frames, responses, self._options["reduce"])
+            name = part_name(scan, stimulus_ids, self._options)
+            size = write_table(self._store, name, table, RESPONSES_SCHEMAS[self._options["reduce"]],
+                               {"scan": scan, "stimulus_ids": stimulus_ids, **self._options})
+            computed = sum(v.shape[0] for v in videos)
+            rows.append(_summary_row(scan, name, len(videos), computed, size, encoded - start,
+                                     time.perf_counter() - encoded))
+        rows[0]["decoded_frames"] = rows[0]["n_frames"]  # decoded once per micro-batch, whatever the scan count
+        return rows
+
+    def _encode_scan(self, videos: list[np.ndarray], scan: str) -> list[np.ndarray]:
+        """Responses (T - skip_frames, N) of each video for one scan; equal-length videos share a forward pass."""
+        from berg_ray.inference import encode_videos
+
+        skip = self._options["skip_frames"]
+        responses: list[np.ndarray | None] = [None] * len(videos)
+        by_length: dict[int, list[int]] = {}
+        for index, video in enumerate(videos):
+            by_length.setdefault(video.shape[0], []).append(index)
+        for indices in by_length.values():
+            stacked = np.stack([videos[i] for i in indices])  # (B, T, 144, 256)
+            outputs = encode_videos(self._model, stacked, [scan] * len(indices), chunk_frames=self._chunk_frames)
+            for i, output in zip(indices, outputs):
+                responses[i] = output[skip:]  # (T - skip, N)
+        return responses
+
+
+def _split_videos(frames: bytes, lengths: list) -> list[np.ndarray]:
+    flat = np.frombuffer(frames, dtype=np.uint8)
+    videos, offset = [], 0
+    for _, n_frames in lengths:
+        size = n_frames * _FRAME_BYTES
+        videos.append(flat[offset:offset + size].reshape(n_frames, FRAME_HEIGHT, FRAME_WIDTH).copy())
+        offset += size
+    return videos
+
+
+def _summary_row(scan: str, name: str, n_stimuli: int, n_frames: int, n_bytes: int, encode_s: float,
+                 write_s: float) -> dict:
+    return {"scan": scan, "file": name, "n_stimuli": n_stimuli, "n_frames": n_frames, "n_bytes": n_bytes,
+            "encode_s": encode_s, "write_s": write_s, "decoded_frames": 0, "errors": "[]"}

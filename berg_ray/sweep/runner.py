@@ -1,0 +1,197 @@
+"""``berg_ray.sweep.run``: check everything, plan, run the Ray Data pipeline, write the errors table, summarise.
+
+Order of work (every check that can fail runs before any compute starts):
+
+1. validate the options (:class:`~berg_ray.config.SweepArgs`), resolve the scans against the release;
+2. check that the input can be listed and the output written (S3 credentials, bucket, endpoint);
+3. compare the output's ``_sweep.json`` with the options; read the done set from existing part files;
+4. list the inputs and plan the micro-batches still to do; write the units tables and the manifest;
+5. run the pipeline (pipeline.py), streaming one summary row per file written;
+6. write ``_errors/errors.parquet`` (possibly empty) and print the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SWEEP_MAX_CPU_THREADS_PER_WORKER, SweepArgs
+from berg_ray.errors import BergRayError
+from berg_ray.storage import Store, open_store, resolve_s3_options
+from berg_ray.sweep import layout
+from berg_ray.sweep.plan import Shard, list_stimuli, plan_shards
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did in this run. ``frames``: video frames decoded; ``frame_scans``: (frame, scan) pairs run
+    through the model (the work measure behind frames/s)."""
+
+    output: str
+    scans: list[str]
+    stimuli: int = 0
+    stimuli_done_before: int = 0
+    files_written: int = 0
+    frames: int = 0
+    frame_scans: int = 0
+    bytes_written: int = 0
+    encode_s: float = 0.0
+    write_s: float = 0.0
+    wall_s: float = 0.0
+    errors: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frame_scans / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> str:
+        lines = [f"sweep -> {self.output}",
+                 f"  stimuli: {self.stimuli} ({self.stimuli_done_before} already complete), scans: {len(self.scans)}",
+                 f"  frames: {self.frames} decoded, {self.frame_scans} frame x scan computed, "
+                 f"files written: {self.files_written} ({self.bytes_written / 1e6:.1f} MB)",
+                 f"  wall time: {self.wall_s:.1f} s, {self.frames_per_s:.2f} frames/s (frame x scan per second)",
+                 f"  errors: {len(self.errors)}" + (f" (listed in {layout.ERRORS_FILE})" if self.errors else "")]
+        lines += [f"    {e['stimulus_id']}: {e['error']}" for e in self.errors[:10]]
+        return "\n".join(lines)
+
+
+def run(args: SweepArgs | None = None, **options) -> SweepResult:
+    """Run a sweep (see the package docstring); options are the fields of :class:`SweepArgs`.
+
+    Returns:
+        The :class:`SweepResult`; ``result.ok`` is False if any input failed (listed in ``_errors/``).
+
+    Raises:
+        BergRayError: invalid options, unreachable or unwritable storage, a release without the scans, or an
+            output written with other content options. Nothing is computed in these cases.
+    """
+    if args is not None and options:
+        raise BergRayError("pass either a SweepArgs or keyword options to berg_ray.sweep.run, not both")
+    args = args if args is not None else validate_args(options)
+    start = time.perf_counter()
+    scans = _resolve_scans(args)
+    in_store, out_store = _open_stores(args)
+    content = layout.content_options(args.reduce, args.skip_frames, args.resize)
+    needs_manifest = layout.check_manifest(out_store, content)
+    listing = list_stimuli(in_store)
+    parts = [info.name for info in out_store.list_files(recursive=False) if layout.is_part_name(info.name)]
+    done = layout.read_done(out_store, parts)
+    shards = plan_shards(listing.stimuli, scans, done, args.batch_size)
+    _write_units(args.berg_dir, scans, out_store)
+    if needs_manifest:
+        layout.write_manifest(out_store, content)
+    result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=list(listing.errors),
+                         stimuli_done_before=sum(all(s.stimulus_id in done.get(c, ()) for c in scans)
+                                                 for s in listing.stimuli))
+    if shards:
+        _execute(args, shards, scans, in_store, out_store, content, result)
+    layout.write_table(out_store, layout.ERRORS_FILE, layout.errors_table(result.errors), layout.ERRORS_SCHEMA)
+    result.wall_s = time.perf_counter() - start
+    if args.show_progress:
+        print(result.summary(), flush=True)
+    return result
+
+
+def validate_args(options: dict) -> SweepArgs:
+    """SweepArgs from keyword options; pydantic errors become one BergRayError naming each bad field."""
+    try:
+        return SweepArgs(**options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise BergRayError(f"invalid sweep options: {problems}") from None
+
+
+def _resolve_scans(args: SweepArgs) -> list[str]:
+    from berg_ray.checkpoint.release import available_scans
+    from berg_ray.errors import ScanNotAvailableError
+
+    present = [str(s) for s in available_scans(args.berg_dir)]
+    wanted = present if args.sessions == "all" else list(args.sessions)
+    missing = [s for s in wanted if s not in present]
+    if missing or not wanted:
+        raise ScanNotAvailableError(f"scans {missing or wanted} have no weights in {args.berg_dir}; available: "
+                                    f"{', '.join(present) or 'none'}")
+    return wanted
+
+
+def _open_stores(args: SweepArgs) -> tuple[Store, Store]:
+    """Open and check both locations: fails fast (StorageError) on bad credentials, buckets or endpoints."""
+    in_store = open_store(args.input, resolve_s3_options(args.s3_endpoint_url, anonymous=args.anonymous))
+    out_store = open_store(args.output, resolve_s3_options(args.s3_endpoint_url))
+    in_store.check_readable()
+    out_store.check_writable()
+    return in_store, out_store
+
+
+def _write_units(berg_dir: str, scans: list[str], store: Store) -> None:
+    from berg_ray.checkpoint.release import read_scan_units
+
+    for scan in scans:
+        table = layout.units_table(read_scan_units(berg_dir, scan))
+        layout.write_table(store, layout.units_name(scan), table, layout.UNITS_SCHEMA)
+
+
+def _execute(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: Store, out_store: Store,
+             content: dict, result: SweepResult) -> None:
+    """Build the dataset and stream its summary rows into ``result``."""
+    from tqdm import tqdm
+
+    dataset = build_dataset(args, shards, scans, in_store, out_store, content)
+    total = sum(len(shard.scans) for shard in shards)
+    with tqdm(total=total, desc="sweep files", unit="file", disable=not args.show_progress) as bar:
+        for row in dataset.iter_rows():
+            result.errors.extend(json.loads(row["errors"]))
+            if row["scan"]:
+                result.files_written += 1
+                result.frame_scans += int(row["n_frames"])
+                result.frames += int(row["decoded_frames"])
+                result.bytes_written += int(row["n_bytes"])
+                result.encode_s += float(row["encode_s"])
+                result.write_s += float(row["write_s"])
+                bar.update(1)
+
+
+def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: Store, out_store: Store,
+                  content: dict):
+    """The (unstarted) Ray Data pipeline of a sweep: one row per micro-batch in, one row per file out."""
+    import ray
+
+    from berg_ray.sweep.pipeline import ShardEncoder, decode_shards
+
+    if not ray.is_initialized():
+        ray.init(address=args.address)
+    n_workers, num_cpus, num_gpus = _worker_resources(args, len(shards))
+    dataset = ray.data.from_items([{"shard": s.to_json()} for s in shards], override_num_blocks=len(shards))
+    dataset = dataset.map_batches(decode_shards, batch_size=1, num_cpus=SWEEP_DECODE_NUM_CPUS,
+                                  fn_kwargs={"store": in_store, "resize": args.resize,
+                                             "skip_frames": args.skip_frames})
+    return dataset.map_batches(ShardEncoder, batch_size=1, concurrency=n_workers, num_cpus=num_cpus,
+                               num_gpus=num_gpus, fn_constructor_kwargs={
+                                   "berg_dir": args.berg_dir, "scans": scans, "store": out_store,
+                                   "options": content, "chunk_frames": args.chunk_frames, "num_cpus": num_cpus})
+
+
+def _worker_resources(args: SweepArgs, n_shards: int) -> tuple[int, float, float]:
+    """(actors, CPUs per actor, GPUs per actor): one actor per GPU share, else CPU actors sized to the cluster
+    while leaving room for the decode tasks."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    if gpus > 0 and args.num_gpus_per_worker > 0:
+        n_workers = args.num_workers or max(1, int(gpus // args.num_gpus_per_worker))
+        return min(n_workers, n_shards), args.num_cpus_per_worker or 1.0, args.num_gpus_per_worker
+    free = max(cpus - SWEEP_DECODE_NUM_CPUS, SWEEP_DECODE_NUM_CPUS)
+    per_worker = args.num_cpus_per_worker
+    if per_worker is None:
+        per_worker = min(float(SWEEP_MAX_CPU_THREADS_PER_WORKER), free / (args.num_workers or 1))
+    n_workers = args.num_workers or max(1, math.floor(free / per_worker))
+    return min(n_workers, n_shards), per_worker, 0.0
