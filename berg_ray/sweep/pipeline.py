@@ -3,7 +3,7 @@
 ```
 from_items(shards)                        one row per micro-batch (planned on the driver, see plan.py)
   .map_batches(decode_shards)             CPU tasks: read each input file, decode to uint8 [T, 144, 256]
-  .map_batches(ShardEncoder, concurrency=n_workers, num_gpus=...)
+  .map_batches(ShardEncoder, compute=ActorPoolStrategy(size=n_workers), num_gpus=...)
                                           actors: model loaded once; encode each scan of the micro-batch,
                                           write one Parquet file per scan (staged, then published atomically)
   -> one summary row per file written     streamed back to the driver for progress and the final summary

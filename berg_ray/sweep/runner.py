@@ -173,7 +173,8 @@ def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_sto
     dataset = dataset.map_batches(decode_shards, batch_size=1, num_cpus=SWEEP_DECODE_NUM_CPUS,
                                   fn_kwargs={"store": in_store, "resize": args.resize,
                                              "skip_frames": args.skip_frames})
-    return dataset.map_batches(ShardEncoder, batch_size=1, concurrency=n_workers, num_cpus=num_cpus,
+    return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n_workers),
+                               num_cpus=num_cpus,
                                num_gpus=num_gpus, fn_constructor_kwargs={
                                    "berg_dir": args.berg_dir, "scans": scans, "store": out_store,
                                    "options": content, "chunk_frames": args.chunk_frames, "num_cpus": num_cpus})

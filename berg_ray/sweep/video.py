@@ -55,7 +55,7 @@ def decode_video(name: str, data: bytes, resize: bool = False) -> np.ndarray:
         raise InvalidVideoError(f"{name}: array has shape {frames.shape}; expected [T, {FRAME_HEIGHT}, "
                                 f"{FRAME_WIDTH}] grey-scale frames")
     if frames.shape[1:] != (FRAME_HEIGHT, FRAME_WIDTH) and resize and frames.shape[0] > 0:
-        frames = resize_frames(_checked_uint8(name, frames))
+        frames = resize_frames(_pixel_values(name, frames))
     return _checked_uint8(name, frames)
 
 
@@ -66,6 +66,19 @@ def _checked_uint8(name: str, frames: np.ndarray) -> np.ndarray:
         hint = "" if "pixels" not in str(exc) else " (or pass --resize)"
         raise InvalidVideoError(f"{name}: {exc}{hint}") from None
     return videos[0]
+
+
+def _pixel_values(name: str, frames: np.ndarray) -> np.ndarray:
+    """uint8 copy of integer-valued pixels in [0, 255] of any size (before resizing); the same rules as
+    ``validate_stimulus``, which checks them again afterwards together with the frame size."""
+    if frames.dtype == np.uint8:
+        return frames
+    if not np.issubdtype(frames.dtype, np.number) or np.issubdtype(frames.dtype, np.complexfloating):
+        raise InvalidVideoError(f"{name}: dtype {frames.dtype} is not supported; use uint8 pixels")
+    values = frames.astype(np.float64)
+    if not np.isfinite(values).all() or (values != np.round(values)).any() or values.min() < 0 or values.max() > 255:
+        raise InvalidVideoError(f"{name}: pixels must be integer values in [0, 255] (uint8); convert the video")
+    return frames.astype(np.uint8)
 
 
 def _read_array(name: str, data: bytes, suffix: str) -> np.ndarray:
