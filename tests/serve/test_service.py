@@ -1,0 +1,163 @@
+"""The service end to end: real Ray, real Serve, real HTTP on 127.0.0.1 (one deployment for the whole module)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from berg_ray.checkpoint.release import load_model, read_scan_units
+from berg_ray.config import SERVE_APP_NAME
+from berg_ray.errors import ScanNotAvailableError
+from berg_ray.inference import encode_videos
+from berg_ray.serve.cli import free_port
+from berg_ray.serve.client import BergClient
+from berg_ray.serve.protocol import encode_npy
+from berg_ray.units import select_units
+
+pytestmark = pytest.mark.slow
+TOKEN = "test-token-1234"
+MAX_BODY = 4 * 1024 * 1024
+SCANS = ("session-8_scan-5", "session-4_scan-7")
+
+
+@pytest.fixture(scope="module")
+def service(ray_cluster, fixture_berg_dir):
+    """(url, handle) of the app with a token, 8-frame chunks, a 4 MiB body limit and a small core queue."""
+    import os
+
+    from ray import serve
+
+    from berg_ray.serve.app import build_app
+
+    os.environ["BERG_RAY_TEST_TOKEN"] = TOKEN
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    app = build_app({"berg_dir": str(fixture_berg_dir), "token_env": "BERG_RAY_TEST_TOKEN", "max_body_bytes": MAX_BODY,
+                     "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05, "chunk_frames": 8},
+                     "core": {"num_gpus": 0, "torch_threads": 2, "max_ongoing_requests": 4,
+                              "max_queued_requests": 4},
+                     "ingress": {"max_ongoing_requests": 64, "max_queued_requests": 64}})
+    handle = serve.run(app, name=SERVE_APP_NAME, route_prefix="/")
+    yield f"http://127.0.0.1:{port}", handle
+    serve.delete(SERVE_APP_NAME)
+
+
+@pytest.fixture(scope="module")
+def local(fixture_berg_dir, fixture_stimuli):
+    """Local-API responses (36 frames): fixture videos 0-1 for session-8_scan-5, video 0 for session-4_scan-7."""
+    model = load_model(fixture_berg_dir, SCANS)
+    return {SCANS[0]: np.stack(encode_videos(model, fixture_stimuli[:2], [SCANS[0]] * 2)),
+            SCANS[1]: np.stack(encode_videos(model, fixture_stimuli[:1], [SCANS[1]]))}
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return BergClient(service[0], token=TOKEN)
+
+
+def test_health_sessions_metadata(client, fixture_berg_dir):
+    assert client.health() == {"status": "ok", "sessions": sorted(SCANS)}
+    sessions = {s["train_session"]: s for s in client.sessions()}
+    assert sessions[SCANS[0]]["n_units"] == 320 and sessions[SCANS[1]]["n_units"] == 96
+    assert sessions[SCANS[0]]["fields"] == list(range(1, 9))
+    metadata = client.metadata("session8_scan5")
+    units = read_scan_units(fixture_berg_dir, SCANS[0])
+    assert metadata["calcium_2p"]["unit_id"] == units.metadata["calcium_2p"]["unit_id"].tolist()
+
+
+def test_http_and_handle_equal_local_api(service, client, local, fixture_berg_dir, fixture_stimuli):
+    np.testing.assert_allclose(client.encode(SCANS[0], fixture_stimuli[:2]), local[SCANS[0]], rtol=1e-6, atol=0)
+    selection = {"roi": ["V1", "LM"], "field": 2}
+    columns = select_units(read_scan_units(fixture_berg_dir, SCANS[1]), selection)
+    served = service[1].encode.remote(SCANS[1], fixture_stimuli[0], selection).result()
+    np.testing.assert_allclose(served, local[SCANS[1]][0][:, columns], rtol=1e-6, atol=0)
+
+
+def test_concurrent_mixed_requests_are_correct_and_batched(client, local, fixture_stimuli):
+    """16 requests from 4 client threads, mixed scans and lengths; the core batches across them."""
+    before = client.stats()["batch_videos_histogram"]
+    jobs = [(SCANS[i % 2], (i // 2) % 2 if i % 2 == 0 else 0, (8, 9, 10, 12)[i % 4]) for i in range(16)]
+
+    def run(job):
+        scan, video, frames = job
+        return client.encode(scan, fixture_stimuli[video, :frames])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, jobs))
+    for (scan, video, frames), result in zip(jobs, results):
+        np.testing.assert_allclose(result, local[scan][video, :frames], rtol=1e-6, atol=0)
+    after = client.stats()["batch_videos_histogram"]
+    new = {int(k): v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+    assert max(new) > 1, f"the core never batched videos together: {new}"
+
+
+def _post(url, path, body=b"", token=TOKEN):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url + path, data=body, method="POST" if body is not None else "GET",
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read(), {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
+
+
+BAD_REQUESTS = [
+    ("?train_session=session-8_scan-5", b"garbage, not npy", 400, "npy"),
+    ("?train_session=session-8_scan-5", encode_npy(np.zeros((2, 100, 100), np.uint8)), 400, "144"),
+    ("?train_session=session-8_scan-5", encode_npy(np.full((2, 144, 256), 0.5)), 400, "integer"),
+    ("?train_session=session-8_scan-5", encode_npy(np.full((2, 144, 256), 300, np.int16)), 400, "255"),
+    ("?train_session=session-8_scan-5", encode_npy(np.full((2, 144, 256), np.nan)), 400, "NaN"),
+    ("?train_session=session-8_scan-5", encode_npy(np.zeros((0, 144, 256), np.uint8)), 400, "frame"),
+    ("?train_session=session-8_scan-5&roi=XX", encode_npy(np.zeros((2, 144, 256), np.uint8)), 400, "XX"),
+    ("?train_session=session-8_scan-5&field=x", encode_npy(np.zeros((2, 144, 256), np.uint8)), 400, "field"),
+    ("", encode_npy(np.zeros((2, 144, 256), np.uint8)), 400, "train_session"),
+    ("?train_session=session-9_scan-6", encode_npy(np.zeros((2, 144, 256), np.uint8)), 404, "not loaded"),
+    ("?train_session=nonsense", encode_npy(np.zeros((2, 144, 256), np.uint8)), 404, "nonsense"),
+    ("?train_session=session-8_scan-5", encode_npy(np.zeros((120, 144, 256), np.uint8)), 413, "limit"),
+]
+
+
+@pytest.mark.parametrize(("query", "body", "status", "words"), BAD_REQUESTS)
+def test_bad_requests_get_json_errors(service, query, body, status, words):
+    code, payload, _ = _post(service[0], "/v1/encode" + query, body)
+    assert code == status, payload
+    assert words.lower() in json.loads(payload)["error"].lower()
+
+
+def test_auth_and_unknown_routes(service):
+    url = service[0]
+    body = encode_npy(np.zeros((2, 144, 256), np.uint8))
+    for token in (None, "wrong-token"):
+        code, payload, _ = _post(url, "/v1/encode?train_session=session-8_scan-5", body, token=token)
+        assert code == 401 and "token" in json.loads(payload)["error"]
+        assert _post(url, "/v1/sessions", None, token=token)[0] == 401
+    assert _post(url, "/healthz", None, token=None)[0] == 200  # health is open to probes
+    code, payload, _ = _post(url, "/v2/whatever", None)
+    assert code == 404 and "no route" in json.loads(payload)["error"]
+    with pytest.raises(ScanNotAvailableError, match="HTTP 404"):
+        BergClient(url, token=TOKEN).metadata("session-9_scan-6")
+
+
+def test_overload_gets_503_with_retry_after_then_recovers(service, client, local, fixture_stimuli):
+    body = encode_npy(fixture_stimuli[0, :2])
+    barrier = threading.Barrier(24)
+
+    def fire(_):
+        barrier.wait()
+        return _post(service[0], "/v1/encode?train_session=session-8_scan-5", body)
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        results = list(pool.map(fire, range(24)))
+    codes = sorted(code for code, _, _ in results)
+    assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
+    rejected = next(r for r in results if r[0] == 503)
+    assert rejected[2].get("retry-after") == "1" and "capacity" in json.loads(rejected[1])["error"]
+    np.testing.assert_allclose(client.encode(SCANS[0], fixture_stimuli[1, :8]), local[SCANS[0]][1, :8],
+                               rtol=1e-6, atol=0)
