@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode(commands)
     _add_demo_release(commands)
     _add_demo(commands)
+    from berg_ray.serve.cli import add_serve_command
+    from berg_ray.sweep.cli import add_sweep_command
+
+    add_serve_command(commands)
+    add_sweep_command(commands)
     return parser
 
 

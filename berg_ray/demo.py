@@ -2,7 +2,8 @@
 
 1. Write a generated release (two scans) under the work directory.
 2. Encode drifting-grating videos through both scans with the BERG facade, in one batch per scan.
-3. Print a summary (shapes, response range, throughput).
+3. Start the Ray Serve service on a local Ray cluster and send it a request over HTTP.
+4. Run a Ray Data sweep over demo video files and write Parquet.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 from berg_ray.berg_api import BERG
 from berg_ray.checkpoint.demo import DEMO_SCANS, demo_videos, write_demo_release
 from berg_ray.config import MODEL_ID
+from berg_ray.serve.demo import run_serve_demo
+from berg_ray.sweep.demo import run_sweep_demo
 
 DEMO_VIDEOS, DEMO_FRAMES, DEMO_RELEASE_UNITS = 2, 30, 128
 
@@ -22,9 +25,9 @@ DEMO_VIDEOS, DEMO_FRAMES, DEMO_RELEASE_UNITS = 2, 30, 128
 def run_demo(work_dir: Path) -> int:
     """Run the demo; returns the exit code."""
     berg_dir = write_demo_release(Path(work_dir) / "berg", DEMO_SCANS, n_units=DEMO_RELEASE_UNITS)
-    print(f"[1/2] generated release (random weights, {len(DEMO_SCANS)} scans) in {berg_dir}")
+    print(f"[1/4] generated release (random weights, {len(DEMO_SCANS)} scans) in {berg_dir}")
     videos = demo_videos(DEMO_VIDEOS, DEMO_FRAMES)
-    print(f"[2/2] encoding {DEMO_VIDEOS} drifting-grating videos of {DEMO_FRAMES} frames (30 Hz) per scan")
+    print(f"[2/4] encoding {DEMO_VIDEOS} drifting-grating videos of {DEMO_FRAMES} frames (30 Hz) per scan")
     berg = BERG(berg_dir)
     for session in DEMO_SCANS:
         model = berg.get_encoding_model(MODEL_ID, train_session=session, device="cpu")
@@ -35,5 +38,9 @@ def run_demo(work_dir: Path) -> int:
               f"[{responses.min():.3f}, {responses.max():.3f}], {videos.shape[0] * videos.shape[1] / seconds:.1f} "
               "frames/s on CPU")
         np.save(Path(work_dir) / f"responses_{session}.npy", responses)
-    print(f"demo finished: responses saved in {work_dir}")
+    print("[3/4] Ray Serve: core + readout heads on a local Ray cluster, one request over HTTP")
+    run_serve_demo(berg_dir, videos)
+    print("[4/4] Ray Data sweep: demo videos -> Parquet")
+    run_sweep_demo(berg_dir, Path(work_dir))
+    print(f"demo finished: outputs in {work_dir}")
     return 0
