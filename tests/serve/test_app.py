@@ -118,3 +118,15 @@ def test_client_helpers():
     error = _error_of(404, b'{"error": "scan x is not loaded", "type": "ScanNotAvailableError"}')
     assert isinstance(error, ScanNotAvailableError) and "HTTP 404" in str(error)
     assert type(_error_of(502, b"<html>bad gateway</html>")) is BergRayError
+
+
+def test_cli_flags_override_the_config_file(tmp_path):
+    from berg_ray.serve.cli import read_config, serve_args_from
+
+    config = read_config("deployments/gpu.yaml")
+    args = serve_args_from(config, str(tmp_path), "session8_scan5,session-4_scan-7", "MY_TOKEN")
+    assert args.berg_dir == str(tmp_path) and args.sessions == ["session-8_scan-5", "session-4_scan-7"]
+    assert args.token_env == "MY_TOKEN" and args.core.num_gpus == 1 and args.readout.max_replicas == 4
+    assert serve_args_from(read_config("deployments/local-cpu.yaml"), "x", "all", None).sessions == "all"
+    with pytest.raises(BergRayError, match="does not exist"):
+        read_config(str(tmp_path / "missing.yaml"))
