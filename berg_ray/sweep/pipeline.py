@@ -94,24 +94,27 @@ class ShardEncoder:
         return {key: np.array([row[key] for row in rows]) for key in rows[0]}
 
     def _encode_shard(self, shard: Shard, videos: list[np.ndarray], stimulus_ids: list[str]) -> list[dict]:
-        if not videos:
-            return []
+        """Encode and write each scan of the micro-batch: one file per scan (rows: the decoded stimuli)."""
+        decoded = dict(zip(stimulus_ids, videos))
         rows = []
-        for scan in shard.scans:
+        for scan, planned in shard.todo:
+            ids = [i for i in planned if i in decoded]
+            if not ids:
+                continue
             start = time.perf_counter()
-            responses = self._encode_scan(videos, scan)
+            responses = self._encode_scan([decoded[i] for i in ids], scan)
             n_frames = [r.shape[0] for r in responses]  # frames covered after skip_frames
             if self._options["reduce"] == "mean":
                 responses = [r.mean(axis=0, dtype=np.float64).astype(np.float32) for r in responses]
             encoded = time.perf_counter()
-            table = responses_table(stimulus_ids, scan, n_frames, responses, self._options["reduce"])
-            name = part_name(scan, stimulus_ids, self._options)
+            table = responses_table(ids, scan, n_frames, responses, self._options["reduce"])
+            name = part_name(scan, planned, self._options)  # planned ids: the same name in every run
             size = write_table(self._store, name, table, RESPONSES_SCHEMAS[self._options["reduce"]],
-                               {"scan": scan, "stimulus_ids": stimulus_ids, **self._options})
-            computed = sum(v.shape[0] for v in videos)
-            rows.append(_summary_row(scan, name, len(videos), computed, size, encoded - start,
-                                     time.perf_counter() - encoded))
-        rows[0]["decoded_frames"] = rows[0]["n_frames"]  # decoded once per micro-batch, whatever the scan count
+                               {"scan": scan, "stimulus_ids": ids, **self._options})
+            rows.append(_summary_row(scan, name, len(ids), sum(decoded[i].shape[0] for i in ids), size,
+                                     encoded - start, time.perf_counter() - encoded))
+        if rows:
+            rows[0]["decoded_frames"] = sum(v.shape[0] for v in videos)  # decoded once per micro-batch
         return rows
 
     def _encode_scan(self, videos: list[np.ndarray], scan: str) -> list[np.ndarray]:

@@ -1,8 +1,8 @@
 """Plan a sweep: list the inputs, subtract what the output already holds, cut the rest into micro-batches.
 
-A micro-batch ("shard") is up to ``batch_size`` stimuli plus the scans still missing for all of them. Stimuli are
-grouped by their set of missing scans (normally every stimulus misses every scan, or none) and taken in sorted
-order, so a plan is a pure function of the input listing, the output's done set and the options.
+A micro-batch ("shard") is up to ``batch_size`` consecutive stimuli of the sorted corpus plus, per scan, those
+of them still missing in the output. A plan is a pure function of the input listing, the done set and the
+options.
 """
 
 from __future__ import annotations
@@ -27,19 +27,27 @@ class Stimulus:
 
 @dataclass(frozen=True)
 class Shard:
-    """One micro-batch: stimuli read and decoded together, then encoded for each of ``scans``."""
+    """One micro-batch: stimuli read and decoded together, then encoded for each scan of ``todo``.
+
+    ``todo`` maps each scan to the stimulus ids still missing for it (normally all of ``stimuli``).
+    """
 
     stimuli: tuple[Stimulus, ...]
-    scans: tuple[str, ...]
+    todo: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def n_files(self) -> int:
+        return len(self.todo)
 
     def to_json(self) -> str:
         return json.dumps({"stimuli": [[s.stimulus_id, s.name, s.size] for s in self.stimuli],
-                           "scans": list(self.scans)})
+                           "todo": [[scan, list(ids)] for scan, ids in self.todo]})
 
     @classmethod
     def from_json(cls, text: str) -> "Shard":
         data = json.loads(text)
-        return cls(tuple(Stimulus(*item) for item in data["stimuli"]), tuple(data["scans"]))
+        return cls(tuple(Stimulus(*item) for item in data["stimuli"]),
+                   tuple((scan, tuple(ids)) for scan, ids in data["todo"]))
 
 
 @dataclass(frozen=True)
@@ -79,19 +87,22 @@ def plan_shards(stimuli: Sequence[Stimulus], scans: Sequence[str], done: Mapping
                 batch_size: int) -> list[Shard]:
     """Micro-batches covering every (stimulus, scan) pair not in ``done`` exactly once.
 
+    Micro-batches are cut from the whole sorted corpus, whatever is done, so for an unchanged corpus and batch
+    size a micro-batch and its file names are the same in every run: a retried, resumed or late (killed-run)
+    writer publishes the same name with the same rows instead of a second copy.
+
     Args:
         stimuli: valid inputs, sorted by stimulus_id.
         scans: canonical scan ids requested.
         done: stimulus ids already written, per scan.
         batch_size: most stimuli per micro-batch.
     """
-    groups: dict[tuple[str, ...], list[Stimulus]] = {}
-    for stimulus in stimuli:
-        missing = tuple(scan for scan in scans if stimulus.stimulus_id not in done.get(scan, ()))
-        if missing:
-            groups.setdefault(missing, []).append(stimulus)
     shards = []
-    for missing in sorted(groups, key=lambda m: (-len(m), m)):
-        members = groups[missing]
-        shards.extend(Shard(tuple(members[i:i + batch_size]), missing) for i in range(0, len(members), batch_size))
+    for start in range(0, len(stimuli), batch_size):
+        members = stimuli[start:start + batch_size]
+        todo = tuple((scan, ids) for scan in scans
+                     if (ids := tuple(s.stimulus_id for s in members if s.stimulus_id not in done.get(scan, ()))))
+        if todo:
+            needed = {stimulus_id for _, ids in todo for stimulus_id in ids}
+            shards.append(Shard(tuple(s for s in members if s.stimulus_id in needed), todo))
     return shards

@@ -145,7 +145,7 @@ def _execute(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: S
     from tqdm import tqdm
 
     dataset = build_dataset(args, shards, scans, in_store, out_store, content)
-    total = sum(len(shard.scans) for shard in shards)
+    total = sum(shard.n_files for shard in shards)
     with tqdm(total=total, desc="sweep files", unit="file", disable=not args.show_progress) as bar:
         for row in dataset.iter_rows():
             result.errors.extend(json.loads(row["errors"]))

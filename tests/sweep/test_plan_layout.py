@@ -24,11 +24,14 @@ def test_plan_covers_every_missing_pair_exactly_once():
     stimuli = _stimuli(7)
     done = {SCANS[0]: {"s00", "s01", "s02"}, SCANS[1]: {"s00"}}
     shards = plan_shards(stimuli, SCANS, done, batch_size=2)
-    pairs = [(s.stimulus_id, scan) for shard in shards for s in shard.stimuli for scan in shard.scans]
+    pairs = [(stimulus_id, scan) for shard in shards for scan, ids in shard.todo for stimulus_id in ids]
     expected = {(s.stimulus_id, c) for s in stimuli for c in SCANS} - {(i, c) for c in SCANS for i in done[c]}
     assert sorted(pairs) == sorted(expected) and len(pairs) == len(set(pairs))
     assert all(len(shard.stimuli) <= 2 for shard in shards)
     assert plan_shards(stimuli, SCANS, done, 2) == shards  # deterministic
+    fresh = plan_shards(stimuli, SCANS, {}, 2)  # micro-batches do not move when some work is done
+    assert [ids for shard in fresh for _, ids in shard.todo][-4:] == [ids for shard in shards for _, ids in
+                                                                       shard.todo][-4:]
     assert Shard.from_json(shards[0].to_json()) == shards[0]
     assert plan_shards(stimuli, SCANS, {c: {s.stimulus_id for s in stimuli} for c in SCANS}, 2) == []
 
