@@ -1,17 +1,18 @@
 """Benchmark of the Ray Serve service against the in-process model, on one machine, in one run.
 
     python benchmarks/bench_serve.py                  # closed-loop load, K in {1, 4, 16}, plus transfer costs
-    python benchmarks/bench_serve.py --heads per_scan # the same with one readout deployment per scan
     python benchmarks/bench_serve.py --model-only     # no Ray: core batching gain of the model (GPU or CPU)
 
 The release is generated (random weights, released unit counts) so that readout and response sizes are real.
-Prints one JSON document; the numbers go into benchmarks/RESULTS.md ("## Serve (bench_serve.py)").
+Then the app is redeployed with one readout deployment per scan (heads: per_scan) for the memory, start-up and
+head round-trip comparison. Prints one JSON document; the numbers go into benchmarks/RESULTS.md ("## Serve (bench_serve.py)").
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -112,18 +113,44 @@ def readout_in_process_ms(model, frames: int) -> float:
 
 
 def replica_memory_mb() -> dict[str, float]:
-    """Resident memory (MB) of each Serve replica process, summed per deployment (same node only)."""
-    from ray.util.state import list_actors
-
+    """Resident memory (MB) of the Serve replica processes on this node, summed per deployment."""
     memory: dict[str, float] = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
-        name = actor.class_name or ""
-        status = Path(f"/proc/{actor.pid}/status")
-        if name.startswith("ServeReplica:") and status.is_file():
-            rss_kb = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmRSS"))
-            key = name.split(":")[-1]
+    for proc in Path("/proc").iterdir():
+        try:
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+            status = (proc / "status").read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if title.startswith("ray::ServeReplica:"):
+            rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+            key = title.split(":")[-1].split()[0]
             memory[key] = memory.get(key, 0.0) + rss_kb / 1024
     return memory
+
+
+def deploy(args, port_client):
+    """Deploy ``args``; returns (client, seconds until /healthz answered)."""
+    from ray import serve
+
+    from berg_ray.config import SERVE_APP_NAME
+    from berg_ray.serve.app import build_app
+
+    start = time.perf_counter()
+    serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
+    port_client.health()
+    return time.perf_counter() - start
+
+
+def head_handle(heads: str):
+    from ray import serve
+
+    from berg_ray.config import SERVE_APP_NAME
+
+    def handle_of(scan_id: str):
+        name = "ReadoutServer" if heads == "multiplexed" else f"ReadoutServer_{scan_id}"
+        return serve.get_deployment_handle(name, SERVE_APP_NAME).options(multiplexed_model_id=scan_id)
+
+    return handle_of
 
 
 def run_service_benchmark(ns: argparse.Namespace, berg_dir: Path, model) -> dict:
@@ -135,30 +162,24 @@ def run_service_benchmark(ns: argparse.Namespace, berg_dir: Path, model) -> dict
     from berg_ray.serve.client import BergClient
 
     args = serve_args_from(read_config(ns.config), str(berg_dir), ",".join(SCANS), None)
-    args = args.model_copy(update={"heads": ns.heads})
     ray.init(include_dashboard=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    from berg_ray.serve.app import build_app
-
-    start = time.perf_counter()
-    serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
     client = BergClient(f"http://127.0.0.1:{port}")
-    client.health()
-    report: dict = {"heads": ns.heads, "deploy_and_ready_s": time.perf_counter() - start,
-                    "replica_rss_mb": replica_memory_mb()}
+    report: dict = {"deploy_and_ready_s": deploy(args, client), "replica_rss_mb": replica_memory_mb()}
     videos = demo_videos(8, ns.frames, seed=2)
     client.encode(SCANS[0], videos[0, :4])  # warm-up
-    report["load"] = [closed_loop(client, videos, k, max(ns.requests // k, 2) if k > 1 else ns.requests)
-                      for k in ns.clients]
+    report["load"] = []
+    for k in ns.clients:
+        report["load"].append(closed_loop(client, videos, k, max(ns.requests // k, 2)))
+        print(json.dumps(report["load"][-1], default=float), file=sys.stderr, flush=True)
     report["core_stats"] = client.stats()
-
-    def head(scan_id: str):
-        name = "ReadoutServer" if ns.heads == "multiplexed" else f"ReadoutServer_{scan_id}"
-        return serve.get_deployment_handle(name, SERVE_APP_NAME).options(multiplexed_model_id=scan_id)
-
-    report["transfer"] = transfer_costs(head, ns.frames)
+    report["transfer"] = transfer_costs(head_handle("multiplexed"), ns.frames)
     report["transfer"]["readout_in_process_ms_per_frame"] = readout_in_process_ms(model, ns.frames)
+    serve.delete(SERVE_APP_NAME)
+    per_scan = args.model_copy(update={"heads": "per_scan"})
+    report["per_scan_heads"] = {"deploy_and_ready_s": deploy(per_scan, client), "replica_rss_mb": replica_memory_mb(),
+                                "transfer": transfer_costs(head_handle("per_scan"), ns.frames)}
     serve.shutdown()
     ray.shutdown()
     return report
@@ -167,10 +188,10 @@ def run_service_benchmark(ns: argparse.Namespace, berg_dir: Path, model) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="deployments/local-cpu.yaml")
-    parser.add_argument("--heads", choices=("multiplexed", "per_scan"), default="multiplexed")
     parser.add_argument("--frames", type=int, default=12, help="frames per request video")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=16, help="requests in total per K (at least 2 per client)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="core batch sizes")
     parser.add_argument("--model-only", action="store_true", help="no Ray: the core's batching gain only")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the in-process baseline")
@@ -181,10 +202,12 @@ def main() -> None:
         berg_dir = write_demo_release(tmp, SCANS, n_units=None, seed=0)
         model = load_model(berg_dir, SCANS, device=ns.device)
         report: dict = {"device": str(model.device), "torch_threads": torch.get_num_threads(), "frames": ns.frames}
-        report["core_batching_fps"] = core_batching_gain(model, ns.frames, [1, 2, 4, 8, 16])
+        report["core_batching_fps"] = core_batching_gain(model, ns.frames, ns.batches)
+        print(json.dumps(report, default=float), file=sys.stderr, flush=True)
         if not ns.model_only:
             videos = demo_videos(4, ns.frames, seed=2)
             report["in_process_fps"] = {b: in_process_fps(model, videos, b, 2) for b in (1, 4)}
+            print(json.dumps(report, default=float), file=sys.stderr, flush=True)
             report["service"] = run_service_benchmark(ns, berg_dir, model)
             best = max(report["in_process_fps"].values())
             for row in report["service"]["load"]:
