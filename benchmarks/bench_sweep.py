@@ -37,14 +37,14 @@ SCAN = "session-8_scan-5"  # the largest released scan (9,941 units)
 KEY, SECRET = "bench-key", "bench-secret"
 
 
-def in_process_fps(berg_dir: Path, videos: np.ndarray, batch: int) -> float:
+def in_process_fps(berg_dir: Path, videos: np.ndarray, batch: int, chunk_frames: int) -> float:
     """(frame x scan)/s of the local API over the same micro-batches a sweep runs (model already loaded)."""
     model = load_model(berg_dir, [SCAN])
     encode_videos(model, videos[:1, :4], [SCAN])  # warm-up
     start = time.perf_counter()
     for first in range(0, len(videos), batch):
         part = videos[first:first + batch]
-        encode_videos(model, part, [SCAN] * len(part), chunk_frames=300)
+        encode_videos(model, part, [SCAN] * len(part), chunk_frames=chunk_frames)
     return videos.shape[0] * videos.shape[1] / (time.perf_counter() - start)
 
 
@@ -87,7 +87,7 @@ def wait_ready(endpoint: str, timeout_s: float = 90) -> None:
 
 def sweep_numbers(berg_dir: Path, source: str, target: str, args: argparse.Namespace, units: int) -> dict:
     result = run(berg_dir=str(berg_dir), input=source, output=target, sessions=[SCAN], batch_size=args.batch_size,
-                 show_progress=False)
+                 chunk_frames=args.chunk_frames, show_progress=False)
     assert result.ok, result.errors
     return {"wall_s": round(result.wall_s, 2), "frames_per_s": round(result.frames_per_s, 3),
             "encode_s": round(result.encode_s, 2), "write_s": round(result.write_s, 2),
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--stimuli", type=int, default=12)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--chunk-frames", type=int, default=32)
     args = parser.parse_args()
     import ray
 
@@ -131,12 +132,13 @@ def main() -> None:
         for path in sorted((work / "in").iterdir()):
             s3_client(endpoint).upload_file(str(path), bucket, f"in/{path.name}")
         ray.init(include_dashboard=False)
-        report = {"stimuli": args.stimuli, "frames": args.frames, "batch_size": args.batch_size, "units": units,
-                  "cpus": os.cpu_count(), "in_process_fps": round(in_process_fps(berg_dir, videos,
-                                                                                   args.batch_size), 3)}
+        report = {"stimuli": args.stimuli, "frames": args.frames, "batch_size": args.batch_size,
+                  "chunk_frames": args.chunk_frames, "units": units, "cpus": os.cpu_count(),
+                  "in_process_fps": round(in_process_fps(berg_dir, videos, args.batch_size, args.chunk_frames), 3)}
         report["sweep_local"] = sweep_numbers(berg_dir, str(work / "in"), str(work / "out"), args, units)
         report["sweep_s3"] = sweep_numbers(berg_dir, f"s3://{bucket}/in/", f"s3://{bucket}/out/", args, units)
-        report["in_process_fps_after"] = round(in_process_fps(berg_dir, videos, args.batch_size), 3)
+        report["in_process_fps_after"] = round(in_process_fps(berg_dir, videos, args.batch_size, args.chunk_frames),
+                                               3)
         reference = (report["in_process_fps"] + report["in_process_fps_after"]) / 2
         for key in ("sweep_local", "sweep_s3"):
             report[key]["ratio_to_in_process"] = round(report[key]["frames_per_s"] / reference, 3)

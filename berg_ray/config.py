@@ -203,7 +203,9 @@ class ServeArgs(BaseModel):
 # --- Sweep (berg_ray.sweep): Ray Data sweeps over video corpora, Parquet output (local or s3://) ---
 
 DEFAULT_SWEEP_BATCH_SIZE = 8  # stimuli per micro-batch (one model forward per scan, one Parquet file per scan)
-DEFAULT_SWEEP_CHUNK_FRAMES = 300  # frames per forward call inside a micro-batch (memory ~ batch x chunk)
+# Frames per forward call inside a micro-batch. Activation memory grows with batch x chunk (about 43 MB per video
+# frame on CPU in float32, measured by bench_sweep.py), so 8 x 300 would need ~100 GB: keep the model's default.
+DEFAULT_SWEEP_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
 SWEEP_DECODE_NUM_CPUS = 0.25  # logical CPUs reserved per read/decode task (mostly IO; leaves room for actors)
 SWEEP_MAX_CPU_THREADS_PER_WORKER = 8  # CPU encoder actors: torch threads per actor when sizing automatically
 SWEEP_FORMAT_VERSION = 1  # written to _sweep.json; a re-run refuses an output of another version
@@ -221,8 +223,8 @@ class SweepArgs(BaseModel):
                                                  "present in berg_dir")
     batch_size: int = Field(DEFAULT_SWEEP_BATCH_SIZE, ge=1, description="stimuli per micro-batch (model batch and "
                             "Parquet file)")
-    chunk_frames: int = Field(DEFAULT_SWEEP_CHUNK_FRAMES, ge=1, description="frames per forward call; results do "
-                              "not depend on it")
+    chunk_frames: int = Field(DEFAULT_SWEEP_CHUNK_FRAMES, ge=1, description="frames per forward call; memory grows "
+                              "with batch_size x chunk_frames, results do not depend on it")
     reduce: Literal["none", "mean"] = Field("none", description="'none': responses per frame; 'mean': the mean over "
                                             "frames after skip_frames")
     skip_frames: int = Field(0, ge=0, description="leading frames dropped from every response (burn-in)")

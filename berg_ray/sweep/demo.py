@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_VIDEOS, DEMO_FRAMES = 4, 12
+DEMO_VIDEOS, DEMO_FRAMES = 3, 8
 
 
 def run_sweep_demo(berg_dir: Path, work_dir: Path) -> None:

@@ -141,22 +141,32 @@ def _write_units(berg_dir: str, scans: list[str], store: Store) -> None:
 
 def _execute(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: Store, out_store: Store,
              content: dict, result: SweepResult) -> None:
-    """Build the dataset and stream its summary rows into ``result``."""
+    """Build the dataset and stream its summary rows into ``result`` (Ray Data and tqdm show progress)."""
+    from ray.data import DataContext
     from tqdm import tqdm
 
     dataset = build_dataset(args, shards, scans, in_store, out_store, content)
-    total = sum(shard.n_files for shard in shards)
-    with tqdm(total=total, desc="sweep files", unit="file", disable=not args.show_progress) as bar:
-        for row in dataset.iter_rows():
-            result.errors.extend(json.loads(row["errors"]))
-            if row["scan"]:
-                result.files_written += 1
-                result.frame_scans += int(row["n_frames"])
-                result.frames += int(row["decoded_frames"])
-                result.bytes_written += int(row["n_bytes"])
-                result.encode_s += float(row["encode_s"])
-                result.write_s += float(row["write_s"])
-                bar.update(1)
+    context = DataContext.get_current()
+    previous, context.enable_progress_bars = context.enable_progress_bars, args.show_progress
+    try:
+        with tqdm(total=sum(s.n_files for s in shards), desc="sweep files", unit="file",
+                  disable=not args.show_progress) as bar:
+            for row in dataset.iter_rows():
+                _add_row(result, row)
+                bar.update(1 if row["scan"] else 0)
+    finally:
+        context.enable_progress_bars = previous
+
+
+def _add_row(result: SweepResult, row: dict) -> None:
+    result.errors.extend(json.loads(row["errors"]))
+    if row["scan"]:
+        result.files_written += 1
+        result.frame_scans += int(row["n_frames"])
+        result.frames += int(row["decoded_frames"])
+        result.bytes_written += int(row["n_bytes"])
+        result.encode_s += float(row["encode_s"])
+        result.write_s += float(row["write_s"])
 
 
 def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: Store, out_store: Store,
