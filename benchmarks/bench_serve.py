@@ -162,7 +162,7 @@ def run_service_benchmark(ns: argparse.Namespace, berg_dir: Path, model) -> dict
     from berg_ray.serve.client import BergClient
 
     args = serve_args_from(read_config(ns.config), str(berg_dir), ",".join(SCANS), None)
-    ray.init(include_dashboard=False)
+    ray.init(num_cpus=ns.ray_cpus, include_dashboard=False)  # logical CPUs: replicas reserve fractions
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     client = BergClient(f"http://127.0.0.1:{port}")
@@ -176,6 +176,7 @@ def run_service_benchmark(ns: argparse.Namespace, berg_dir: Path, model) -> dict
     report["core_stats"] = client.stats()
     report["transfer"] = transfer_costs(head_handle("multiplexed"), ns.frames)
     report["transfer"]["readout_in_process_ms_per_frame"] = readout_in_process_ms(model, ns.frames)
+    print(json.dumps(report["transfer"], default=float), file=sys.stderr, flush=True)
     serve.delete(SERVE_APP_NAME)
     per_scan = args.model_copy(update={"heads": "per_scan"})
     report["per_scan_heads"] = {"deploy_and_ready_s": deploy(per_scan, client), "replica_rss_mb": replica_memory_mb(),
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=16, help="requests in total per K (at least 2 per client)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="core batch sizes")
+    parser.add_argument("--ray-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster")
     parser.add_argument("--model-only", action="store_true", help="no Ray: the core's batching gain only")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the in-process baseline")
