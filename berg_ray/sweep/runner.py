@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SWEEP_MAX_CPU_THREADS_PER_WORKER, SweepArgs
-from berg_ray.errors import BergRayError
+from berg_ray.errors import BergRayError, StorageError
 from berg_ray.storage import Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.plan import Shard, list_stimuli, plan_shards
@@ -82,6 +82,9 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
     content = layout.content_options(args.reduce, args.skip_frames, args.resize)
     needs_manifest = layout.check_manifest(out_store, content)
     listing = list_stimuli(in_store)
+    if not listing.stimuli and not listing.errors:
+        raise StorageError(f"no input videos under {in_store.uri} ({listing.ignored} other files); expected "
+                           f".npy/.npz/.mp4/.avi/.mov/.mkv files: check --input")
     parts = [info.name for info in out_store.list_files(recursive=False) if layout.is_part_name(info.name)]
     done = layout.read_done(out_store, parts)
     shards = plan_shards(listing.stimuli, scans, done, args.batch_size)

@@ -79,7 +79,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("seaweedfs")
     ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS))))
     args = [weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false",
-            "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"] + [f"-{k}={v}" for k, v in ports.items()]
+            "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-s3.autoCreateBucket=false"]  # like AWS: a missing bucket is an error, not created on upload
+    args += [f"-{k}={v}" for k, v in ports.items()]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = data_dir / "weed.log"
     with open(log, "wb") as log_file:
