@@ -61,43 +61,111 @@ def pixels_to_unit(frames: Tensor) -> Tensor:
     return table[frames.long()]
 
 
-def interleave_slots(tensors: list[Tensor], n_slots: int, dim: int = 1) -> Tensor:
-    """Group-interleaved concatenation (spec §0): split each tensor's ``dim`` into ``n_slots`` equal slots and
-    emit, per slot k, slot k of every tensor in order. Shapes (..., C_i, ...) -> (..., sum C_i, ...)."""
-    split = [t.unflatten(dim, (n_slots, t.shape[dim] // n_slots)) for t in tensors]  # (.., K, C_i/K, ..)
-    return torch.cat(split, dim=dim + 1).flatten(dim, dim + 1)
+def to_rows(x: Tensor) -> Tensor:
+    """(B, C, T, H, W) channels-last-3d tensor -> its (B*T*H*W, C) row matrix, a view (raises if not one)."""
+    return x.permute(0, 2, 3, 4, 1).view(-1, x.shape[1])
 
 
-def causal_conv3d(x: Tensor, history: Tensor, weight: Tensor, bias: Tensor, groups: int) -> tuple[Tensor, Tensor]:
-    """Causal temporal 3x3x3 conv with spatial zero padding 1 (spec §3.4).
+def from_rows(rows: Tensor, batch: int, frames: int, height: int, width: int) -> Tensor:
+    """(B*T*H*W, C) row matrix -> (B, C, T, H, W) channels-last-3d view."""
+    return rows.view(batch, frames, height, width, rows.shape[1]).permute(0, 4, 1, 2, 3)
+
+
+def gelu_padded(x: Tensor, history: Tensor) -> Tensor:
+    """GELU of x with the 2 previous input frames prepended along time (the causal conv input, spec §4.3).
 
     Args:
-        x: input (B, C, T, H, W).
-        history: the previous 2 input frames (B, C, 2, H, W); zeros at the start of a video.
-        weight: (O, C/groups, 3, 3, 3); slice [:, :, 2] multiplies the current frame.
-        bias: (O,).
+        x: (B, C, T, H, W).
+        history: (B, C, 2, H, W), already activated; zeros before frame 0.
     Returns:
-        (output (B, O, T, H, W), new history (B, C, 2, H, W)).
+        (B, C, T+2, H, W) channels-last-3d: [history, GELU(x)] along T (no gamma: it is folded into the weights).
     """
-    padded = torch.cat([history, x], dim=2)  # (B, C, T+2, H, W)
-    out = F.conv3d(padded, weight, bias, padding=(0, 1, 1), groups=groups)
-    return out, padded[:, :, -2:]
+    batch, channels, frames, height, width = x.shape
+    padded = torch.empty((batch, channels, frames + 2, height, width), dtype=x.dtype, device=x.device,
+                         memory_format=torch.channels_last_3d)
+    padded[:, :, :2] = history
+    torch.ops.aten.gelu.out(x, out=padded[:, :, 2:])
+    return padded
+
+
+def grouped_linear_(out: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """In place out += grouped 1x1 map of x, group g reading and writing its own contiguous block of columns.
+
+    Args:
+        out: (N, G*O) rows (may be strided).
+        x: (N, G*I) rows.
+        weight: (G, I, O), applied as x_g @ weight[g].
+    Returns:
+        out.
+    """
+    n_in, n_out = weight.shape[1:]
+    for g in range(weight.shape[0]):
+        out[:, g * n_out:(g + 1) * n_out].addmm_(x[:, g * n_in:(g + 1) * n_in], weight[g])
+    return out
+
+
+def grouped_affine(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """Grouped 1x1 map with bias on rows: group g maps columns g*I..(g+1)*I-1 to g*O..(g+1)*O-1.
+
+    Args:
+        x: (N, G*I) rows.
+        weight: (G, I, O).
+        bias: (G, O).
+    Returns:
+        (N, G*O) rows, x_g @ weight[g] + bias[g] per group.
+    """
+    n_groups, n_in, n_out = weight.shape
+    out = x.new_empty(x.shape[0], n_groups * n_out)
+    for g in range(n_groups):
+        torch.addmm(bias[g], x[:, g * n_in:(g + 1) * n_in], weight[g], out=out[:, g * n_out:(g + 1) * n_out])
+    return out
+
+
+def pool_rows(x: Tensor, height: int, width: int, pool: int) -> Tensor:
+    """Spatial average pooling (window = stride = ``pool``) of (B*T*H*W, C) rows -> (B*T*H'*W', C) rows."""
+    images = x.view(-1, height, width, x.shape[1]).permute(0, 3, 1, 2)  # (B*T, C, H, W) channels-last
+    pooled = F.avg_pool2d(images, pool)
+    return pooled.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def interleave_rows(parts: list[Tensor], n_slots: int) -> Tensor:
+    """Group-interleaved concatenation (spec §0) of equally wide (N, C) row matrices: per slot k, slot k of every
+    part in order. Returns (N, len(parts) * C)."""
+    rows, channels = parts[0].shape
+    split = [p.view(rows, n_slots, channels // n_slots) for p in parts]
+    return torch.stack(split, dim=2).view(rows, -1)  # (N, K, parts, C/K) -> (N, parts*C)
 
 
 def normalized_attention(q: Tensor, k: Tensor, v: Tensor, scales: Tensor) -> Tensor:
-    """Cosine-similarity attention of the recurrent core (spec §3.6 step 4).
+    """Cosine-similarity attention of the recurrent core (spec §3.6 step 4), position-major.
 
     Args:
-        q, k, v: (B, G, D, P) per attention group G, channels D, positions P.
-        scales: (G, D) learned per-channel query scale (no 1/sqrt(D), no epsilon in the norms).
+        q, k, v: (B, G, P, D) per attention group G, positions P, channels D (last dim contiguous). q and k are
+            normalised in place.
+        scales: (G, 1, D) learned per-channel query scale (no 1/sqrt(D), no epsilon in the norms).
     Returns:
-        a: (B, G, D, P), a[:, :, :, n] = sum_n' softmax_n'(q_n . k_n') v[:, :, :, n'].
+        a: (B, G, P, D), a[..., n, :] = sum_n' softmax_n'(q_n . k_n') v[..., n', :].
     """
-    q_hat = q / q.norm(dim=2, keepdim=True) * scales[:, :, None]
-    k_hat = k / k.norm(dim=2, keepdim=True)
-    logits = torch.matmul(q_hat.transpose(2, 3), k_hat)  # (B, G, P, P)
-    weights = torch.softmax(logits, dim=-1)
-    return torch.matmul(v, weights.transpose(2, 3))  # (B, G, D, P)
+    q.div_(torch.linalg.vector_norm(q, dim=-1, keepdim=True)).mul_(scales)
+    k.div_(torch.linalg.vector_norm(k, dim=-1, keepdim=True))
+    return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+def lstm_update_(gates: Tensor, cell: Tensor, hidden: Tensor) -> None:
+    """In-place LSTM state update from pre-activation gates.
+
+    Args:
+        gates: (..., 4*D, P) pre-activations with rows [i, f, o, g] (each D); overwritten.
+        cell: (..., D, P) c_{t-1}, overwritten with c_t = f*c + i*g.
+        hidden: (..., D, P) written with h_t = o*tanh(c_t).
+    """
+    width = cell.shape[-2]
+    sig = gates[..., :3 * width, :].sigmoid_()
+    g = gates[..., 3 * width:, :].tanh_()
+    i, f, o = sig.split(width, dim=-2)
+    cell.mul_(f).add_(i.mul_(g))
+    torch.tanh(cell, out=g)
+    torch.mul(o, g, out=hidden)
 
 
 def sample_at_positions(features: Tensor, positions: Tensor) -> Tensor:

@@ -1,0 +1,160 @@
+"""The recurrent half of the core (spec §3.6): a convolutional-attention LSTM over all 4 streams at once.
+
+Per frame only the recurrent cell runs; everything that does not depend on the state (the feed-forward features'
+projection into the recurrent input, the modulation drive, the output projection) is done for a whole chunk of
+frames before or after the loop. Inside the loop, state lives in (B, slots, channels, positions) layout with the
+32 (stream, group) slots as a batch dimension; the attention runs position-major through
+``scaled_dot_product_attention``. Buffers for the conv input are preallocated per chunk and reused every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from berg_ray.config import N_STREAMS
+from berg_ray.model.functional import grouped_affine, lstm_update_, normalized_attention, weight_norm
+from berg_ray.model.params import stacked_biases, stacked_weights
+
+S = N_STREAMS
+REC_GROUPS, REC_WIDTH = 8, 32  # recurrent groups per stream, hidden channels per group
+REC_SLOTS = S * REC_GROUPS  # 32 (stream, group) slots
+POSITIONS = 16 * 24
+_GATES = ("i", "f", "o", "g")  # row order of the fused gate weights: the 3 sigmoid gates first, then tanh
+
+
+def inter_group_matrix(params: Mapping[str, Tensor], stream: int) -> Tensor:
+    """Dense (256, 256) hidden -> input map of one stream (spec §2.5).
+
+    Off-diagonal 32x32 blocks are the normalised weights placed at the stored mask's True positions in row-major
+    order; the other blocks keep the stored ``zero`` buffer verbatim (it is not always zero).
+    """
+    p = "core.recurrent.proj_x.0"
+    raw = params[f"{p}.weights.{stream}"]  # (O=8, J=7, a=32, b=32)
+    n_out, n_other, width, _ = raw.shape
+    per_row = raw.permute(0, 2, 1, 3).reshape(n_out * width, n_other * width)  # normalise over (j, b)
+    normed = weight_norm(per_row, params[f"{p}.gains.{stream}"]).view(n_out, width, n_other, width)
+    blocks = params[f"{p}.zero"].clone()  # (8, 8, 32, 32)
+    mask = params[f"{p}.mask"].reshape(blocks.shape[:2]).bool()
+    if int(mask.sum()) != n_out * n_other:
+        raise ValueError(f"{p}.mask has {int(mask.sum())} True entries; the weights fill {n_out * n_other} blocks")
+    blocks[mask] = normed.permute(0, 2, 1, 3).reshape(-1, width, width)
+    return blocks.permute(0, 2, 1, 3).reshape(blocks.shape[0] * width, blocks.shape[1] * width)
+
+
+@dataclass
+class StepBuffers:
+    """Preallocated scratch tensors of the recurrent loop (column layout: B videos x 384 positions = B*P columns).
+
+    Attributes:
+        feed: (T, S*256, B*P) feed-forward part of the recurrent input, per frame.
+        hiddens: (T, 32, 32, B*P) hidden state after each frame.
+        conv_in: (B, 32, 64, P) input of the grouped 3x3 conv, [x_g, h_g] per slot.
+        pre: (S, 256, B*P) recurrent input before tanh.
+        qkv: (32, B*P, 192) queries, keys and values, position-major.
+        gates: (32, 128, B*P) LSTM gate pre-activations, rows [i, f, o, g].
+    """
+
+    feed: Tensor
+    hiddens: Tensor
+    conv_in: Tensor
+    pre: Tensor
+    qkv: Tensor
+    gates: Tensor
+
+
+class Recurrent(nn.Module):
+    """CvtLstm of all streams: features rows (B*T*384, 512) + drive (B, T, S, 256) -> (B, T, 512, 16, 24).
+
+    Inside a chunk the state is kept in column layout (32 slots, 32 channels, B*384 columns), so every per-slot
+    1x1 map is one batched matmul over the slots, whatever the number of videos.
+    """
+
+    def __init__(self, params: Mapping[str, Tensor]) -> None:
+        super().__init__()
+        p = "core.recurrent"
+        self.register_buffer("inter_w", torch.stack([inter_group_matrix(params, s) for s in range(S)]))  # (S,256,256)
+        feed_w = stacked_weights(params, f"{p}.proj_x.1").view(S, 256, 128)
+        self.register_buffer("feed_w", feed_w.transpose(1, 2).contiguous())  # (S, 128, 256): rows @ w
+        self.register_buffer("feed_b", stacked_biases(params, f"{p}.proj_x.1").view(S, 256))
+        self.register_buffer("drive_w", stacked_weights(params, f"{p}.proj_x.2").view(S, 256, 16))
+        self.register_buffer("conv_w", stacked_weights(params, f"{p}.conv", gains=False).squeeze(2))  # (2048, 64, 3, 3)
+        qkv = [stacked_weights(params, f"{p}.proj_{n}", gains=False).view(REC_SLOTS, 64, 64) for n in "qkv"]
+        self.register_buffer("qkv_w", torch.cat(qkv, dim=1).transpose(1, 2).contiguous())  # (32, 64, 192): z^T @ w
+        scales = torch.cat([params[f"{p}.scales.{s}"] for s in range(S)])
+        self.register_buffer("scales", scales[:, None, None])  # (32, 1, 1, 64)
+        gates = torch.cat([stacked_weights(params, f"{p}.proj_{g}").view(REC_SLOTS, REC_WIDTH, 128) for g in _GATES], 1)
+        self.register_buffer("gate_zw", gates[:, :, :64].contiguous())  # (32, 128, 64) acting on z
+        self.register_buffer("gate_aw", gates[:, :, 64:].contiguous())  # (32, 128, 64) acting on the attention
+        gate_b = [stacked_biases(params, f"{p}.proj_{g}").view(REC_SLOTS, REC_WIDTH) for g in _GATES]
+        self.register_buffer("gate_b", torch.cat(gate_b, dim=1)[:, :, None])  # (32, 128, 1)
+        self.register_buffer("out_w", stacked_weights(params, f"{p}.out").view(S, 128, 256))
+        self.register_buffer("out_b", stacked_biases(params, f"{p}.out").view(S, 128, 1))
+
+    def drive(self, modulation: Tensor) -> Tensor:
+        """Modulation (..., S*16) -> its additive drive of the recurrent input (..., S, 256)."""
+        m = modulation.unflatten(-1, (S, 16))[..., None]  # (..., S, 16, 1)
+        return torch.matmul(self.drive_w, m)[..., 0]
+
+    def initial_state(self, batch: int) -> tuple[Tensor, Tensor]:
+        zeros = self.feed_w.new_zeros(batch, REC_SLOTS, REC_WIDTH, POSITIONS)
+        return zeros, zeros.clone()
+
+    def buffers(self, batch: int, frames: int) -> StepBuffers:
+        """Scratch space for chunks of up to ``frames`` frames of ``batch`` videos, reused by every frame."""
+        def empty(*shape: int) -> Tensor:
+            return self.feed_w.new_empty(shape)
+        cols = batch * POSITIONS
+        return StepBuffers(feed=empty(frames, S * 256, cols), hiddens=empty(frames, REC_SLOTS, REC_WIDTH, cols),
+                           conv_in=empty(batch, REC_SLOTS, 2 * REC_WIDTH, POSITIONS), pre=empty(S, 256, cols),
+                           qkv=empty(REC_SLOTS, cols, 192), gates=empty(REC_SLOTS, 4 * REC_WIDTH, cols))
+
+    def forward(self, features: Tensor, drive: Tensor, state: tuple[Tensor, Tensor], buffers: StepBuffers) -> Tensor:
+        """Run the cell over T frames.
+
+        Args:
+            features: feed-forward output rows (B*T*384, 512), ordered (video, frame, position).
+            drive: modulation drive (B, T, S, 256).
+            state: (hidden, cell) in column layout (32, 32, B*384), updated in place.
+            buffers: from :meth:`buffers` for B videos and at least T frames.
+        Returns:
+            core output (B, T, 512, 16, 24), a strided view.
+        """
+        batch, frames = drive.shape[:2]
+        feed = grouped_affine(features, self.feed_w, self.feed_b)  # (B*T*P, S*256), time-parallel
+        feed = buffers.feed[:frames].view(frames, S * 256, batch, POSITIONS).copy_(
+            feed.view(batch, frames, POSITIONS, S * 256).permute(1, 3, 0, 2))  # (T, S*256, B, P)
+        drive = drive.permute(1, 2, 3, 0)[..., None]  # (T, S, 256, B, 1)
+        hidden, cell = state
+        for t in range(frames):
+            self._step(feed[t], drive[t], buffers.hiddens[t - 1] if t else hidden, cell, buffers, buffers.hiddens[t])
+        hidden.copy_(buffers.hiddens[frames - 1])
+        hiddens = buffers.hiddens[:frames].view(frames, S, 256, batch * POSITIONS)
+        out = torch.matmul(self.out_w, hiddens).add_(self.out_b)  # (T, S, 128, B*P)
+        return out.view(frames, S * 128, batch, 16, 24).permute(2, 0, 1, 3, 4)
+
+    def _step(self, feed: Tensor, drive: Tensor, hidden: Tensor, cell: Tensor, buffers: StepBuffers,
+              hidden_out: Tensor) -> None:
+        """One frame in column layout (B videos side by side along the last axis: B*P columns).
+
+        Args: feed (S*256, B, P); drive (S, 256, B, 1); hidden (32, 32, B*P); cell (32, 32, B*P), updated in
+        place; hidden_out (32, 32, B*P) receives the new hidden state.
+        """
+        batch, cols = feed.shape[1], feed.shape[1] * POSITIONS
+        pre = torch.bmm(self.inter_w, hidden.view(S, 256, cols), out=buffers.pre)  # IG(h)
+        pre = pre.add_(feed.view(S, 256, cols)).view(S, 256, batch, POSITIONS).add_(drive)  # (IG + A F) + B m
+        conv_in = buffers.conv_in.permute(1, 2, 0, 3)  # (32, 64, B, P) view of the (B, 32, 64, P) conv input
+        torch.tanh(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), out=conv_in[:, :REC_WIDTH])
+        conv_in[:, REC_WIDTH:] = hidden.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS)
+        z = F.conv2d(buffers.conv_in.view(batch, REC_SLOTS * 64, 16, 24), self.conv_w, padding=1, groups=REC_SLOTS)
+        z = z.view(batch, REC_SLOTS, 64, POSITIONS).permute(1, 2, 0, 3).reshape(REC_SLOTS, 64, cols)
+        qkv = torch.bmm(z.transpose(1, 2), self.qkv_w, out=buffers.qkv)  # (32, B*P, 192), position-major
+        q, k, v = qkv.view(REC_SLOTS, batch, POSITIONS, 192).split(64, dim=-1)
+        a = normalized_attention(q, k, v, self.scales)  # (32, B, P, 64)
+        gates = torch.bmm(self.gate_zw, z, out=buffers.gates)  # (32, 128, B*P): W_z z + W_a a + b
+        gates = gates.baddbmm_(self.gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2)).add_(self.gate_b)
+        lstm_update_(gates, cell, hidden_out)
