@@ -27,7 +27,8 @@ from berg_ray.model.recurrent import POSITIONS, REC_SLOTS, REC_WIDTH, Recurrent
 S = N_STREAMS
 BLOCKS = ((32, 1, 2), (64, 2, 2), (128, 4, 1))  # (channels C, groups G, spatial pool) per dense block
 STEM_SIZE = (64, 96)  # stem output (H, W)
-FRAMES_PER_PASS = 8  # frames of one video pushed through the feed-forward part at once: bounds memory
+FRAMES_PER_PASS = 4  # frames of one video per feed-forward pass on CPU: bounds memory, keeps buffers reusable
+ACCELERATOR_VIDEO_FRAMES_PER_PASS = 64  # video-frames (batch x frames) per feed-forward pass on GPU
 
 
 @dataclass
@@ -132,25 +133,41 @@ class VideoCore(nn.Module):
     def forward(self, retina: Tensor, drive: Tensor, state: CoreState) -> tuple[Tensor, CoreState]:
         """Run one chunk: retina (B, 1, T, 128, 192), drive (B, T, S, 256) -> ((B, T, 512, 16, 24), new state).
 
-        The feed-forward part runs one video and FRAMES_PER_PASS frames at a time, so its large activations stay
-        small enough to be reused by the allocator; the recurrent loop then runs those frames for all videos.
+        The feed-forward part runs in passes of a few frames (on CPU also one video at a time, so that its large
+        activations stay small enough for the allocator to reuse them); after each pass the recurrent loop runs
+        those frames for all videos at once.
         """
         batch, _, frames = retina.shape[:3]
+        videos_per_pass, frames_per_pass = pass_shape(retina.device, batch)
         out = retina.new_empty(batch, frames, S * 128, 16, 24)
-        history = [h.clone() for h in state.history]
+        history = [h.clone() for h in state.history]  # updated in place, one pass at a time
         columns = (_to_columns(state.hidden), _to_columns(state.cell))  # (32, 32, B*P), updated in place
-        buffers = self.recurrent.buffers(batch, min(frames, FRAMES_PER_PASS))
-        for start in range(0, frames, FRAMES_PER_PASS):
-            stop = min(start + FRAMES_PER_PASS, frames)
-            features = []
-            for v in range(batch):
-                rows, video_history = self.feedforward(retina[v:v + 1, :, start:stop], [h[v:v + 1] for h in history])
-                features.append(rows)
-                for h, new in zip(history, video_history):
-                    h[v:v + 1] = new
-            out[:, start:stop] = self.recurrent(torch.cat(features), drive[:, start:stop], columns, buffers)
+        buffers = None
+        for start in range(0, frames, frames_per_pass):
+            stop = min(start + frames_per_pass, frames)
+            features = [self._feedforward_pass(retina[v:v + videos_per_pass, :, start:stop], history, v)
+                        for v in range(0, batch, videos_per_pass)]
+            features = features[0] if len(features) == 1 else torch.cat(features)
+            if buffers is None:  # sized and typed after the first pass (autocast decides the activations' dtype)
+                buffers = self.recurrent.buffers(batch, min(frames, frames_per_pass), features.dtype)
+            out[:, start:stop] = self.recurrent(features, drive[:, start:stop], columns, buffers)
         hidden, cell = (_from_columns(c, batch) for c in columns)
         return out, CoreState(state.frame + frames, history, hidden, cell)
+
+    def _feedforward_pass(self, retina: Tensor, history: list[Tensor], first: int) -> Tensor:
+        """Feed-forward part for videos first..first+n-1 of the batch; their rows of ``history`` are updated."""
+        videos = slice(first, first + retina.shape[0])
+        features, new_history = self.feedforward(retina, [h[videos] for h in history])
+        for h, new in zip(history, new_history):
+            h[videos] = new
+        return features
+
+
+def pass_shape(device: torch.device, batch: int) -> tuple[int, int]:
+    """(videos, frames) per feed-forward pass: small on CPU (allocator reuse, cache), large on accelerators."""
+    if device.type == "cpu":
+        return 1, FRAMES_PER_PASS
+    return batch, max(1, ACCELERATOR_VIDEO_FRAMES_PER_PASS // batch)
 
 
 def _to_columns(state: Tensor) -> Tensor:

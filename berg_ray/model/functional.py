@@ -84,7 +84,8 @@ def gelu_padded(x: Tensor, history: Tensor) -> Tensor:
     padded = torch.empty((batch, channels, frames + 2, height, width), dtype=x.dtype, device=x.device,
                          memory_format=torch.channels_last_3d)
     padded[:, :, :2] = history
-    torch.ops.aten.gelu.out(x, out=padded[:, :, 2:])
+    # gelu.out leaves `out` unwritten when its memory layout differs from the input's (torch 2.13): match them
+    torch.ops.aten.gelu.out(x.contiguous(memory_format=torch.channels_last_3d), out=padded[:, :, 2:])
     return padded
 
 
@@ -99,6 +100,7 @@ def grouped_linear_(out: Tensor, x: Tensor, weight: Tensor) -> Tensor:
         out.
     """
     n_in, n_out = weight.shape[1:]
+    weight = weight.to(out.dtype)  # under autocast the activations may be lower precision than the weights
     for g in range(weight.shape[0]):
         out[:, g * n_out:(g + 1) * n_out].addmm_(x[:, g * n_in:(g + 1) * n_in], weight[g])
     return out
@@ -115,6 +117,7 @@ def grouped_affine(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         (N, G*O) rows, x_g @ weight[g] + bias[g] per group.
     """
     n_groups, n_in, n_out = weight.shape
+    weight, bias = weight.to(x.dtype), bias.to(x.dtype)  # out= ops are not autocast: follow the activations
     out = x.new_empty(x.shape[0], n_groups * n_out)
     for g in range(n_groups):
         torch.addmm(bias[g], x[:, g * n_in:(g + 1) * n_in], weight[g], out=out[:, g * n_out:(g + 1) * n_out])

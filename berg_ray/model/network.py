@@ -75,9 +75,9 @@ class EncodingModel(nn.Module):
             front = self._front_end(sid)
             pixels = pixels_to_unit(frames[rows]).reshape(len(rows) * frames_n, 1, 144, 256)
             warped = front.perspective(pixels).view(len(rows), frames_n, 128, 192)
-            retina[rows] = warped[:, None]
+            retina[rows] = warped[:, None].to(retina.dtype)  # (autocast may lower the precision)
             modulation = front.modulation.sequence(state.frame, state.frame + frames_n)  # (T, 64)
-            drive[rows] = self.core.recurrent.drive(modulation)[None]
+            drive[rows] = self.core.recurrent.drive(modulation)[None].to(drive.dtype)
         return self.core(retina, drive, state)
 
     def forward_readout(self, features: Tensor, scan_id: str, units: Tensor | None = None) -> Tensor:

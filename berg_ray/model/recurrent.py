@@ -57,6 +57,7 @@ class StepBuffers:
         pre: (S, 256, B*P) recurrent input before tanh.
         qkv: (32, B*P, 192) queries, keys and values, position-major.
         gates: (32, 128, B*P) LSTM gate pre-activations, rows [i, f, o, g].
+        weights: inter_w, qkv_w, gate_zw, gate_aw in the buffers' dtype.
     """
 
     feed: Tensor
@@ -65,6 +66,7 @@ class StepBuffers:
     pre: Tensor
     qkv: Tensor
     gates: Tensor
+    weights: list[Tensor]
 
 
 class Recurrent(nn.Module):
@@ -104,14 +106,19 @@ class Recurrent(nn.Module):
         zeros = self.feed_w.new_zeros(batch, REC_SLOTS, REC_WIDTH, POSITIONS)
         return zeros, zeros.clone()
 
-    def buffers(self, batch: int, frames: int) -> StepBuffers:
-        """Scratch space for chunks of up to ``frames`` frames of ``batch`` videos, reused by every frame."""
+    def buffers(self, batch: int, frames: int, dtype: torch.dtype) -> StepBuffers:
+        """Scratch space for chunks of up to ``frames`` frames of ``batch`` videos, reused by every frame.
+
+        ``dtype`` is the precision of the activations (float32, or lower under autocast); the weights of the
+        matmuls that write into these buffers are cast to it once here.
+        """
         def empty(*shape: int) -> Tensor:
-            return self.feed_w.new_empty(shape)
+            return self.feed_w.new_empty(shape, dtype=dtype)
         cols = batch * POSITIONS
         return StepBuffers(feed=empty(frames, S * 256, cols), hiddens=empty(frames, REC_SLOTS, REC_WIDTH, cols),
                            conv_in=empty(batch, REC_SLOTS, 2 * REC_WIDTH, POSITIONS), pre=empty(S, 256, cols),
-                           qkv=empty(REC_SLOTS, cols, 192), gates=empty(REC_SLOTS, 4 * REC_WIDTH, cols))
+                           qkv=empty(REC_SLOTS, cols, 192), gates=empty(REC_SLOTS, 4 * REC_WIDTH, cols),
+                           weights=[w.to(dtype) for w in (self.inter_w, self.qkv_w, self.gate_zw, self.gate_aw)])
 
     def forward(self, features: Tensor, drive: Tensor, state: tuple[Tensor, Tensor], buffers: StepBuffers) -> Tensor:
         """Run the cell over T frames.
@@ -129,12 +136,13 @@ class Recurrent(nn.Module):
         feed = buffers.feed[:frames].view(frames, S * 256, batch, POSITIONS).copy_(
             feed.view(batch, frames, POSITIONS, S * 256).permute(1, 3, 0, 2))  # (T, S*256, B, P)
         drive = drive.permute(1, 2, 3, 0)[..., None]  # (T, S, 256, B, 1)
-        hidden, cell = state
+        hidden, cell = state  # cell stays float32 even under autocast
         for t in range(frames):
-            self._step(feed[t], drive[t], buffers.hiddens[t - 1] if t else hidden, cell, buffers, buffers.hiddens[t])
+            previous = buffers.hiddens[t - 1] if t else hidden.to(feed.dtype)
+            self._step(feed[t], drive[t], previous, cell, buffers, buffers.hiddens[t])
         hidden.copy_(buffers.hiddens[frames - 1])
         hiddens = buffers.hiddens[:frames].view(frames, S, 256, batch * POSITIONS)
-        out = torch.matmul(self.out_w, hiddens).add_(self.out_b)  # (T, S, 128, B*P)
+        out = torch.matmul(self.out_w.to(hiddens.dtype), hiddens).add_(self.out_b)  # (T, S, 128, B*P)
         return out.view(frames, S * 128, batch, 16, 24).permute(2, 0, 1, 3, 4)
 
     def _step(self, feed: Tensor, drive: Tensor, hidden: Tensor, cell: Tensor, buffers: StepBuffers,
@@ -145,16 +153,17 @@ class Recurrent(nn.Module):
         place; hidden_out (32, 32, B*P) receives the new hidden state.
         """
         batch, cols = feed.shape[1], feed.shape[1] * POSITIONS
-        pre = torch.bmm(self.inter_w, hidden.view(S, 256, cols), out=buffers.pre)  # IG(h)
+        inter_w, qkv_w, gate_zw, gate_aw = buffers.weights
+        pre = torch.bmm(inter_w, hidden.view(S, 256, cols), out=buffers.pre)  # IG(h)
         pre = pre.add_(feed.view(S, 256, cols)).view(S, 256, batch, POSITIONS).add_(drive)  # (IG + A F) + B m
         conv_in = buffers.conv_in.permute(1, 2, 0, 3)  # (32, 64, B, P) view of the (B, 32, 64, P) conv input
         torch.tanh(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), out=conv_in[:, :REC_WIDTH])
         conv_in[:, REC_WIDTH:] = hidden.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS)
         z = F.conv2d(buffers.conv_in.view(batch, REC_SLOTS * 64, 16, 24), self.conv_w, padding=1, groups=REC_SLOTS)
         z = z.view(batch, REC_SLOTS, 64, POSITIONS).permute(1, 2, 0, 3).reshape(REC_SLOTS, 64, cols)
-        qkv = torch.bmm(z.transpose(1, 2), self.qkv_w, out=buffers.qkv)  # (32, B*P, 192), position-major
+        qkv = torch.bmm(z.transpose(1, 2), qkv_w, out=buffers.qkv)  # (32, B*P, 192), position-major
         q, k, v = qkv.view(REC_SLOTS, batch, POSITIONS, 192).split(64, dim=-1)
         a = normalized_attention(q, k, v, self.scales)  # (32, B, P, 64)
-        gates = torch.bmm(self.gate_zw, z, out=buffers.gates)  # (32, 128, B*P): W_z z + W_a a + b
-        gates = gates.baddbmm_(self.gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2)).add_(self.gate_b)
+        gates = torch.bmm(gate_zw, z, out=buffers.gates)  # (32, 128, B*P): W_z z + W_a a + b
+        gates = gates.baddbmm_(gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2)).add_(self.gate_b)
         lstm_update_(gates, cell, hidden_out)

@@ -1,0 +1,98 @@
+"""Behaviour of the core and EncodingModel on CPU with the reference fixture's (random) weights: chunking, batching,
+pass shapes and state handling give the same responses; the bf16 autocast path runs and stays close."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import berg_ray.model.core as core
+from berg_ray.config import RELEASE_SUBDIR, WEIGHTS_SUBDIR
+from berg_ray.model.network import EncodingModel
+
+SCANS = ("session-8_scan-5", "session-4_scan-7")
+TOL = 1e-6
+
+
+def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs() / b.abs()).max())
+
+
+@pytest.fixture(scope="module")
+def model(fixture_berg_dir) -> EncodingModel:
+    weights = fixture_berg_dir / RELEASE_SUBDIR / WEIGHTS_SUBDIR
+    core_params = torch.load(weights / "params_core.pt", weights_only=True)
+    scans = {sid: torch.load(weights / f"params_{sid[8]}_{sid[-1]}.pt", weights_only=True) for sid in SCANS}
+    return EncodingModel(core_params, scans)
+
+
+@pytest.fixture(scope="module")
+def videos(fixture_dir) -> torch.Tensor:
+    return torch.from_numpy(np.load(fixture_dir / "stimuli.npy"))[:2, :8]  # uint8 (2, 8, 144, 256)
+
+
+def one_pass(model: EncodingModel, frames: torch.Tensor, scan_ids: list[str]) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        features, _ = model.forward_features(frames, scan_ids)
+        return [model.forward_readout(features[b:b + 1], sid)[0] for b, sid in enumerate(scan_ids)]
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 5, 7])
+def test_chunked_equals_one_pass(model, videos, chunk_frames):
+    scan_ids = [SCANS[0]] * 2
+    expected = one_pass(model, videos, scan_ids)
+    with torch.inference_mode():
+        chunks = list(model.encode_chunks(videos, scan_ids, chunk_frames=chunk_frames))
+    assert [start for start, _ in chunks] == list(range(0, videos.shape[1], chunk_frames))
+    for b in range(2):
+        assert max_rel(torch.cat([responses[b] for _, responses in chunks]), expected[b]) <= TOL
+
+
+def test_batch_mixing_scans_equals_separate_runs(model, videos):
+    short = videos[:, :4]
+    mixed = one_pass(model, short, list(SCANS))
+    for b, sid in enumerate(SCANS):
+        alone = one_pass(model, short[b:b + 1], [sid])[0]
+        assert mixed[b].shape == (4, model.n_units(sid))
+        assert max_rel(mixed[b], alone) <= TOL
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (1, 1), (2, 16)])
+def test_feedforward_pass_shape_does_not_change_results(model, videos, monkeypatch, shape):
+    """The CPU default runs one video per pass; accelerators run several (the multi-video path)."""
+    short, scan_ids = videos[:, :5], [SCANS[0], SCANS[1]]
+    expected = one_pass(model, short, scan_ids)
+    monkeypatch.setattr(core, "pass_shape", lambda device, batch: shape)
+    for got, want in zip(one_pass(model, short, scan_ids), expected):
+        assert max_rel(got, want) <= TOL
+
+
+def test_state_is_not_modified(model, videos):
+    scan_ids = [SCANS[0]] * 2
+    with torch.inference_mode():
+        _, state = model.forward_features(videos[:, :2], scan_ids)
+        saved = [state.hidden.clone(), state.cell.clone()] + [h.clone() for h in state.history]
+        first, _ = model.forward_features(videos[:, 2:4], scan_ids, state)
+        second, _ = model.forward_features(videos[:, 2:4], scan_ids, state)
+    assert torch.equal(first, second)
+    for before, after in zip(saved, [state.hidden, state.cell, *state.history]):
+        assert torch.equal(before, after)
+    assert state.frame == 2
+
+
+def test_features_shape_and_layout(model, videos):
+    with torch.inference_mode():
+        features, state = model.forward_features(videos[:1, :3], [SCANS[0]])
+    assert features.shape == (1, 3, 512, 16, 24) and features.dtype == torch.float32 and features.is_contiguous()
+    assert state.hidden.shape == (1, 32, 32, 384) and state.frame == 3
+
+
+def test_bf16_autocast_runs_and_stays_close(model, videos):
+    frames, scan_ids = videos[:1, :3], [SCANS[0]]
+    expected = one_pass(model, frames, scan_ids)[0]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features, state = model.forward_features(frames, scan_ids)
+        responses = model.forward_readout(features, SCANS[0])[0]
+    assert features.dtype == torch.float32 and state.cell.dtype == torch.float32
+    assert max_rel(responses.float(), expected) < 0.05
