@@ -106,6 +106,15 @@ def raw_upload_mb_per_s(endpoint: str, bucket: str, size_mb: int = 64) -> float:
     return size_mb * 1.048576 / (time.perf_counter() - start)
 
 
+def write_inputs(directory: Path, n_videos: int, n_frames: int) -> np.ndarray:
+    """Generated videos (B, T, 144, 256) uint8, also saved as ``directory/v###.npy``."""
+    videos = demo_videos(n_videos, n_frames, seed=5)
+    directory.mkdir()
+    for index, video in enumerate(videos):
+        np.save(directory / f"v{index:03d}.npy", video)
+    return videos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stimuli", type=int, default=12)
@@ -118,10 +127,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
     berg_dir = write_demo_release(work / "release", [SCAN], n_units=None)
     units = load_model(berg_dir, [SCAN]).n_units(SCAN)
-    videos = demo_videos(args.stimuli, args.frames, seed=5)
-    (work / "in").mkdir()
-    for index, video in enumerate(videos):
-        np.save(work / "in" / f"v{index:03d}.npy", video)
+    videos = write_inputs(work / "in", args.stimuli, args.frames)
     (work / "weed").mkdir()
     weed, endpoint = start_seaweedfs(work / "weed")
     os.environ.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_ENDPOINT_URL=endpoint)
