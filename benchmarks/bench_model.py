@@ -39,14 +39,15 @@ READOUT_KEYS = ("readout.position.mu", "readout.position.sigma", "readout.featur
 
 
 def machine(device: str) -> dict:
-    """CPU model, logical cores, torch version and threads, GPU name (CUDA only)."""
+    """CPU model, logical cores, torch version and threads, OpenMP wait policy, load average, GPU name (CUDA)."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "load_average_1min": os.getloadavg()[0]}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info

@@ -149,9 +149,9 @@ def normalized_attention(q: Tensor, k: Tensor, v: Tensor, scales: Tensor) -> Ten
     Returns:
         a: (B, G, P, D), a[..., n, :] = sum_n' softmax_n'(q_n . k_n') v[..., n', :].
     """
-    q.div_(torch.linalg.vector_norm(q, dim=-1, keepdim=True)).mul_(scales)
-    k.div_(torch.linalg.vector_norm(k, dim=-1, keepdim=True))
-    return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+    for x in (q, k):
+        x.div_(torch.linalg.vector_norm(x, dim=-1, keepdim=True))
+    return F.scaled_dot_product_attention(q.mul_(scales), k, v, scale=1.0)
 
 
 def lstm_update_(gates: Tensor, cell: Tensor, hidden: Tensor) -> None:
@@ -166,7 +166,7 @@ def lstm_update_(gates: Tensor, cell: Tensor, hidden: Tensor) -> None:
     sig = gates[..., :3 * width, :].sigmoid_()
     g = gates[..., 3 * width:, :].tanh_()
     i, f, o = sig.split(width, dim=-2)
-    cell.mul_(f).add_(i.mul_(g))
+    cell.mul_(f).addcmul_(i, g)
     torch.tanh(cell, out=g)
     torch.mul(o, g, out=hidden)
 

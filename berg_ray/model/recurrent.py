@@ -135,27 +135,25 @@ class Recurrent(nn.Module):
         feed = grouped_affine(features, self.feed_w, self.feed_b)  # (B*T*P, S*256), time-parallel
         feed = buffers.feed[:frames].view(frames, S * 256, batch, POSITIONS).copy_(
             feed.view(batch, frames, POSITIONS, S * 256).permute(1, 3, 0, 2))  # (T, S*256, B, P)
-        drive = drive.permute(1, 2, 3, 0)[..., None]  # (T, S, 256, B, 1)
+        feed.view(frames, S, 256, batch, POSITIONS).add_(drive.permute(1, 2, 3, 0)[..., None])  # A F + B m
         hidden, cell = state  # cell stays float32 even under autocast
         for t in range(frames):
             previous = buffers.hiddens[t - 1] if t else hidden.to(feed.dtype)
-            self._step(feed[t], drive[t], previous, cell, buffers, buffers.hiddens[t])
+            self._step(feed[t], previous, cell, buffers, buffers.hiddens[t])
         hidden.copy_(buffers.hiddens[frames - 1])
         hiddens = buffers.hiddens[:frames].view(frames, S, 256, batch * POSITIONS)
         out = torch.matmul(self.out_w.to(hiddens.dtype), hiddens).add_(self.out_b)  # (T, S, 128, B*P)
         return out.view(frames, S * 128, batch, 16, 24).permute(2, 0, 1, 3, 4)
 
-    def _step(self, feed: Tensor, drive: Tensor, hidden: Tensor, cell: Tensor, buffers: StepBuffers,
-              hidden_out: Tensor) -> None:
+    def _step(self, feed: Tensor, hidden: Tensor, cell: Tensor, buffers: StepBuffers, hidden_out: Tensor) -> None:
         """One frame in column layout (B videos side by side along the last axis: B*P columns).
 
-        Args: feed (S*256, B, P); drive (S, 256, B, 1); hidden (32, 32, B*P); cell (32, 32, B*P), updated in
-        place; hidden_out (32, 32, B*P) receives the new hidden state.
+        Args: feed (S*256, B, P) feed-forward and modulation parts of the input; hidden (32, 32, B*P); cell
+        (32, 32, B*P), updated in place; hidden_out (32, 32, B*P) receives the new hidden state.
         """
         batch, cols = feed.shape[1], feed.shape[1] * POSITIONS
         inter_w, qkv_w, gate_zw, gate_aw = buffers.weights
-        pre = torch.bmm(inter_w, hidden.view(S, 256, cols), out=buffers.pre)  # IG(h)
-        pre = pre.add_(feed.view(S, 256, cols)).view(S, 256, batch, POSITIONS).add_(drive)  # (IG + A F) + B m
+        pre = torch.baddbmm(feed.view(S, 256, cols), inter_w, hidden.view(S, 256, cols), out=buffers.pre)
         conv_in = buffers.conv_in.permute(1, 2, 0, 3)  # (32, 64, B, P) view of the (B, 32, 64, P) conv input
         torch.tanh(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), out=conv_in[:, :REC_WIDTH])
         conv_in[:, REC_WIDTH:] = hidden.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS)
@@ -164,6 +162,6 @@ class Recurrent(nn.Module):
         qkv = torch.bmm(z.transpose(1, 2), qkv_w, out=buffers.qkv)  # (32, B*P, 192), position-major
         q, k, v = qkv.view(REC_SLOTS, batch, POSITIONS, 192).split(64, dim=-1)
         a = normalized_attention(q, k, v, self.scales)  # (32, B, P, 64)
-        gates = torch.bmm(gate_zw, z, out=buffers.gates)  # (32, 128, B*P): W_z z + W_a a + b
-        gates = gates.baddbmm_(gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2)).add_(self.gate_b)
+        gates = torch.baddbmm(self.gate_b, gate_zw, z, out=buffers.gates)  # (32, 128, B*P): b + W_z z + W_a a
+        gates = gates.baddbmm_(gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2))
         lstm_update_(gates, cell, hidden_out)
