@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
+export PATH="$PWD/.venv/bin:$PATH"  # console scripts of the test extra (weed, berg-ray)
 exec .venv/bin/python -m pytest "$@"

