@@ -57,7 +57,7 @@ class StepBuffers:
         pre: (S, 256, B*P) recurrent input before tanh.
         qkv: (32, B*P, 192) queries, keys and values, position-major.
         gates: (32, 128, B*P) LSTM gate pre-activations, rows [i, f, o, g].
-        weights: inter_w, qkv_w, gate_zw, gate_aw in the buffers' dtype.
+        weights: inter_w, qkv_w, gate_zw, gate_aw, gate_b in the buffers' dtype.
     """
 
     feed: Tensor
@@ -118,7 +118,8 @@ class Recurrent(nn.Module):
         return StepBuffers(feed=empty(frames, S * 256, cols), hiddens=empty(frames, REC_SLOTS, REC_WIDTH, cols),
                            conv_in=empty(batch, REC_SLOTS, 2 * REC_WIDTH, POSITIONS), pre=empty(S, 256, cols),
                            qkv=empty(REC_SLOTS, cols, 192), gates=empty(REC_SLOTS, 4 * REC_WIDTH, cols),
-                           weights=[w.to(dtype) for w in (self.inter_w, self.qkv_w, self.gate_zw, self.gate_aw)])
+                           weights=[w.to(dtype) for w in (self.inter_w, self.qkv_w, self.gate_zw, self.gate_aw,
+                                                          self.gate_b)])
 
     def forward(self, features: Tensor, drive: Tensor, state: tuple[Tensor, Tensor], buffers: StepBuffers) -> Tensor:
         """Run the cell over T frames.
@@ -152,7 +153,7 @@ class Recurrent(nn.Module):
         (32, 32, B*P), updated in place; hidden_out (32, 32, B*P) receives the new hidden state.
         """
         batch, cols = feed.shape[1], feed.shape[1] * POSITIONS
-        inter_w, qkv_w, gate_zw, gate_aw = buffers.weights
+        inter_w, qkv_w, gate_zw, gate_aw, gate_b = buffers.weights
         pre = torch.baddbmm(feed.view(S, 256, cols), inter_w, hidden.view(S, 256, cols), out=buffers.pre)
         conv_in = buffers.conv_in.permute(1, 2, 0, 3)  # (32, 64, B, P) view of the (B, 32, 64, P) conv input
         torch.tanh(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), out=conv_in[:, :REC_WIDTH])
@@ -162,6 +163,6 @@ class Recurrent(nn.Module):
         qkv = torch.bmm(z.transpose(1, 2), qkv_w, out=buffers.qkv)  # (32, B*P, 192), position-major
         q, k, v = qkv.view(REC_SLOTS, batch, POSITIONS, 192).split(64, dim=-1)
         a = normalized_attention(q, k, v, self.scales)  # (32, B, P, 64)
-        gates = torch.baddbmm(self.gate_b, gate_zw, z, out=buffers.gates)  # (32, 128, B*P): b + W_z z + W_a a
+        gates = torch.baddbmm(gate_b, gate_zw, z, out=buffers.gates)  # (32, 128, B*P): b + W_z z + W_a a
         gates = gates.baddbmm_(gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2))
         lstm_update_(gates, cell, hidden_out)
