@@ -178,3 +178,22 @@ def sample_at_positions(features: Tensor, positions: Tensor) -> Tensor:
     """
     grid = positions[None, :, None, :].expand(features.shape[0], -1, -1, -1)  # (N, U, 1, 2)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
+
+
+def per_unit_dot(sampled: Tensor, weights: Tensor) -> Tensor:
+    """Per-unit dot products over channels: out[n, s, u] = sum_c sampled[n, s, c, u] * weights[s, c, u].
+
+    Accumulated channel by channel with elementwise ops, so each unit's result is summed in the same order whatever
+    other units are computed (a unit selection equals the full readout bit for bit), and every step streams
+    contiguous (N, S, U) rows instead of a strided reduction.
+
+    Args:
+        sampled: (N, S, C, U) features sampled at the units' positions.
+        weights: (S, C, U) per-stream feature weights.
+    Returns:
+        (N, S, U).
+    """
+    total = sampled[:, :, 0] * weights[:, 0]
+    for channel in range(1, sampled.shape[2]):
+        total.addcmul_(sampled[:, :, channel], weights[:, channel])
+    return total

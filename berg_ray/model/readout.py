@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
-from berg_ray.model.functional import sample_at_positions
+from berg_ray.model.functional import per_unit_dot, sample_at_positions
 
 
 class Readout(nn.Module):
@@ -18,8 +18,9 @@ class Readout(nn.Module):
     def __init__(self, params: Mapping[str, Tensor]) -> None:
         super().__init__()
         self.register_buffer("positions", torch.tanh(params["readout.position.mu"]))  # (U, 2): (x, y) in (-1, 1)
-        weights = [params[f"readout.feature.weights.{s}"][:, 0, :] for s in range(N_STREAMS)]  # (U, 128) each
-        self.register_buffer("weights", torch.stack(weights))  # (S, U, 128)
+        weights = [params[f"readout.feature.weights.{s}"][:, 0, :].T for s in range(N_STREAMS)]  # (128, U) each
+        # (S, 128, U): the layout grid_sample's samples come in, so per_unit_dot streams both contiguously
+        self.register_buffer("weights", torch.stack(weights).contiguous())
         biases = [params[f"readout.biases.{s}"][:, 0] for s in range(N_STREAMS)]
         self.register_buffer("biases", torch.stack(biases))  # (S, U)
 
@@ -32,8 +33,8 @@ class Readout(nn.Module):
         Returns: responses (N, U') float32, strictly positive."""
         positions, weights, biases = self.positions, self.weights, self.biases
         if units is not None:
-            positions, weights, biases = positions[units], weights[:, units], biases[:, units]
+            positions, weights, biases = positions[units], weights[:, :, units], biases[:, units]
         sampled = sample_at_positions(features, positions)  # (N, S*128, U)
         sampled = sampled.unflatten(1, (N_STREAMS, -1))  # (N, S, 128, U)
-        log_rates = torch.einsum("nscu,suc->nsu", sampled, weights) + biases  # (N, S, U)
+        log_rates = per_unit_dot(sampled, weights) + biases  # (N, S, U)
         return torch.exp(log_rates.mean(dim=1))  # mean of log-rates, then exp

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from berg_ray.model.functional import (
-    from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, lstm_update_, normalized_attention,
+    from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, lstm_update_, normalized_attention, per_unit_dot,
     pixels_to_unit, pool_rows, to_rows, weight_norm,
 )
 
@@ -107,3 +107,15 @@ def test_lstm_update_matches_formula(gen):
     lstm_update_(gates, cell, hidden)
     torch.testing.assert_close(cell.double(), expected_cell, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(hidden.double(), expected_hidden, rtol=1e-6, atol=1e-6)
+
+
+def test_per_unit_dot_matches_the_formula_and_does_not_depend_on_other_units():
+    generator = torch.Generator().manual_seed(5)
+    sampled = torch.randn(3, 4, 128, 50, generator=generator)
+    weights = torch.randn(4, 128, 50, generator=generator)
+    expected = torch.einsum("nscu,scu->nsu", sampled.double(), weights.double())
+    result = per_unit_dot(sampled, weights)
+    assert result.shape == (3, 4, 50)
+    torch.testing.assert_close(result.double(), expected, rtol=1e-5, atol=1e-5)
+    subset = torch.tensor([7, 0, 33])
+    assert torch.equal(per_unit_dot(sampled[..., subset], weights[..., subset]), result[..., subset])
