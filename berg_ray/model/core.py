@@ -58,6 +58,7 @@ class FeedForward(nn.Module):
         for b, (_, groups, _) in enumerate(BLOCKS):
             for layer in (0, 1):  # the gain of the GELU before each conv is folded into its weights
                 weight = stacked_weights(params, f"{p}.blocks.{b}.convs.{layer}") * GELU_GAMMA
+                weight = weight.contiguous(memory_format=torch.channels_last_3d)  # the inputs' layout: no reorder
                 self.register_buffer(f"block{b}_conv{layer}_w", weight)
                 self.register_buffer(f"block{b}_conv{layer}_b", stacked_biases(params, f"{p}.blocks.{b}.convs.{layer}"))
             skip = stacked_weights(params, f"{p}.blocks.{b}.skips.1") * GELU_GAMMA
@@ -78,7 +79,8 @@ class FeedForward(nn.Module):
 
     def forward(self, retina: Tensor, history: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """Args: retina (B, 1, T, 128, 192); history from :meth:`initial_history` or the previous chunk.
-        Returns: (features as rows (B*T*16*24, 512), position-major per frame; the new history)."""
+        Returns: (features as rows (B*T*16*24, 512), position-major per frame; the new history, as views into
+        this pass's activations: copy them before they are needed beyond the next pass)."""
         x = F.pad(retina, (2, 2, 2, 2, 0, 0), mode="replicate")  # (B, 1, T, 132, 196)
         x = x.as_strided(x.shape, (x[0].numel(), 1, *x.stride()[2:]))  # same memory, marked channels-last
         x = F.conv3d(x, self.stem_w, self.stem_b, stride=(1, 2, 2))  # (B, 128, T, 64, 96)
@@ -111,7 +113,7 @@ class FeedForward(nn.Module):
         if pool > 1:  # pooling is per channel, so pooling before interleaving is exact and moves less data
             parts = [pool_rows(part, height, width, pool) for part in parts]
         z = interleave_rows(parts, S * groups)  # (N, 3*S*C): per slot [x0_g, x1_g, x2_g]
-        history = [y0[:, :, -2:].clone(), y1[:, :, -2:].clone()]
+        history = [y0[:, :, -2:], y1[:, :, -2:]]  # views: the caller copies them into its state
         if b == len(BLOCKS) - 1:
             return grouped_affine(z, self.out_w, self.out_b), history
         out = grouped_affine(z, getattr(self, f"proj{b + 1}_w"), getattr(self, f"proj{b + 1}_b"))
@@ -150,7 +152,7 @@ class VideoCore(nn.Module):
             features = features[0] if len(features) == 1 else torch.cat(features)
             if buffers is None:  # sized and typed after the first pass (autocast decides the activations' dtype)
                 buffers = self.recurrent.buffers(batch, min(frames, frames_per_pass), features.dtype)
-            out[:, start:stop] = self.recurrent(features, drive[:, start:stop], columns, buffers)
+            self.recurrent(features, drive[:, start:stop], columns, buffers, out[:, start:stop])
         hidden, cell = (_from_columns(c, batch) for c in columns)
         return out, CoreState(state.frame + frames, history, hidden, cell)
 

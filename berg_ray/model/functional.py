@@ -116,12 +116,10 @@ def grouped_affine(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     Returns:
         (N, G*O) rows, x_g @ weight[g] + bias[g] per group.
     """
-    n_groups, n_in, n_out = weight.shape
-    weight, bias = weight.to(x.dtype), bias.to(x.dtype)  # out= ops are not autocast: follow the activations
+    n_groups, n_out = weight.shape[0], weight.shape[2]
     out = x.new_empty(x.shape[0], n_groups * n_out)
-    for g in range(n_groups):
-        torch.addmm(bias[g], x[:, g * n_in:(g + 1) * n_in], weight[g], out=out[:, g * n_out:(g + 1) * n_out])
-    return out
+    out.view(-1, n_groups, n_out).copy_(bias)  # then accumulate in place: addmm(out=) on a column block copies
+    return grouped_linear_(out, x, weight)
 
 
 def pool_rows(x: Tensor, height: int, width: int, pool: int) -> Tensor:

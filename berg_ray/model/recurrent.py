@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
-from berg_ray.model.functional import grouped_affine, lstm_update_, normalized_attention, weight_norm
+from berg_ray.model.functional import lstm_update_, normalized_attention, weight_norm
 from berg_ray.model.params import stacked_biases, stacked_weights
 
 S = N_STREAMS
@@ -51,10 +51,10 @@ class StepBuffers:
     """Preallocated scratch tensors of the recurrent loop (column layout: B videos x 384 positions = B*P columns).
 
     Attributes:
-        feed: (T, S*256, B*P) feed-forward part of the recurrent input, per frame.
+        feed: (T, S*256, B*P) feed-forward and modulation parts of the recurrent input, per frame; the step adds
+            the hidden-state part in place.
         hiddens: (T, 32, 32, B*P) hidden state after each frame.
         conv_in: (B, 32, 64, P) input of the grouped 3x3 conv, [x_g, h_g] per slot.
-        pre: (S, 256, B*P) recurrent input before tanh.
         qkv: (32, B*P, 192) queries, keys and values, position-major.
         gates: (32, 128, B*P) LSTM gate pre-activations, rows [i, f, o, g].
         weights: inter_w, qkv_w, gate_zw, gate_aw, gate_b in the buffers' dtype.
@@ -63,7 +63,6 @@ class StepBuffers:
     feed: Tensor
     hiddens: Tensor
     conv_in: Tensor
-    pre: Tensor
     qkv: Tensor
     gates: Tensor
     weights: list[Tensor]
@@ -116,12 +115,13 @@ class Recurrent(nn.Module):
             return self.feed_w.new_empty(shape, dtype=dtype)
         cols = batch * POSITIONS
         return StepBuffers(feed=empty(frames, S * 256, cols), hiddens=empty(frames, REC_SLOTS, REC_WIDTH, cols),
-                           conv_in=empty(batch, REC_SLOTS, 2 * REC_WIDTH, POSITIONS), pre=empty(S, 256, cols),
+                           conv_in=empty(batch, REC_SLOTS, 2 * REC_WIDTH, POSITIONS),
                            qkv=empty(REC_SLOTS, cols, 192), gates=empty(REC_SLOTS, 4 * REC_WIDTH, cols),
                            weights=[w.to(dtype) for w in (self.inter_w, self.qkv_w, self.gate_zw, self.gate_aw,
                                                           self.gate_b)])
 
-    def forward(self, features: Tensor, drive: Tensor, state: tuple[Tensor, Tensor], buffers: StepBuffers) -> Tensor:
+    def forward(self, features: Tensor, drive: Tensor, state: tuple[Tensor, Tensor], buffers: StepBuffers,
+                out: Tensor) -> Tensor:
         """Run the cell over T frames.
 
         Args:
@@ -129,22 +129,50 @@ class Recurrent(nn.Module):
             drive: modulation drive (B, T, S, 256).
             state: (hidden, cell) in column layout (32, 32, B*384), updated in place.
             buffers: from :meth:`buffers` for B videos and at least T frames.
+            out: (B, T, 512, 16, 24) receives the core output (may be a slice of a larger tensor along T).
         Returns:
-            core output (B, T, 512, 16, 24), a strided view.
+            out.
         """
         batch, frames = drive.shape[:2]
-        feed = grouped_affine(features, self.feed_w, self.feed_b)  # (B*T*P, S*256), time-parallel
-        feed = buffers.feed[:frames].view(frames, S * 256, batch, POSITIONS).copy_(
-            feed.view(batch, frames, POSITIONS, S * 256).permute(1, 3, 0, 2))  # (T, S*256, B, P)
-        feed.view(frames, S, 256, batch, POSITIONS).add_(drive.permute(1, 2, 3, 0)[..., None])  # A F + B m
+        feed = self._feed(features, drive, buffers.feed[:frames])  # (T, S*256, B, P), time-parallel
         hidden, cell = state  # cell stays float32 even under autocast
         for t in range(frames):
             previous = buffers.hiddens[t - 1] if t else hidden.to(feed.dtype)
             self._step(feed[t], previous, cell, buffers, buffers.hiddens[t])
         hidden.copy_(buffers.hiddens[frames - 1])
-        hiddens = buffers.hiddens[:frames].view(frames, S, 256, batch * POSITIONS)
-        out = torch.matmul(self.out_w.to(hiddens.dtype), hiddens).add_(self.out_b)  # (T, S, 128, B*P)
-        return out.view(frames, S * 128, batch, 16, 24).permute(2, 0, 1, 3, 4)
+        return self._project(buffers.hiddens[:frames], out)
+
+    def _project(self, hiddens: Tensor, out: Tensor) -> Tensor:
+        """Output 1x1 map of the hidden states (T, 32, 32, B*P), accumulated in place into out (B, T, 512, 16, 24).
+
+        Under autocast the hidden states may be of lower precision than ``out``: then a temporary is copied over.
+        """
+        frames, batch = hiddens.shape[0], out.shape[0]
+        hiddens = hiddens.view(frames, S, 256, batch, POSITIONS)
+        target = out if out.dtype == hiddens.dtype else out.new_empty(out.shape, dtype=hiddens.dtype)
+        blocks = target.view(batch, frames, S, 128, POSITIONS)
+        blocks.copy_(self.out_b.to(target.dtype))  # (S, 128, 1), broadcast
+        weight = self.out_w.to(target.dtype)  # (S, 128, 256)
+        for v in range(batch):
+            for s in range(S):
+                blocks[v, :, s].baddbmm_(weight[s].expand(frames, -1, -1), hiddens[:, s, :, v])
+        return out if target is out else out.copy_(target)
+
+    def _feed(self, features: Tensor, drive: Tensor, out: Tensor) -> Tensor:
+        """Feed-forward and modulation parts of the recurrent input, A F + b + B m, written straight into ``out``.
+
+        Args: features rows (B*T*P, S*128); drive (B, T, S, 256); out (T, S*256, B*P) buffer.
+        Returns: out viewed as (T, S*256, B, P).
+        """
+        batch, frames = drive.shape[:2]
+        feed = out.view(frames, S, 256, batch, POSITIONS)
+        feed.copy_((drive.permute(1, 2, 3, 0) + self.feed_b[..., None])[..., None])  # b + B m, broadcast over P
+        rows = features.view(batch, frames, POSITIONS, S, 128)
+        weight = self.feed_w.to(out.dtype).transpose(1, 2)  # (S, 256, 128)
+        for s in range(S):  # in-place accumulation into the strided blocks: no transposing copy of the result
+            for v in range(batch):
+                feed[:, s, :, v].baddbmm_(weight[s].expand(frames, -1, -1), rows[v, :, :, s].transpose(1, 2))
+        return feed.view(frames, S * 256, batch, POSITIONS)
 
     def _step(self, feed: Tensor, hidden: Tensor, cell: Tensor, buffers: StepBuffers, hidden_out: Tensor) -> None:
         """One frame in column layout (B videos side by side along the last axis: B*P columns).
@@ -154,7 +182,7 @@ class Recurrent(nn.Module):
         """
         batch, cols = feed.shape[1], feed.shape[1] * POSITIONS
         inter_w, qkv_w, gate_zw, gate_aw, gate_b = buffers.weights
-        pre = torch.baddbmm(feed.view(S, 256, cols), inter_w, hidden.view(S, 256, cols), out=buffers.pre)
+        pre = feed.view(S, 256, cols).baddbmm_(inter_w, hidden.view(S, 256, cols))  # in place: feed[t] is spent
         conv_in = buffers.conv_in.permute(1, 2, 0, 3)  # (32, 64, B, P) view of the (B, 32, 64, P) conv input
         torch.tanh(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), out=conv_in[:, :REC_WIDTH])
         conv_in[:, REC_WIDTH:] = hidden.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS)
@@ -163,6 +191,6 @@ class Recurrent(nn.Module):
         qkv = torch.bmm(z.transpose(1, 2), qkv_w, out=buffers.qkv)  # (32, B*P, 192), position-major
         q, k, v = qkv.view(REC_SLOTS, batch, POSITIONS, 192).split(64, dim=-1)
         a = normalized_attention(q, k, v, self.scales)  # (32, B, P, 64)
-        gates = torch.baddbmm(gate_b, gate_zw, z, out=buffers.gates)  # (32, 128, B*P): b + W_z z + W_a a
+        gates = buffers.gates.copy_(gate_b).baddbmm_(gate_zw, z)  # (32, 128, B*P): b + W_z z + W_a a
         gates = gates.baddbmm_(gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2))
         lstm_update_(gates, cell, hidden_out)
