@@ -30,4 +30,4 @@ def run_sweep_demo(berg_dir: Path, work_dir: Path) -> None:
     table = pq.read_table(output_dir).sort_by([("stimulus_id", "ascending"), ("train_session", "ascending")])
     print(f"sweep demo: {result.stimuli} videos x {len(result.scans)} scans -> {table.num_rows} Parquet rows in "
           f"{output_dir} ({result.wall_s:.1f} s, {result.frames_per_s:.1f} frames/s, errors: {len(result.errors)})")
-    print(table.select(["stimulus_id", "train_session", "n_frames"]).to_pandas().head(4).to_string(index=False))
+    print(table.select(["stimulus_id", "train_session", "n_frames"]).to_pandas().to_string(index=False))
