@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from berg_ray.checkpoint.release import load_model, read_scan_units, weights_dir
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, ScanId, check_model_id
@@ -27,7 +28,7 @@ from berg_ray.errors import ReleaseFormatError
 from berg_ray.inference import encode_videos
 from berg_ray.model.network import EncodingModel
 from berg_ray.stimulus import validate_stimulus
-from berg_ray.units import ScanUnits, select_units
+from berg_ray.units import ScanUnits, select_units, take_per_unit
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +105,8 @@ class BERG:
         """
         videos, batched = validate_stimulus(stimulus)
         sid = str(encoding_model.scan_id)
-        with _progress(show_progress, videos.shape[0] * videos.shape[1], sid) as bar:
+        with tqdm(total=videos.shape[0] * videos.shape[1], unit="frame", desc=f"encode {sid}",
+                  disable=not show_progress) as bar:
             per_video = encode_videos(encoding_model.model, videos, [sid] * videos.shape[0],
                                       {sid: encoding_model.selected}, encoding_model.chunk_frames,
                                       on_chunk=lambda n: bar.update(n * videos.shape[0]))
@@ -122,31 +124,4 @@ class BERG:
 def _select_metadata(units: ScanUnits, selected: np.ndarray | None) -> dict[str, Any]:
     if selected is None:
         return dict(units.metadata)
-
-    def take(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: take(v) for k, v in value.items()}
-        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == units.n_units:
-            return value[selected]
-        return value
-
-    return take(units.metadata)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(show: bool, total: int, label: str):
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="frame", desc=f"encode {label}")
+    return take_per_unit(units.metadata, selected, units.n_units)

@@ -47,6 +47,21 @@ class ScanUnits:
         return int(self.readout_id.shape[0])
 
 
+def take_per_unit(value: Any, index: np.ndarray, n_units: int) -> Any:
+    """Index every per-unit array (first dim ``n_units``) of a nested metadata dict with ``index``; keep the rest.
+
+    Args:
+        value: a metadata dict (or any value inside one).
+        index: int64 positions (reorder or subset) along the unit axis.
+        n_units: length of the unit axis, which identifies per-unit arrays.
+    """
+    if isinstance(value, Mapping):
+        return {k: take_per_unit(v, index, n_units) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n_units:
+        return value[index]
+    return value
+
+
 def select_units(units: ScanUnits, selection: Mapping[str, Any] | None) -> np.ndarray | None:
     """Readout indices chosen by a BERG selection dict.
 

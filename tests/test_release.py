@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from berg_ray.checkpoint.keys import core_key_shapes, scan_key_shapes
-from berg_ray.checkpoint.metadata import read_scan_metadata
+from berg_ray.checkpoint.metadata import read_scan_metadata, write_scan_metadata
 from berg_ray.checkpoint.release import available_scans, load_model, read_scan_table, read_scan_units, weights_dir
 from berg_ray.config import ScanId
 from berg_ray.errors import ReleaseFormatError, ScanNotAvailableError, UnsafeMetadataError
@@ -123,3 +123,21 @@ def test_metadata_with_missing_key_is_rejected(tmp_path, fixture_berg_dir):
         np.save(file, metadata, allow_pickle=True)
     with pytest.raises(ReleaseFormatError, match="missing required metadata key calcium_2p.'roi'"):
         read_scan_metadata(path)
+
+
+def test_metadata_in_another_order_is_reordered_to_readout_order(release):
+    before = read_scan_units(release, "session-8_scan-5")
+    path = release / "encoding_models/modality-calcium_2p/train_dataset-wang_2025/model-3DCNN/metadata" / \
+        "session-8_scan-5_metadata.npy"
+    order = np.random.default_rng(0).permutation(before.n_units)
+    shuffled = read_scan_metadata(path)
+    calcium = shuffled["calcium_2p"]
+    calcium["unit_id"], calcium["OSI"] = calcium["unit_id"][order], calcium["OSI"][order]
+    calcium["roi"] = {k: v[order] for k, v in calcium["roi"].items()}
+    calcium["field_masks"] = {k: v[order] for k, v in calcium["field_masks"].items()}
+    write_scan_metadata(path, shuffled)
+    after = read_scan_units(release, "session-8_scan-5")
+    np.testing.assert_array_equal(after.metadata["calcium_2p"]["unit_id"], before.unit_id)
+    np.testing.assert_array_equal(after.metadata["calcium_2p"]["OSI"], before.metadata["calcium_2p"]["OSI"])
+    np.testing.assert_array_equal(after.area, before.area)
+    np.testing.assert_array_equal(after.field, before.field)

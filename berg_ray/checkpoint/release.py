@@ -23,7 +23,7 @@ from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, ROIS, WEIGHTS_SUBDI
 from berg_ray.device import resolve_device
 from berg_ray.errors import ReleaseFormatError, ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
-from berg_ray.units import ScanUnits
+from berg_ray.units import ScanUnits, take_per_unit
 
 CORE_FILE, SCANS_FILE, UNITS_FILE = "params_core.pt", "scans.csv", "units.csv"
 
@@ -167,15 +167,7 @@ def _metadata_in_readout_order(metadata: dict, unit_ids: np.ndarray, path: Path)
     if np.array_equal(meta_ids, unit_ids):
         return metadata
     order = np.argsort(meta_ids)[np.searchsorted(np.sort(meta_ids), unit_ids)]
-    return _take_per_unit(metadata, order, unit_ids.shape[0])
-
-
-def _take_per_unit(value, order: np.ndarray, n_units: int):
-    if isinstance(value, dict):
-        return {k: _take_per_unit(v, order, n_units) for k, v in value.items()}
-    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n_units:
-        return value[order]
-    return value
+    return take_per_unit(metadata, order, unit_ids.shape[0])
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]):
