@@ -5,7 +5,7 @@
     python benchmarks/bench_model.py --batch 1 --frames 90 --units 8000 --device cuda
 
 Every configuration runs in a fresh subprocess (so its peak RSS is its own): the model is built from the weights
-directory (default: the shared reference fixture), the readout optionally widened to ``--units`` units by
+directory (default: the repository's reference fixture, tests/fixtures), the readout optionally widened to ``--units`` units by
 replicating and perturbing the fixture's 320, and the video (uniform random pixels, seeded; cost does not depend on
 content) is pushed through ``encode_chunks`` with the default chunk length. frames/s counts video-frames (B x T)
 per second of wall time, readout included. On CUDA the run is repeated in float32 (TF32 off), TF32 and bf16
@@ -33,8 +33,7 @@ from berg_ray.config import DEFAULT_CHUNK_FRAMES, RELEASE_SUBDIR, WEIGHTS_SUBDIR
 from berg_ray.model.network import EncodingModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_WEIGHTS = (REPO_ROOT.parent / "shared" / "fixtures" / "wang2025-reference" / "berg" / RELEASE_SUBDIR
-                   / WEIGHTS_SUBDIR)
+FIXTURE_WEIGHTS = REPO_ROOT / "tests" / "fixtures" / "wang2025-reference" / "berg" / RELEASE_SUBDIR / WEIGHTS_SUBDIR
 READOUT_KEYS = ("readout.position.mu", "readout.position.sigma", "readout.feature.weights", "readout.biases")
 
 

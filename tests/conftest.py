@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_FIXTURE_CANDIDATES = (
-    os.environ.get("BERG_RAY_FIXTURE_DIR", ""),
-    str(REPO_ROOT.parent / "shared" / "fixtures" / "wang2025-reference"),
-    str(REPO_ROOT / "shared" / "fixtures" / "wang2025-reference"),
-)
+FIXTURE_DIR = REPO_ROOT / "tests" / "fixtures" / "wang2025-reference"
 FIXTURE_SCANS = ("session-8_scan-5", "session-4_scan-7")
-
-
-def _find_fixture() -> Path:
-    for candidate in _FIXTURE_CANDIDATES:
-        if candidate and (Path(candidate) / "stimuli.npy").is_file():
-            return Path(candidate)
-    raise FileNotFoundError(
-        "reference fixture not found; expected ../shared/fixtures/wang2025-reference next to the repository "
-        "(or set BERG_RAY_FIXTURE_DIR)"
-    )
 
 
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
-    """shared/fixtures/wang2025-reference (golden outputs of the reference implementation)."""
-    return _find_fixture()
+    """tests/fixtures/wang2025-reference (golden outputs of the reference implementation, see its README)."""
+    return FIXTURE_DIR
 
 
 @pytest.fixture(scope="session")

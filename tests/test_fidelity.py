@@ -1,4 +1,4 @@
-"""Fidelity against the reference implementation's golden outputs (shared/fixtures/wang2025-reference).
+"""Fidelity against the reference implementation's golden outputs (tests/fixtures/wang2025-reference).
 
 float32 on CPU must match ``expected/`` to 1e-5 max relative error through the public API, single-video and
 batched, for both scans; intermediate layers must match the reference's per-module outputs; chunked runs must
