@@ -49,3 +49,7 @@ class StorageError(BergRayError):
 
 class InvalidVideoError(InvalidStimulusError):
     """An input video file cannot be decoded, or its frames have the wrong size, dtype or values."""
+
+
+class PrecisionError(DeviceError):
+    """The requested numeric precision is unknown or the device cannot run it."""

@@ -23,6 +23,7 @@ from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, ROIS, WEIGHTS_SUBDI
 from berg_ray.device import resolve_device
 from berg_ray.errors import ReleaseFormatError, ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
+from berg_ray.precision import DEFAULT_PRECISION, check_precision
 from berg_ray.units import ScanUnits, take_per_unit
 
 CORE_FILE, SCANS_FILE, UNITS_FILE = "params_core.pt", "scans.csv", "units.csv"
@@ -99,14 +100,18 @@ def read_scan_params(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units:
 
 
 def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str] | None = None,
-               device: str | torch.device = "cpu") -> EncodingModel:
+               device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION) -> EncodingModel:
     """Build the model from a release: the shared core plus the front ends and readouts of ``scan_ids``.
 
     Args:
         berg_dir: BERG directory.
         scan_ids: scans to load (ScanId or "session-8_scan-5"); None loads every scan whose weights are present.
         device: where the model runs ("auto", "cpu", "cuda", ...).
+        precision: "float32" (default), "tf32" or "bfloat16" (berg_ray.precision); checked against the device
+            before any file is read.
     """
+    resolved = resolve_device(device)
+    check_precision(precision, resolved)
     table = read_scan_table(berg_dir)
     wanted = available_scans(berg_dir) if scan_ids is None else [ScanId.parse(s) for s in scan_ids]
     if not wanted:
@@ -117,7 +122,7 @@ def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str
             raise ScanNotAvailableError(f"{scan_id} is a valid scan but is not listed in {SCANS_FILE} of {berg_dir}")
         scan_params[str(scan_id)] = read_scan_params(berg_dir, scan_id, table[scan_id])
     core_params = read_state_dict(weights_dir(berg_dir) / CORE_FILE, core_key_shapes())
-    return EncodingModel(core_params, scan_params).to(resolve_device(device))
+    return EncodingModel(core_params, scan_params).to(resolved).set_precision(precision)
 
 
 def read_unit_ids(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units: int) -> np.ndarray:

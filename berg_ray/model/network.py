@@ -18,6 +18,7 @@ from berg_ray.model.functional import pixels_to_unit
 from berg_ray.model.modulation import Modulation
 from berg_ray.model.perspective import Perspective
 from berg_ray.model.readout import Readout
+from berg_ray.precision import DEFAULT_PRECISION, check_precision, precision_mode
 
 
 class ScanFrontEnd(nn.Module):
@@ -30,7 +31,11 @@ class ScanFrontEnd(nn.Module):
 
 
 class EncodingModel(nn.Module):
-    """Shared core + per-scan heads, keyed by canonical scan id strings ("session-8_scan-5")."""
+    """Shared core + per-scan heads, keyed by canonical scan id strings ("session-8_scan-5").
+
+    ``precision`` ("float32", "tf32" or "bfloat16", see berg_ray.precision) applies to every forward call; set it
+    with :meth:`set_precision` after moving the model to its device.
+    """
 
     def __init__(self, core_params: Mapping[str, Tensor], scan_params: Mapping[str, Mapping[str, Tensor]]) -> None:
         super().__init__()
@@ -40,6 +45,12 @@ class EncodingModel(nn.Module):
             self.readouts = nn.ModuleDict({sid: Readout(p) for sid, p in scan_params.items()})
         self.requires_grad_(False)
         self.eval()
+        self.precision = DEFAULT_PRECISION
+
+    def set_precision(self, precision: str) -> "EncodingModel":
+        """Run every later forward call in ``precision``; raises PrecisionError if this device cannot."""
+        self.precision = check_precision(precision, self.device)
+        return self
 
     @property
     def scan_ids(self) -> list[str]:
@@ -66,6 +77,11 @@ class EncodingModel(nn.Module):
         Returns:
             (features (B, T, 512, 16, 24) float32, state after this chunk).
         """
+        with precision_mode(self.precision, self.device):
+            return self._forward_features(frames, scan_ids, state)
+
+    def _forward_features(self, frames: Tensor, scan_ids: Sequence[str], state: CoreState | None
+                          ) -> tuple[Tensor, CoreState]:
         batch, frames_n = frames.shape[:2]
         state = self.initial_state(batch) if state is None else state
         retina = frames.new_empty((batch, 1, frames_n, 128, 192), dtype=torch.float32)
@@ -84,7 +100,9 @@ class EncodingModel(nn.Module):
         """Features (B, T, 512, 16, 24) -> responses (B, T, U) of ``scan_id`` (or of the ``units`` subset)."""
         batch, frames_n = features.shape[:2]
         flat = features.reshape(batch * frames_n, *features.shape[2:])
-        return self._readout(scan_id)(flat, units).view(batch, frames_n, -1)
+        with precision_mode(self.precision, self.device):
+            responses = self._readout(scan_id)(flat, units)
+        return responses.float().view(batch, frames_n, -1)
 
     def encode_chunks(self, frames: Tensor, scan_ids: Sequence[str], chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                       units: Mapping[str, Tensor] | None = None) -> Iterator[tuple[int, list[Tensor]]]:
