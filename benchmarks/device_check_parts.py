@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -232,7 +231,7 @@ def fanout_section(report, device: str, sizes: dict, release: Path) -> None:
         record["readout_device_ms_per_frame"] = _per_call_ms(
             lambda: model.forward_readout(features, scan), dev, 5) / (batch * frames)
         if dev.type == "cuda":
-            cpu_model = copy.deepcopy(model).cpu().set_precision("float32")
+            cpu_model = load_model(release, None, device="cpu")
             few = features[:1, :4].float().cpu()
             record["readout_cpu_ms_per_frame"] = _per_call_ms(
                 lambda: cpu_model.forward_readout(few, scan), torch.device("cpu"), 2) / 4

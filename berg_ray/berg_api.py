@@ -27,6 +27,7 @@ from berg_ray.config import DEFAULT_CHUNK_FRAMES, ScanId, check_model_id
 from berg_ray.errors import ReleaseFormatError
 from berg_ray.inference import encode_videos
 from berg_ray.model.network import EncodingModel
+from berg_ray.precision import DEFAULT_PRECISION
 from berg_ray.stimulus import validate_stimulus
 from berg_ray.units import ScanUnits, select_units, take_per_unit
 
@@ -72,7 +73,8 @@ class BERG:
 
     def get_encoding_model(self, model_id: str, train_session: str, selection: Mapping[str, Any] | None = None,
                            device: str | torch.device = "auto",
-                           chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> EncodingModelHandle:
+                           chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                           precision: str = DEFAULT_PRECISION) -> EncodingModelHandle:
         """Load the model of one train session (scan).
 
         Args:
@@ -81,12 +83,14 @@ class BERG:
             selection: None (all units) or a dict of ``roi`` / ``field`` / ``unit_index`` (union of the masks).
             device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
             chunk_frames: frames per chunk for long videos (memory bound; results do not depend on it).
+            precision: "float32" (default; matches the reference), "tf32" (CUDA, Ampere or newer) or "bfloat16"
+                (autocast; CUDA or CPU). Measured agreement and speed: README "Numerics and speed".
         """
         check_model_id(model_id)
         scan_id = ScanId.parse(train_session)
         units = read_scan_units(self.berg_dir, scan_id)
         selected = select_units(units, selection)
-        model = load_model(self.berg_dir, [scan_id], device=device)
+        model = load_model(self.berg_dir, [scan_id], device=device, precision=precision)
         return EncodingModelHandle(model_id, scan_id, model, units, selected, chunk_frames)
 
     def encode(self, encoding_model: EncodingModelHandle, stimulus: Any, return_metadata: bool = False,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
+from berg_ray.model.device_plan import batched_row_ops, pass_shape
 from berg_ray.model.functional import (
     GELU_GAMMA, from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, pool_rows, to_rows,
 )
@@ -27,8 +28,6 @@ from berg_ray.model.recurrent import POSITIONS, REC_SLOTS, REC_WIDTH, Recurrent
 S = N_STREAMS
 BLOCKS = ((32, 1, 2), (64, 2, 2), (128, 4, 1))  # (channels C, groups G, spatial pool) per dense block
 STEM_SIZE = (64, 96)  # stem output (H, W)
-FRAMES_PER_PASS = 4  # frames of one video per feed-forward pass on CPU: bounds memory, keeps buffers reusable
-ACCELERATOR_VIDEO_FRAMES_PER_PASS = 64  # video-frames (batch x frames) per feed-forward pass on GPU
 
 
 @dataclass
@@ -106,9 +105,12 @@ class FeedForward(nn.Module):
         x2 = F.conv3d(y1, getattr(self, f"block{b}_conv1_w"), getattr(self, f"block{b}_conv1_b"),
                       padding=(0, 1, 1), groups=S * groups).contiguous(memory_format=torch.channels_last_3d)
         x2_rows = to_rows(x2)
-        for v in range(batch):  # conv1 output (bias included) + skip, in that order
-            rows = slice(v * x2_rows.shape[0] // batch, (v + 1) * x2_rows.shape[0] // batch)
-            grouped_linear_(x2_rows[rows], to_rows(y0[v:v + 1, :, 2:]), getattr(self, f"block{b}_skip_w"))
+        per_call = batch if batched_row_ops(x0.device) else 1
+        for v in range(0, batch, per_call):  # conv1 output (bias included) + skip, in that order
+            rows = slice(v * x2_rows.shape[0] // batch, (v + per_call) * x2_rows.shape[0] // batch)
+            skip_in = y0[v:v + per_call, :, 2:]  # a row view for one video; several videos need a copy
+            skip_in = to_rows(skip_in) if per_call == 1 else skip_in.permute(0, 2, 3, 4, 1).reshape(-1, y0.shape[1])
+            grouped_linear_(x2_rows[rows], skip_in, getattr(self, f"block{b}_skip_w"))
         parts = [to_rows(x0), to_rows(x1.contiguous(memory_format=torch.channels_last_3d)), x2_rows]
         if pool > 1:  # pooling is per channel, so pooling before interleaving is exact and moves less data
             parts = [pool_rows(part, height, width, pool) for part in parts]
@@ -163,13 +165,6 @@ class VideoCore(nn.Module):
         for h, new in zip(history, new_history):
             h[videos] = new
         return features
-
-
-def pass_shape(device: torch.device, batch: int) -> tuple[int, int]:
-    """(videos, frames) per feed-forward pass: small on CPU (allocator reuse, cache), large on accelerators."""
-    if device.type == "cpu":
-        return 1, FRAMES_PER_PASS
-    return batch, max(1, ACCELERATOR_VIDEO_FRAMES_PER_PASS // batch)
 
 
 def _to_columns(state: Tensor) -> Tensor:

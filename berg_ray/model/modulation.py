@@ -64,7 +64,8 @@ class Modulation(nn.Module):
             cache = self._cache
             if cache is None or cache.shape[0] < stop or cache.device != self.inputs.device:
                 length = max(stop, 2 * (cache.shape[0] if cache is not None else 0), 300)
-                cache = modulation_sequence(self.inputs, self.weights, self.biases, length)
+                with torch.autocast(self.inputs.device.type, enabled=False):  # cached: always float32
+                    cache = modulation_sequence(self.inputs, self.weights, self.biases, length)
                 self._cache = cache
         return cache[start:stop]
 

@@ -12,6 +12,11 @@ from berg_ray.config import N_STREAMS
 from berg_ray.model.functional import per_unit_dot, sample_at_positions
 
 
+# Bytes of bilinear samples (N, 512, U) materialised at once: a call over more frames runs in slices (each row is
+# computed alone, so slicing changes no bit); 9,941 units x 32 videos x 32 frames would otherwise need 42 GB.
+READOUT_SAMPLE_BYTES = 1 << 30
+
+
 class Readout(nn.Module):
     """Core output (N, 512, 16, 24) -> responses (N, U) of one scan, for all units or a subset."""
 
@@ -34,7 +39,16 @@ class Readout(nn.Module):
         positions, weights, biases = self.positions, self.weights, self.biases
         if units is not None:
             positions, weights, biases = positions[units], weights[:, :, units], biases[:, units]
-        sampled = sample_at_positions(features, positions)  # (N, S*128, U)
-        sampled = sampled.unflatten(1, (N_STREAMS, -1))  # (N, S, 128, U)
-        log_rates = per_unit_dot(sampled, weights) + biases  # (N, S, U)
-        return torch.exp(log_rates.mean(dim=1))  # mean of log-rates, then exp
+        rows = max(1, READOUT_SAMPLE_BYTES // (features[0, :, 0, 0].numel() * positions.shape[0] * 4))
+        if features.shape[0] > rows:
+            return torch.cat([_responses(features[i:i + rows], positions, weights, biases)
+                              for i in range(0, features.shape[0], rows)])
+        return _responses(features, positions, weights, biases)
+
+
+def _responses(features: Tensor, positions: Tensor, weights: Tensor, biases: Tensor) -> Tensor:
+    """Features (N, S*128, H, W), positions (U, 2), weights (S, 128, U), biases (S, U) -> responses (N, U)."""
+    sampled = sample_at_positions(features, positions)  # (N, S*128, U)
+    sampled = sampled.unflatten(1, (N_STREAMS, -1))  # (N, S, 128, U)
+    log_rates = per_unit_dot(sampled, weights) + biases  # (N, S, U)
+    return torch.exp(log_rates.mean(dim=1))  # mean of log-rates, then exp

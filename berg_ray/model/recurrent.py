@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
+from berg_ray.model.device_plan import batched_row_ops
 from berg_ray.model.functional import lstm_update_, normalized_attention, weight_norm
 from berg_ray.model.params import stacked_biases, stacked_weights
 
@@ -153,8 +154,12 @@ class Recurrent(nn.Module):
         blocks = target.view(batch, frames, S, 128, POSITIONS)
         blocks.copy_(self.out_b.to(target.dtype))  # (S, 128, 1), broadcast
         weight = self.out_w.to(target.dtype)  # (S, 128, 256)
-        for v in range(batch):
-            for s in range(S):
+        for s in range(S):
+            if batched_row_ops(out.device):  # one matmul for all videos, then one strided add
+                mapped = torch.matmul(weight[s], hiddens[:, s].flatten(-2))  # (T, 128, B*P)
+                blocks[:, :, s] += mapped.unflatten(-1, (batch, POSITIONS)).permute(2, 0, 1, 3)
+                continue
+            for v in range(batch):  # in place into the strided block of each video
                 blocks[v, :, s].baddbmm_(weight[s].expand(frames, -1, -1), hiddens[:, s, :, v])
         return out if target is out else out.copy_(target)
 
@@ -170,6 +175,10 @@ class Recurrent(nn.Module):
         rows = features.view(batch, frames, POSITIONS, S, 128)
         weight = self.feed_w.to(out.dtype).transpose(1, 2)  # (S, 256, 128)
         for s in range(S):  # in-place accumulation into the strided blocks: no transposing copy of the result
+            if batched_row_ops(out.device):  # one copy of the rows, then one matmul for all videos
+                columns = rows[:, :, :, s].permute(1, 3, 0, 2).reshape(frames, 128, batch * POSITIONS)
+                feed[:, s].flatten(-2).baddbmm_(weight[s].expand(frames, -1, -1), columns)
+                continue
             for v in range(batch):
                 feed[:, s, :, v].baddbmm_(weight[s].expand(frames, -1, -1), rows[v, :, :, s].transpose(1, 2))
         return feed.view(frames, S * 256, batch, POSITIONS)
@@ -192,5 +201,6 @@ class Recurrent(nn.Module):
         q, k, v = qkv.view(REC_SLOTS, batch, POSITIONS, 192).split(64, dim=-1)
         a = normalized_attention(q, k, v, self.scales)  # (32, B, P, 64)
         gates = buffers.gates.copy_(gate_b).baddbmm_(gate_zw, z)  # (32, 128, B*P): b + W_z z + W_a a
-        gates = gates.baddbmm_(gate_aw, a.view(REC_SLOTS, cols, 64).transpose(1, 2))
+        # reshape, not view: CUDA's attention kernels may return a (32, P, B, 64)-ordered layout for B > 1
+        gates = gates.baddbmm_(gate_aw, a.reshape(REC_SLOTS, cols, 64).transpose(1, 2))
         lstm_update_(gates, cell, hidden_out)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import berg_ray.model.core as core
+import berg_ray.model.recurrent as recurrent
 from berg_ray.config import RELEASE_SUBDIR, WEIGHTS_SUBDIR
 from berg_ray.model.network import EncodingModel
 
@@ -69,6 +70,32 @@ def test_feedforward_pass_shape_does_not_change_results(model, videos, reference
     monkeypatch.setattr(core, "pass_shape", lambda device, batch: shape)
     for got, want in zip(one_pass(model, videos[:, :5], list(SCANS)), reference):
         assert max_rel(got, want[:5]) <= TOL
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 16)])
+def test_accelerator_row_ops_do_not_change_results(model, videos, reference, monkeypatch, shape):
+    """The accelerator path (all videos in one pass and in one grouped 1x1 map each) computed on the CPU."""
+    monkeypatch.setattr(core, "pass_shape", lambda device, batch: shape)
+    monkeypatch.setattr(core, "batched_row_ops", lambda device: True)
+    monkeypatch.setattr(recurrent, "batched_row_ops", lambda device: True)
+    for got, want in zip(one_pass(model, videos[:, :5], list(SCANS)), reference):
+        assert max_rel(got, want[:5]) <= TOL
+
+
+def test_readout_in_slices_is_bit_identical(model, videos, monkeypatch):
+    """A readout over more frames than fit READOUT_SAMPLE_BYTES runs in slices and changes no bit."""
+    import berg_ray.model.readout as readout
+
+    with torch.inference_mode():
+        features, _ = model.forward_features(videos[:, :3], [SCANS[0]] * 2)
+        whole = model.forward_readout(features, SCANS[0])
+        units = torch.tensor([0, 5, 17])
+        whole_subset = model.forward_readout(features, SCANS[0], units)
+        monkeypatch.setattr(readout, "READOUT_SAMPLE_BYTES", 512 * model.n_units(SCANS[0]) * 4 * 2)  # 2 rows
+        sliced = model.forward_readout(features, SCANS[0])
+        monkeypatch.setattr(readout, "READOUT_SAMPLE_BYTES", 1)  # one row at a time
+        sliced_subset = model.forward_readout(features, SCANS[0], units)
+    assert torch.equal(sliced, whole) and torch.equal(sliced_subset, whole_subset)
 
 
 def test_state_is_not_modified(model, videos):
