@@ -239,7 +239,8 @@ class SweepArgs(BaseModel):
     num_gpus_per_worker: float = Field(1.0, ge=0, description="GPUs per encoder actor when the cluster has GPUs")
     num_cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per encoder actor; None: 1 with GPUs, "
                                               "else sized from the cluster")
-    show_progress: bool = Field(True, description="show progress bars and print the final summary")
+    show_progress: bool = Field(True, description="show progress bars (run() prints nothing else; the CLI prints "
+                                "the summary)")
 
     @field_validator("sessions")
     @classmethod

@@ -22,9 +22,14 @@ from berg_ray.sweep.demo import run_sweep_demo
 DEMO_VIDEOS, DEMO_FRAMES, DEMO_RELEASE_UNITS = 2, 30, 128
 
 
+def write_demo_berg_dir(work_dir: Path) -> Path:
+    """Step 1: the demo's generated release in ``work_dir/berg`` (the README's ``demo-output/berg``)."""
+    return write_demo_release(Path(work_dir) / "berg", DEMO_SCANS, n_units=DEMO_RELEASE_UNITS)
+
+
 def run_demo(work_dir: Path) -> int:
     """Run the demo; returns the exit code."""
-    berg_dir = write_demo_release(Path(work_dir) / "berg", DEMO_SCANS, n_units=DEMO_RELEASE_UNITS)
+    berg_dir = write_demo_berg_dir(work_dir)
     print(f"[1/4] generated release (random weights, {len(DEMO_SCANS)} scans) in {berg_dir}")
     videos = demo_videos(DEMO_VIDEOS, DEMO_FRAMES)
     print(f"[2/4] encoding {DEMO_VIDEOS} drifting-grating videos of {DEMO_FRAMES} frames (30 Hz) per scan")

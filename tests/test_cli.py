@@ -42,6 +42,7 @@ def test_demo_release_writes_requested_scans(tmp_path):
     (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{bad}", "--output", "{out}"],
      "error: stimulus frames are 10x10"),
     (["demo-release", "--out", "{out}", "--units", "many"], "error: --units 'many'"),
+    (["serve", "--berg-dir", "{missing}"], "error: berg_dir"),  # before Ray starts: no Ray log lines
 ])
 def test_errors_print_one_line_and_exit_2(demo_berg_dir, tmp_path, args, message):
     np.save(tmp_path / "video.npy", np.zeros((2, 144, 256), np.uint8))

@@ -9,6 +9,7 @@ can inspect the graph without a cluster.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -18,7 +19,7 @@ from ray.serve import Application
 
 from berg_ray.checkpoint.release import available_scans
 from berg_ray.config import CoreArgs, ReplicaArgs, ScaledDeploymentArgs, ServeArgs
-from berg_ray.errors import BergRayError, ScanNotAvailableError
+from berg_ray.errors import BergRayError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.serve.core import CoreServer
 from berg_ray.serve.heads import ReadoutServer
 from berg_ray.serve.ingress import Ingress
@@ -53,7 +54,17 @@ def build_app(args: ServeArgs | dict[str, Any]) -> Application:
 
 
 def resolve_scan_ids(args: ServeArgs) -> list[str]:
-    """The canonical ids of the scans to serve: ``sessions``, or every scan with weights in ``berg_dir``."""
+    """The canonical ids of the scans to serve: ``sessions``, or every scan with weights in ``berg_dir``.
+
+    Raises:
+        ReleaseFormatError: ``berg_dir`` does not exist (the message names the absolute path it resolved to).
+        ScanNotAvailableError: a requested scan has no weights there.
+    """
+    root = Path(args.berg_dir)
+    if not root.is_dir():
+        raise ReleaseFormatError(f"berg_dir {args.berg_dir!r} does not exist (resolved to {root.resolve()}, from "
+                                 f"the working directory {Path.cwd()}); pass the directory holding the release "
+                                 "(`berg-ray demo-release --out DIR` writes a generated one)")
     present = [str(s) for s in available_scans(args.berg_dir)]
     wanted = present if args.sessions == "all" else args.sessions
     missing = [sid for sid in wanted if sid not in present]

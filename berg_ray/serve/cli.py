@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -85,16 +86,34 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def driver_environment() -> str:
+    """``RAY_ADDRESS=host:port`` of the running Ray cluster, plus ``RAY_AUTH_MODE=token`` when it uses token auth.
+
+    An explicit address never switches token authentication on by itself in Ray, so a driver of a token cluster
+    (Ray's default for a local ``ray.init()``) needs both variables; the token is read from ``~/.ray/auth_token``.
+    """
+    import ray
+
+    variables = [f"RAY_ADDRESS={ray.get_runtime_context().gcs_address}"]
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        variables.append("RAY_AUTH_MODE=token")
+    return " ".join(variables)
+
+
 def _serve_command(ns: argparse.Namespace) -> int:
     config = read_config(ns.config)
     args = serve_args_from(config, ns.berg_dir, ns.sessions, ns.token_env)
+    from berg_ray.serve.app import resolve_scan_ids
+
+    scans = resolve_scan_ids(args)  # a missing or incomplete release fails here, before Ray starts
     http = config.get("http_options") or {}
     host, port = ns.host or http.get("host", "127.0.0.1"), ns.port or http.get("port", DEFAULT_SERVE_PORT)
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     with running_service(args, host, port, ns.address) as url:
-        print(f"berg-ray service ready at {url} (scans: {args.sessions}); Ctrl-C or SIGTERM stops it", flush=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, whose own SIGTERM handler aborts
+            signal.signal(signum, lambda *_: stop.set())
+        print(f"berg-ray service ready at {url} (scans: {', '.join(scans)}); Ctrl-C or SIGTERM stops it", flush=True)
+        print(f"Ray drivers join its cluster with: export {driver_environment()}", flush=True)
         while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
             pass
     print("berg-ray service stopped", flush=True)

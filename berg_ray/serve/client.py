@@ -2,6 +2,7 @@
 
     >>> client = BergClient("http://127.0.0.1:8000", token=os.environ.get("BERG_RAY_TOKEN"))
     >>> responses = client.encode("session-8_scan-5", video, selection={"roi": ["V1"]})  # float32 (T, U')
+    >>> chosen = client.encode("session-8_scan-5", video, selection={"unit_index": mask})  # mask: 0/1, length U
 
 Service errors are raised as the package's exceptions (InvalidStimulusError, ScanNotAvailableError, ...), whose
 message is the service's JSON ``error``.
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from berg_ray.errors import BergRayError, InvalidSelectionError
-from berg_ray.serve.protocol import NPY_MEDIA_TYPE, decode_npy, encode_npy, error_class
+from berg_ray.serve.protocol import NPY_MEDIA_TYPE, NPZ_MEDIA_TYPE, decode_npy, encode_npy, encode_npz, error_class
 
 
 class BergClient:
@@ -37,12 +38,19 @@ class BergClient:
         Args:
             train_session: "session-8_scan-5" or "session8_scan5".
             stimulus: the video(s), uint8 (or integer-valued) at 30 Hz.
-            selection: None or a dict of ``roi`` (str or list) / ``field`` (int or list); ``unit_index`` is
-                not sent over HTTP (select columns of the result instead).
+            selection: None or a dict of ``roi`` (str or list), ``field`` (int or list) and ``unit_index`` (a 0/1
+                or bool vector of length U, readout order); the units of all keys are joined (union, as in BERG).
+                ``roi`` / ``field`` travel as query parameters; with ``unit_index`` the body is an ``.npz``
+                holding ``stimulus`` and ``unit_index`` (``application/x-npz``), else the stimulus ``.npy``.
         """
+        selection = dict(selection or {})
+        unit_index = selection.pop("unit_index", None)
         query = [("train_session", train_session)] + _selection_query(selection)
-        body = encode_npy(np.asarray(stimulus))
-        raw = self._request("POST", f"/v1/encode?{urllib.parse.urlencode(query)}", body)
+        if unit_index is None:
+            body, media_type = encode_npy(np.asarray(stimulus)), NPY_MEDIA_TYPE
+        else:
+            body, media_type = encode_npz(np.asarray(stimulus), np.asarray(unit_index)), NPZ_MEDIA_TYPE
+        raw = self._request("POST", f"/v1/encode?{urllib.parse.urlencode(query)}", body, media_type)
         return decode_npy(raw)
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -61,8 +69,9 @@ class BergClient:
         """The core's batching statistics."""
         return json.loads(self._request("GET", "/v1/stats"))
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        headers = dict(self._headers, **({"Content-Type": NPY_MEDIA_TYPE} if body is not None else {}))
+    def _request(self, method: str, path: str, body: bytes | None = None, media_type: str = NPY_MEDIA_TYPE
+                 ) -> bytes:
+        headers = dict(self._headers, **({"Content-Type": media_type} if body is not None else {}))
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
@@ -76,8 +85,8 @@ def _selection_query(selection: Mapping[str, Any] | None) -> list[tuple[str, str
         return []
     unknown = set(selection) - {"roi", "field"}
     if unknown:
-        raise InvalidSelectionError(f"selection keys {sorted(unknown)} cannot be sent over HTTP; use roi / field, "
-                                    "or the Python handle for unit_index")
+        raise InvalidSelectionError(f"unknown selection key(s) {sorted(unknown)}; allowed keys: roi, field, "
+                                    "unit_index")
     query = []
     for key in ("roi", "field"):
         values = selection.get(key)

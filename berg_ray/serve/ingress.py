@@ -21,7 +21,7 @@ from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import ScanId, ServeArgs
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, RequestTooLargeError,
-                                     check_token, decode_npy, encode_npy, error_body, status_of)
+                                     check_token, decode_encode_body, encode_npy, error_body, status_of)
 from berg_ray.stimulus import validate_stimulus
 from berg_ray.units import ScanUnits, select_units
 
@@ -103,8 +103,10 @@ class Ingress:
         if "train_session" not in query:
             raise BergRayError("missing query parameter train_session (e.g. ?train_session=session-8_scan-5)")
         selection = _selection_of(query.getlist("roi"), query.getlist("field"))
-        stimulus = decode_npy(await _read_body(request, self._args.max_body_bytes))
-        responses = await self.encode(query["train_session"], stimulus, selection)
+        body = decode_encode_body(await _read_body(request, self._args.max_body_bytes), self._args.max_body_bytes)
+        if body.unit_index is not None:
+            selection = dict(selection or {}, unit_index=body.unit_index)
+        responses = await self.encode(query["train_session"], body.stimulus, selection)
         return Response(encode_npy(responses), media_type=NPY_MEDIA_TYPE)
 
     def _loaded(self, train_session: str) -> str:

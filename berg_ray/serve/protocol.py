@@ -2,6 +2,14 @@
 
 Arrays travel as ``.npy`` bodies (``application/x-npy``, never pickled); control data and errors as JSON, errors
 always ``{"error": message, "type": exception class}``. Every package error maps to one HTTP status here.
+
+``POST /v1/encode`` takes either body (told apart by their magic bytes, so a wrong Content-Type does no harm):
+
+- ``.npy``: the stimulus alone, uint8 [T, 144, 256] or [B, T, 144, 256];
+- ``.npz`` (``application/x-npz``, ``np.savez`` or ``np.savez_compressed``): the member ``stimulus`` (required)
+  and optionally ``unit_index``, a 1-D bool or integer 0/1 vector of length U (one entry per unit, readout
+  order) whose units join the ``roi`` / ``field`` query selection (union, as in BERG). Any other member, a
+  pickled or non-numeric member, or a member larger than the body limit once decompressed is refused (400).
 """
 
 from __future__ import annotations
@@ -9,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,6 +26,9 @@ from berg_ray.errors import (BergRayError, InvalidSelectionError, InvalidSession
                              ScanNotAvailableError)
 
 NPY_MEDIA_TYPE = "application/x-npy"
+NPZ_MEDIA_TYPE = "application/x-npz"
+NPZ_STIMULUS, NPZ_UNIT_INDEX = "stimulus", "unit_index"  # members of an .npz encode body
+_ZIP_MAGIC = b"PK\x03\x04"
 JSON_MEDIA_TYPE = "application/json"
 
 
@@ -90,6 +103,73 @@ def decode_npy(body: bytes) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         raise InvalidStimulusError(f"request body is not a valid .npy array ({exc}); send np.save output of a "
                                    "uint8 [T,144,256] or [B,T,144,256] array") from None
+
+
+@dataclass(frozen=True)
+class EncodeBody:
+    """A decoded ``POST /v1/encode`` body: the stimulus and, from an ``.npz`` body, an optional unit_index."""
+
+    stimulus: np.ndarray
+    unit_index: np.ndarray | None = None
+
+
+def encode_npz(stimulus: np.ndarray, unit_index: np.ndarray | None = None) -> bytes:
+    """Serialise an encode body as ``.npz`` bytes (members ``stimulus`` and, if given, ``unit_index``)."""
+    buffer = io.BytesIO()
+    members = {NPZ_STIMULUS: np.asarray(stimulus)}
+    if unit_index is not None:
+        members[NPZ_UNIT_INDEX] = np.asarray(unit_index)
+    np.savez(buffer, **members)
+    return buffer.getvalue()
+
+
+def decode_encode_body(body: bytes, max_member_bytes: int) -> EncodeBody:
+    """Parse a ``POST /v1/encode`` body: ``.npy`` (stimulus) or ``.npz`` (stimulus [+ unit_index]).
+
+    Args:
+        body: the raw request body.
+        max_member_bytes: largest decompressed size of one ``.npz`` member (the service's body limit).
+    Raises:
+        InvalidStimulusError: not ``.npy``/``.npz``, a missing/unknown/pickled member, or an oversized member.
+        InvalidSelectionError: ``unit_index`` is not a 1-D bool or integer vector.
+        RequestTooLargeError: an ``.npz`` member decompresses to more than ``max_member_bytes``.
+    """
+    if not body.startswith(_ZIP_MAGIC):
+        return EncodeBody(decode_npy(body))
+    members = _read_npz(body, max_member_bytes)
+    if NPZ_STIMULUS not in members:
+        raise InvalidStimulusError(f"the .npz body has no member {NPZ_STIMULUS!r} (members: {sorted(members)}); "
+                                   f"use np.savez(f, {NPZ_STIMULUS}=video[, {NPZ_UNIT_INDEX}=mask])")
+    unit_index = members.get(NPZ_UNIT_INDEX)
+    if unit_index is not None and (unit_index.ndim != 1 or unit_index.dtype.kind not in "biu"):
+        raise InvalidSelectionError(f"the .npz member {NPZ_UNIT_INDEX!r} must be a 1-D bool or integer 0/1 vector "
+                                    f"(one entry per unit), got {unit_index.dtype} of shape {unit_index.shape}")
+    return EncodeBody(members[NPZ_STIMULUS], unit_index)
+
+
+def _read_npz(body: bytes, max_member_bytes: int) -> dict[str, np.ndarray]:
+    """The members of an ``.npz`` body, each checked before it is decompressed: known name, size, no pickle."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(body))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InvalidStimulusError(f"request body is not a valid .npz archive ({exc}); send np.savez output") from None
+    names = [info.filename.removesuffix(".npy") for info in infos]
+    unknown = sorted(set(names) - {NPZ_STIMULUS, NPZ_UNIT_INDEX})
+    if unknown or len(set(names)) != len(names):
+        raise InvalidStimulusError(f"the .npz body has unknown or repeated members {unknown or names}; allowed: "
+                                   f"{NPZ_STIMULUS!r} (required) and {NPZ_UNIT_INDEX!r}")
+    members = {}
+    for name, info in zip(names, infos):
+        if info.file_size > max_member_bytes:
+            raise RequestTooLargeError(f"the .npz member {name!r} decompresses to {info.file_size} bytes, over the "
+                                       f"limit of {max_member_bytes} bytes; send fewer or shorter videos")
+        try:
+            with archive.open(info) as file:
+                members[name] = np.lib.format.read_array(file, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array ({exc})") from None
+    return members
 
 
 def token_digest(token: str) -> str:

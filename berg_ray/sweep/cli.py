@@ -53,7 +53,11 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
 
 
 def run_sweep_command(ns: argparse.Namespace) -> int:
-    """Handler of ``berg-ray sweep``: 0 if every input was encoded, 1 if some failed."""
+    """Handler of ``berg-ray sweep``: prints the summary (unless --quiet); 0 if every input was encoded, 1 if
+    some failed."""
     from berg_ray.sweep.runner import run
 
-    return 0 if run(sweep_args_from_cli(ns)).ok else 1
+    result = run(sweep_args_from_cli(ns))
+    if not ns.quiet:
+        print(result.summary(), flush=True)
+    return 0 if result.ok else 1

@@ -7,7 +7,8 @@ Order of work (every check that can fail runs before any compute starts):
 3. compare the output's ``_sweep.json`` with the options; read the done set from existing part files;
 4. list the inputs and plan the micro-batches still to do; write the units tables and the manifest;
 5. run the pipeline (pipeline.py), streaming one summary row per file written;
-6. write ``_errors/errors.parquet`` (possibly empty) and print the summary.
+6. write ``_errors/errors.parquet`` (possibly empty) and return the :class:`SweepResult` (printing its
+   ``summary()`` is the caller's choice; ``berg-ray sweep`` prints it).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
     """Run a sweep (see the package docstring); options are the fields of :class:`SweepArgs`.
 
     Returns:
-        The :class:`SweepResult`; ``result.ok`` is False if any input failed (listed in ``_errors/``).
+        The :class:`SweepResult`; ``result.ok`` is False if any input failed (listed in ``_errors/``). Nothing is
+        printed (``show_progress`` shows progress bars only); ``print(result.summary())`` for the summary.
 
     Raises:
         BergRayError: invalid options, unreachable or unwritable storage, a release without the scans, or an
@@ -98,8 +100,6 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
         _execute(args, shards, scans, in_store, out_store, content, result)
     layout.write_table(out_store, layout.ERRORS_FILE, layout.errors_table(result.errors), layout.ERRORS_SCHEMA)
     result.wall_s = time.perf_counter() - start
-    if args.show_progress:
-        print(result.summary(), flush=True)
     return result
 
 

@@ -17,7 +17,8 @@ from berg_ray.serve.app import build_app
 from berg_ray.serve.client import _error_of, _selection_query
 from berg_ray.serve.core import VideoJob, plan_segments, run_batch, take_rows
 from berg_ray.serve.protocol import (OverloadedError, RequestTooLargeError, UnauthorizedError, check_token,
-                                     decode_npy, encode_npy, status_of, token_digest)
+                                     decode_encode_body, decode_npy, encode_npy, encode_npz, status_of,
+                                     token_digest)
 
 
 def test_serve_args_refuse_unknown_keys_and_bad_sessions():
@@ -130,3 +131,19 @@ def test_cli_flags_override_the_config_file(tmp_path):
     assert serve_args_from(read_config("deployments/local-cpu.yaml"), "x", "all", None).sessions == "all"
     with pytest.raises(BergRayError, match="does not exist"):
         read_config(str(tmp_path / "missing.yaml"))
+
+
+def test_encode_bodies_npy_and_npz():
+    video = np.arange(2 * 144 * 256, dtype=np.int64).reshape(2, 144, 256) % 256
+    plain = decode_encode_body(encode_npy(video), 10**7)
+    np.testing.assert_array_equal(plain.stimulus, video)
+    assert plain.unit_index is None
+    mask = np.array([True, False, True])
+    both = decode_encode_body(encode_npz(video, mask), 10**7)
+    np.testing.assert_array_equal(both.stimulus, video)
+    np.testing.assert_array_equal(both.unit_index, mask)
+    assert decode_encode_body(encode_npz(video), 10**7).unit_index is None
+    with pytest.raises(RequestTooLargeError, match="stimulus"):
+        decode_encode_body(encode_npz(video), video.nbytes - 1)
+    with pytest.raises(InvalidSelectionError, match="unit_index"):
+        decode_encode_body(encode_npz(video, np.array(["a", "b"])), 10**7)

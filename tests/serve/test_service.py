@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import urllib.error
@@ -17,7 +18,7 @@ from berg_ray.errors import ScanNotAvailableError
 from berg_ray.inference import encode_videos
 from berg_ray.serve.cli import free_port
 from berg_ray.serve.client import BergClient
-from berg_ray.serve.protocol import encode_npy
+from berg_ray.serve.protocol import encode_npy, encode_npz
 from berg_ray.units import select_units
 
 pytestmark = pytest.mark.slow
@@ -95,6 +96,58 @@ def test_concurrent_mixed_requests_are_correct_and_batched(client, local, fixtur
     after = client.stats()["batch_videos_histogram"]
     new = {int(k): v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
     assert max(new) > 1, f"the core never batched videos together: {new}"
+
+
+def test_npz_unit_index_over_http_equals_local_selection(service, client, local, fixture_berg_dir, fixture_stimuli):
+    """unit_index travels in an .npz body and joins the roi / field query selection (BERG union)."""
+    units = read_scan_units(fixture_berg_dir, SCANS[1])
+    mask = np.zeros(units.n_units, dtype=np.uint8)
+    mask[[0, 5, units.n_units - 1]] = 1
+    selection = {"unit_index": mask, "roi": "AL"}
+    columns = select_units(units, selection)
+    assert 3 < len(columns) < units.n_units  # the union adds the AL units to the three chosen ones
+    served = client.encode(SCANS[1], fixture_stimuli[0], selection=selection)
+    np.testing.assert_allclose(served, local[SCANS[1]][0][:, columns], rtol=1e-6, atol=0)
+    code, payload, headers = _post(service[0], f"/v1/encode?train_session={SCANS[1]}",
+                                   encode_npz(fixture_stimuli[0, :9], mask.astype(bool)))
+    assert code == 200 and headers["content-type"].startswith("application/x-npy")
+    np.testing.assert_allclose(np.load(io.BytesIO(payload)), local[SCANS[1]][0][:9, np.flatnonzero(mask)],
+                               rtol=1e-6, atol=0)
+
+
+def _npz(**members) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **members)
+    return buffer.getvalue()
+
+
+def _zip_bomb(limit: int) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, stimulus=np.zeros((limit // (144 * 256) + 1, 144, 256), np.uint8))
+    return buffer.getvalue()
+
+
+VIDEO = np.zeros((2, 144, 256), np.uint8)
+BAD_NPZ_REQUESTS = [
+    (_npz(unit_index=np.ones(96, np.uint8)), 400, "no member 'stimulus'"),
+    (_npz(stimulus=VIDEO, extra=np.ones(3)), 400, "extra"),
+    (_npz(stimulus=VIDEO, unit_index=np.ones(96)), 400, "bool or integer"),
+    (_npz(stimulus=VIDEO, unit_index=np.ones((2, 48), np.uint8)), 400, "1-D"),
+    (_npz(stimulus=VIDEO, unit_index=np.ones(95, np.uint8)), 400, "length 96"),
+    (_npz(stimulus=VIDEO, unit_index=np.full(96, 2, np.uint8)), 400, "only 0 and 1"),
+    (_npz(stimulus=VIDEO, unit_index=np.array([None] * 96, dtype=object)), 400, "not a valid plain .npy"),
+    (_npz(stimulus=VIDEO.astype(np.float32) + 0.5), 400, "integer"),
+    (b"PK\x03\x04 but not a zip archive", 400, "not a valid .npz"),
+    (_zip_bomb(MAX_BODY), 413, "decompresses"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "words"), BAD_NPZ_REQUESTS)
+def test_bad_npz_bodies_get_json_errors(service, body, status, words):
+    assert len(body) < MAX_BODY
+    code, payload, _ = _post(service[0], "/v1/encode?train_session=session-4_scan-7", body)
+    assert code == status, payload
+    assert words.lower() in json.loads(payload)["error"].lower()
 
 
 def _post(url, path, body=b"", token=TOKEN):

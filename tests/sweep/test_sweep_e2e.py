@@ -176,3 +176,20 @@ def test_local_sweep_survives_a_killed_actor(ray_cluster, fixture_berg_dir, fixt
     rows = _rows(table)
     assert sorted(rows) == [(f"clip{i:02d}", scan) for i in range(6)]
     assert set(table.column("n_frames").to_pylist()) == {6} and all(v.ndim == 1 for v in rows.values())
+
+
+def test_run_returns_quietly_and_the_cli_prints_the_summary_once(ray_cluster, fixture_berg_dir, fixture_stimuli,
+                                                                  tmp_path, capsys):
+    """A library call prints nothing unless asked (the README's print(result.summary()) prints it once)."""
+    _write_inputs(tmp_path / "in", fixture_stimuli, n=1, frames=4)
+    options = dict(berg_dir=str(fixture_berg_dir), input=str(tmp_path / "in"), output=str(tmp_path / "out"),
+                   sessions=[SCANS[1]])
+    result = run(**options, show_progress=True)
+    assert result.ok and result.files_written == 1
+    assert capsys.readouterr().out == ""
+    argv = ["sweep", "--berg-dir", options["berg_dir"], "--input", options["input"], "--output", options["output"],
+            "--sessions", SCANS[1]]
+    assert _cli(argv) == 0  # a re-run: everything is already written
+    printed = capsys.readouterr().out
+    assert printed.count(f"sweep -> {result.output}") == 1 and "1 already complete" in printed
+    assert _cli([*argv, "--quiet"]) == 0 and capsys.readouterr().out == ""
