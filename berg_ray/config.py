@@ -28,6 +28,10 @@ FRAME_RATE_HZ = 30.0
 # Chunking: frames of one video pushed through the feed-forward core at once (memory scales with it).
 DEFAULT_CHUNK_FRAMES = 32
 
+# Numeric precision of the model (berg_ray.precision): float32 matches the reference; the others are faster on GPUs.
+PRECISIONS = ("float32", "tf32", "bfloat16")
+DEFAULT_PRECISION = "float32"
+
 # The 13 released scans of MICrONS animal 17797 and their imaging fields (BERG model card).
 ANIMAL_ID = 17797
 SCAN_FIELDS: dict[tuple[int, int], tuple[int, ...]] = {
@@ -171,6 +175,9 @@ class CoreArgs(ReplicaArgs):
 
     num_gpus: float | None = Field(None, ge=0, description="GPUs per replica; None: 1 if the cluster has a GPU")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: torch default")
+    precision: Literal["float32", "tf32", "bfloat16"] = Field(
+        DEFAULT_PRECISION, description="numeric precision of the core (float32 matches the reference; tf32 and "
+                                       "bfloat16 are faster on GPUs, agreement in the README)")
     feature_dtype: Literal["float32", "float16"] = Field(
         "float32", description="dtype of the features sent to the readout heads (float16 halves the bytes but is "
                                "no longer exact to 1e-6)")
@@ -228,6 +235,9 @@ class SweepArgs(BaseModel):
     reduce: Literal["none", "mean"] = Field("none", description="'none': responses per frame; 'mean': the mean over "
                                             "frames after skip_frames")
     skip_frames: int = Field(0, ge=0, description="leading frames dropped from every response (burn-in)")
+    precision: Literal["float32", "tf32", "bfloat16"] = Field(
+        DEFAULT_PRECISION, description="numeric precision of the model (float32 matches the reference; tf32 and "
+                                       "bfloat16 are faster on GPUs); part of the output's content options")
     resize: bool = Field(False, description="resize frames of another size to 144x256 (bilinear) instead of "
                          "rejecting them")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None: AWS_ENDPOINT_URL or AWS")

@@ -17,8 +17,9 @@ import torch
 
 from berg_ray.errors import PrecisionError
 
-PRECISIONS = ("float32", "tf32", "bfloat16")
-DEFAULT_PRECISION = "float32"
+from berg_ray.config import DEFAULT_PRECISION, PRECISIONS
+
+__all__ = ["DEFAULT_PRECISION", "PRECISIONS", "check_precision", "precision_mode"]
 
 
 def check_precision(precision: object, device: torch.device) -> str:

@@ -122,7 +122,7 @@ class CoreServer:
                  heads: DeploymentHandle | dict[str, DeploymentHandle]) -> None:
         if core.torch_threads is not None:
             torch.set_num_threads(core.torch_threads)
-        self._model: EncodingModel = load_model(berg_dir, scan_ids, device=device)
+        self._model: EncodingModel = load_model(berg_dir, scan_ids, device=device, precision=core.precision)
         self._heads = HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._chunk_frames = BatchingConfig().chunk_frames

@@ -5,7 +5,7 @@ OUTPUT/
   part-{scan}-{hash16}.parquet   responses: one row per (stimulus, scan); one file per (micro-batch, scan)
   _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field
   _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error
-  _sweep.json                    options that fix the content (reduce, skip_frames, resize); checked on re-runs
+  _sweep.json                    options that fix the content (reduce, skip_frames, resize, precision); re-runs check them
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
 ```
 pyarrow and pandas skip names starting with ``_`` or ``.``, so ``pq.read_table(OUTPUT)`` reads exactly the
@@ -50,9 +50,10 @@ ERRORS_SCHEMA = pa.schema([pa.field("stimulus_id", pa.string()), pa.field("input
                            pa.field("error", pa.string())])
 
 
-def content_options(reduce: str, skip_frames: int, resize: bool) -> dict:
+def content_options(reduce: str, skip_frames: int, resize: bool, precision: str) -> dict:
     """The options that change what a row contains (batch size, chunking and actors do not)."""
-    return {"format": SWEEP_FORMAT_VERSION, "reduce": reduce, "skip_frames": skip_frames, "resize": resize}
+    return {"format": SWEEP_FORMAT_VERSION, "reduce": reduce, "skip_frames": skip_frames, "resize": resize,
+            "precision": precision}
 
 
 def part_name(scan_id: str, stimulus_ids: Sequence[str], options: dict) -> str:

@@ -81,7 +81,7 @@ class ShardEncoder:
 
         if not torch.cuda.is_available():  # CPU actor: use the CPUs it reserved (Ray sets OMP threads to 1)
             torch.set_num_threads(max(1, min(math.ceil(num_cpus), os.cpu_count() or 1)))
-        self._model = load_model(berg_dir, list(scans), device="auto")
+        self._model = load_model(berg_dir, list(scans), device="auto", precision=options["precision"])
         self._store, self._options, self._chunk_frames = store, options, chunk_frames
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -81,7 +81,7 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
     start = time.perf_counter()
     scans = _resolve_scans(args)
     in_store, out_store = _open_stores(args)
-    content = layout.content_options(args.reduce, args.skip_frames, args.resize)
+    content = layout.content_options(args.reduce, args.skip_frames, args.resize, args.precision)
     needs_manifest = layout.check_manifest(out_store, content)
     listing = list_stimuli(in_store)
     if not listing.stimuli and not listing.errors:
@@ -200,6 +200,9 @@ def _worker_resources(args: SweepArgs, n_shards: int) -> tuple[int, float, float
 
     resources = ray.cluster_resources()
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    if args.precision == "tf32" and not (gpus > 0 and args.num_gpus_per_worker > 0):
+        raise BergRayError("precision 'tf32' needs GPU encoder actors, but this cluster has no GPU (or "
+                           "--num-gpus-per-worker is 0); use --precision float32 or bfloat16")
     if gpus > 0 and args.num_gpus_per_worker > 0:
         n_workers = args.num_workers or max(1, int(gpus // args.num_gpus_per_worker))
         return min(n_workers, n_shards), args.num_cpus_per_worker or 1.0, args.num_gpus_per_worker

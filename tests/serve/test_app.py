@@ -147,3 +147,16 @@ def test_encode_bodies_npy_and_npz():
         decode_encode_body(encode_npz(video), video.nbytes - 1)
     with pytest.raises(InvalidSelectionError, match="unit_index"):
         decode_encode_body(encode_npz(video, np.array(["a", "b"])), 10**7)
+
+
+def test_core_precision_is_validated_and_used(fixture_berg_dir):
+    from berg_ray.config import CoreArgs
+    from berg_ray.serve.core import CoreServer
+
+    assert ServeArgs(berg_dir="x").core.precision == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        ServeArgs.model_validate({"berg_dir": "x", "core": {"precision": "fp16"}})
+    server = CoreServer(str(fixture_berg_dir), ["session-8_scan-5"], "cpu", CoreArgs(precision="bfloat16"), {})
+    assert server._model.precision == "bfloat16"
+    with pytest.raises(BergRayError, match="tf32"):
+        CoreServer(str(fixture_berg_dir), ["session-8_scan-5"], "cpu", CoreArgs(precision="tf32"), {})

@@ -47,3 +47,14 @@ def test_s3_problems_fail_before_compute(s3_env, fixture_berg_dir, monkeypatch):
         run(**_options(fixture_berg_dir, source, target))
     keys = [o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["in/a.npy"]  # nothing written
+
+
+def test_precision_is_checked_against_the_cluster(ray_cluster, fixture_berg_dir, tmp_path):
+    """tf32 needs GPU actors: refused on a CPU cluster before any file is written."""
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "a.npy", np.zeros((2, 144, 256), np.uint8))
+    with pytest.raises(BergRayError, match="tf32.*GPU"):
+        run(**_options(fixture_berg_dir, str(tmp_path / "in"), str(tmp_path / "o"), precision="tf32"))
+    assert not any(p.name.startswith("part-") for p in (tmp_path / "o").rglob("*"))
+    with pytest.raises(BergRayError, match="precision"):
+        run(**_options(fixture_berg_dir, str(tmp_path / "in"), str(tmp_path / "o"), precision="half"))
