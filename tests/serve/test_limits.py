@@ -13,11 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from berg_ray.config import INGRESS_LIGHT_SLOTS, IngressArgs, ServeArgs
-from berg_ray.errors import BergRayError, InvalidStimulusError
+from berg_ray.config import INGRESS_LIGHT_SLOTS, IngressArgs, ScanId, ServeArgs
+from berg_ray.errors import BergRayError, InvalidSessionError, InvalidStimulusError, MalformedSessionError
 from berg_ray.serve.admission import Gate
 from berg_ray.serve.body import BodyLimits, read_body
-from berg_ray.serve.protocol import OverloadedError, RequestTimeoutError, RequestTooLargeError, decode_npy, encode_npy
+from berg_ray.serve.protocol import (OverloadedError, RequestTimeoutError, RequestTooLargeError, decode_npy,
+                                     encode_npy, status_of)
 
 LIMITS = BodyLimits(max_bytes=1000, grace_s=0.3, min_bytes_per_s=1000.0, timeout_s=2.0)
 
@@ -158,3 +159,10 @@ def test_serve_on_a_busy_port_fails_at_once(tmp_path, fixture_berg_dir):
         code, stderr, seconds = _serve_cli(tmp_path, "--berg-dir", str(fixture_berg_dir), "--port", str(port))
     assert code == 2 and f"127.0.0.1:{port}" in stderr and "--port" in stderr, stderr[-2000:]
     assert len(stderr.strip().splitlines()) == 1 and seconds < 30, (seconds, stderr[-2000:])
+
+
+def test_statuses_of_the_new_errors():
+    assert status_of(RequestTimeoutError("x")) == 408
+    assert status_of(MalformedSessionError("x")) == 400 and status_of(InvalidSessionError("x")) == 404
+    with pytest.raises(MalformedSessionError):
+        ScanId.parse("session-8_scan-")
