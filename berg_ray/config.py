@@ -148,7 +148,7 @@ DEFAULT_SERVE_PORT = 8000
 SERVE_APP_NAME = "berg"
 
 
-def validation_summary(error: "ValidationError") -> str:
+def validation_summary(error: ValidationError) -> str:
     """One line naming every invalid field of a pydantic ValidationError: ``core.max_batch: Extra inputs ...``."""
     return "; ".join(f"{'.'.join(str(p) for p in item['loc']) or 'value'}: {item['msg']}"
                      for item in error.errors())

@@ -18,7 +18,7 @@ from berg_ray.errors import BergRayError, InvalidSessionError, InvalidStimulusEr
 from berg_ray.serve.admission import Gate
 from berg_ray.serve.body import BodyLimits, read_body
 from berg_ray.serve.protocol import (OverloadedError, RequestTimeoutError, RequestTooLargeError, decode_npy,
-                                     encode_npy, status_of)
+                                     status_of)
 
 LIMITS = BodyLimits(max_bytes=1000, grace_s=0.3, min_bytes_per_s=1000.0, timeout_s=2.0)
 
