@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from berg_ray.errors import InvalidSessionError, UnknownModelError
+from berg_ray.errors import InvalidSessionError, MalformedSessionError, UnknownModelError
 
 MODEL_ID = "calcium_2p-wang_2025-3DCNN"
 RELEASE_SUBDIR = "encoding_models/modality-calcium_2p/train_dataset-wang_2025/model-3DCNN"
@@ -89,10 +89,10 @@ class ScanId:
         if isinstance(value, ScanId):
             return value
         if not isinstance(value, str):
-            raise InvalidSessionError(f"train_session must be a string like 'session-8_scan-5', got {value!r}")
+            raise MalformedSessionError(f"train_session must be a string like 'session-8_scan-5', got {value!r}")
         match = _SCAN_PATTERN.match(value.strip())
         if match is None:
-            raise InvalidSessionError(
+            raise MalformedSessionError(
                 f"train_session {value!r} is malformed; use 'session-X_scan-Y' (or 'sessionX_scanY'), "
                 f"one of: {', '.join(map(str, all_scans()))}"
             )
@@ -134,11 +134,28 @@ NPZ_VIDEO_KEY = "video"  # array name looked up in a multi-array .npz
 
 from typing import Literal  # noqa: E402
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator  # noqa: E402
 
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024  # largest accepted POST /v1/encode body
+# A request body must keep arriving: after a grace period its average rate must stay above a minimum, and it must
+# be complete within a hard deadline; otherwise 408. Slow clients thus hold an ingress slot for bounded time.
+DEFAULT_BODY_GRACE_S = 10.0
+DEFAULT_BODY_MIN_BYTES_PER_S = 256 * 1024
+DEFAULT_BODY_TIMEOUT_S = 300.0
+# Ingress admission (per ingress replica): bodies being received and requests waiting on the core at once; beyond
+# either, 503 JSON with Retry-After. Serve's own slots must exceed their sum by INGRESS_LIGHT_SLOTS so that
+# /healthz, /v1/sessions and /v1/metadata always find a free slot.
+DEFAULT_INGRESS_MAX_UPLOADS = 32
+DEFAULT_INGRESS_MAX_ENCODES = 32
+INGRESS_LIGHT_SLOTS = 32
 DEFAULT_SERVE_PORT = 8000
 SERVE_APP_NAME = "berg"
+
+
+def validation_summary(error: ValidationError) -> str:
+    """One line naming every invalid field of a pydantic ValidationError: ``core.max_batch: Extra inputs ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in item['loc']) or 'value'}: {item['msg']}"
+                     for item in error.errors())
 
 
 class BatchingConfig(BaseModel):
@@ -170,6 +187,32 @@ class ScaledDeploymentArgs(ReplicaArgs):
     target_ongoing_requests: float = Field(2.0, gt=0, description="autoscaling target per replica")
 
 
+class IngressArgs(ScaledDeploymentArgs):
+    """The ingress: our own admission limits, and Serve's slots sized above them (never Serve's text 503)."""
+
+    max_uploads: int = Field(DEFAULT_INGRESS_MAX_UPLOADS, ge=1, description="request bodies one replica receives "
+                             "at once; more get 503 JSON with Retry-After")
+    max_encodes: int = Field(DEFAULT_INGRESS_MAX_ENCODES, ge=1, description="encode requests one replica has "
+                             "waiting on the core at once; more get 503 JSON with Retry-After")
+    max_ongoing_requests: int = Field(DEFAULT_INGRESS_MAX_UPLOADS + DEFAULT_INGRESS_MAX_ENCODES
+                                      + INGRESS_LIGHT_SLOTS, ge=1, description="Serve's slots per replica; at "
+                                      "least max_uploads + max_encodes + INGRESS_LIGHT_SLOTS")
+    max_queued_requests: int = Field(-1, ge=-1, description="requests the HTTP proxy queues for the ingress; -1: "
+                                     "unbounded (a bounded queue lets the proxy answer overload with its own "
+                                     "text/plain 503)")
+
+    @model_validator(mode="after")
+    def _slots_above_admission(self) -> "IngressArgs":
+        needed = self.max_uploads + self.max_encodes + INGRESS_LIGHT_SLOTS
+        if self.max_ongoing_requests < needed:
+            raise ValueError(f"ingress.max_ongoing_requests is {self.max_ongoing_requests} but must be at least "
+                             f"max_uploads + max_encodes + {INGRESS_LIGHT_SLOTS} = {needed}, so that slow or "
+                             "waiting requests never take the slots of /healthz; raise it or lower the limits")
+        if self.max_queued_requests == 0:
+            raise ValueError("ingress.max_queued_requests must be -1 (unbounded) or positive")
+        return self
+
+
 class CoreArgs(ReplicaArgs):
     """The core deployment: always one replica (it owns the accelerator)."""
 
@@ -184,7 +227,14 @@ class CoreArgs(ReplicaArgs):
 
 
 class ServeArgs(BaseModel):
-    """Input of ``berg_ray.serve.app:build_app`` (the ``args:`` of a Serve config YAML)."""
+    """Input of ``berg_ray.serve.app:build_app`` (the ``args:`` of a Serve config YAML).
+
+    Limits that keep the service answering under hostile load: a request body gets ``body_grace_s``, then must
+    average at least ``body_min_bytes_per_s`` since its start and be complete within ``body_timeout_s`` (else 408);
+    it may be at most ``max_body_bytes`` (else 413). Each ingress replica admits ``ingress.max_uploads`` bodies
+    and ``ingress.max_encodes`` requests waiting on the core at once (else 503 JSON with ``retry_after_s``), and
+    keeps ``INGRESS_LIGHT_SLOTS`` more Serve slots for /healthz and the metadata routes.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -193,12 +243,18 @@ class ServeArgs(BaseModel):
     device: str = Field("auto", description="torch device of the core replica: auto, cpu, cuda, cuda:N")
     token_env: str | None = Field(None, description="env var holding the bearer token; None: no auth")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="larger request bodies get 413")
+    body_grace_s: float = Field(DEFAULT_BODY_GRACE_S, gt=0, description="seconds a request body may take before "
+                                "body_min_bytes_per_s applies (a stalled body gets 408 after it)")
+    body_min_bytes_per_s: float = Field(DEFAULT_BODY_MIN_BYTES_PER_S, gt=0, description="after the grace period, "
+                                        "the body's average rate since its start must stay above this, else 408")
+    body_timeout_s: float = Field(DEFAULT_BODY_TIMEOUT_S, gt=0, description="hard deadline for a whole request "
+                                  "body, whatever its rate, else 408")
     retry_after_s: int = Field(1, ge=0, description="Retry-After header of 503 responses")
     heads: Literal["multiplexed", "per_scan"] = Field(
         "multiplexed", description="one readout deployment multiplexed by scan id, or one deployment per scan")
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     core: CoreArgs = Field(default_factory=CoreArgs)
-    ingress: ScaledDeploymentArgs = Field(default_factory=lambda: ScaledDeploymentArgs(num_cpus=0.5))
+    ingress: IngressArgs = Field(default_factory=lambda: IngressArgs(num_cpus=0.5))
     readout: ScaledDeploymentArgs = Field(default_factory=lambda: ScaledDeploymentArgs(num_cpus=0.5))
 
     @field_validator("sessions")

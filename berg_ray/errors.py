@@ -19,6 +19,10 @@ class InvalidSessionError(BergRayError):
     """The train_session string is malformed or not one of the released scans."""
 
 
+class MalformedSessionError(InvalidSessionError):
+    """The train_session string does not have the form session-X_scan-Y at all."""
+
+
 class ScanNotAvailableError(BergRayError):
     """A valid scan whose weights are not present in the berg_dir (or not loaded by this server)."""
 

@@ -24,6 +24,7 @@ from berg_ray.device import resolve_device
 from berg_ray.errors import ReleaseFormatError, ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
 from berg_ray.precision import DEFAULT_PRECISION, check_precision
+from berg_ray.model.readout import Readout
 from berg_ray.units import ScanUnits, take_per_unit
 
 CORE_FILE, SCANS_FILE, UNITS_FILE = "params_core.pt", "scans.csv", "units.csv"
@@ -116,13 +117,29 @@ def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str
     wanted = available_scans(berg_dir) if scan_ids is None else [ScanId.parse(s) for s in scan_ids]
     if not wanted:
         raise ScanNotAvailableError(f"no scan weights found in {weights_dir(berg_dir)}")
-    scan_params = {}
-    for scan_id in dict.fromkeys(wanted):
-        if scan_id not in table:
-            raise ScanNotAvailableError(f"{scan_id} is a valid scan but is not listed in {SCANS_FILE} of {berg_dir}")
-        scan_params[str(scan_id)] = read_scan_params(berg_dir, scan_id, table[scan_id])
+    scan_params = {str(scan_id): read_scan_params(berg_dir, scan_id, _listed_units(table, scan_id, berg_dir))
+                   for scan_id in dict.fromkeys(wanted)}
     core_params = read_state_dict(weights_dir(berg_dir) / CORE_FILE, core_key_shapes())
     return EncodingModel(core_params, scan_params).to(resolved).set_precision(precision)
+
+
+def load_readout(berg_dir: str | os.PathLike[str], scan_id: ScanId | str) -> Readout:
+    """One scan's readout alone, on CPU: its per-scan file is read and checked, the core is never read or built.
+
+    This is what a readout head needs (a few MB instead of the whole network); it computes exactly what
+    ``EncodingModel.forward_readout`` computes for that scan (the same Readout module).
+    """
+    scan_id = ScanId.parse(scan_id)
+    params = read_scan_params(berg_dir, scan_id, _listed_units(read_scan_table(berg_dir), scan_id, berg_dir))
+    with torch.no_grad():
+        readout = Readout(params)
+    return readout.requires_grad_(False).eval()
+
+
+def _listed_units(table: Mapping[ScanId, int], scan_id: ScanId, berg_dir: str | os.PathLike[str]) -> int:
+    if scan_id not in table:
+        raise ScanNotAvailableError(f"{scan_id} is a valid scan but is not listed in {SCANS_FILE} of {berg_dir}")
+    return table[scan_id]
 
 
 def read_unit_ids(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units: int) -> np.ndarray:

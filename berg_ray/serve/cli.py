@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs
+from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs, validation_summary
 from berg_ray.errors import BergRayError
 
 DEFAULT_CONFIG = "deployments/local-cpu.yaml"
@@ -40,12 +41,19 @@ def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None,
                     ) -> ServeArgs:
     """ServeArgs from a Serve config dict (its first application's ``args``) overridden by command-line flags."""
     apps = config.get("applications") or [{}]
+    if not isinstance(apps, list) or not isinstance(apps[0], dict) or not isinstance(apps[0].get("args") or {}, dict):
+        raise BergRayError("config: 'applications' must be a list whose first entry has an 'args' mapping "
+                           "(see deployments/local-cpu.yaml)")
     merged = dict(apps[0].get("args") or {}, berg_dir=berg_dir)
     if sessions is not None:
         merged["sessions"] = "all" if sessions.strip() == "all" else [s for s in sessions.split(",") if s.strip()]
     if token_env is not None:
         merged["token_env"] = token_env
-    return ServeArgs.model_validate(merged)
+    try:
+        return ServeArgs.model_validate(merged)
+    except ValidationError as exc:
+        raise BergRayError(f"invalid service settings: {validation_summary(exc)} (the keys are the fields of "
+                           "berg_ray.config.ServeArgs; --sessions takes session-X_scan-Y names or 'all')") from None
 
 
 def read_config(path: str | None) -> dict[str, Any]:
@@ -55,28 +63,46 @@ def read_config(path: str | None) -> dict[str, Any]:
     file = Path(path or DEFAULT_CONFIG)
     if not file.is_file():
         raise BergRayError(f"config file {str(file)!r} does not exist; pass a Serve config YAML (see deployments/)")
-    return yaml.safe_load(file.read_text()) or {}
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise BergRayError(f"config file {str(file)!r} is not valid YAML{line} "
+                           f"({getattr(exc, 'problem', None) or type(exc).__name__}); fix it or pass another "
+                           "with --config") from None
+    if not isinstance(config, dict):
+        raise BergRayError(f"config file {str(file)!r} must hold a mapping (a Serve config), not "
+                           f"{type(config).__name__}")
+    return config
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise BergRayError unless ``host:port`` can be bound now (checked before anything is started)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server binds it
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise BergRayError(f"cannot listen on {host}:{port} ({exc.strerror}); the port is in use or the host "
+                               "is not an address of this machine: pick another with --port / --host") from None
 
 
 @contextlib.contextmanager
 def running_service(args: ServeArgs, host: str, port: int, address: str | None = None) -> Iterator[str]:
     """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after."""
-    import ray
     from ray import serve
 
+    from berg_ray.local_ray import ray_session
     from berg_ray.serve.app import build_app
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=address, include_dashboard=False)
-    try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
-        yield f"http://{host}:{port}"
-    finally:
-        serve.shutdown()
-        if started_ray:
-            ray.shutdown()
+    with ray_session(address, include_dashboard=False):
+        try:
+            serve.start(http_options={"host": host, "port": port})
+            serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
+            yield f"http://{host}:{port}"
+        finally:
+            serve.shutdown()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -107,7 +133,12 @@ def _serve_command(ns: argparse.Namespace) -> int:
 
     scans = resolve_scan_ids(args)  # a missing or incomplete release fails here, before Ray starts
     http = config.get("http_options") or {}
+    if not isinstance(http, dict):
+        raise BergRayError("config: http_options must be a mapping with host and port")
     host, port = ns.host or http.get("host", "127.0.0.1"), ns.port or http.get("port", DEFAULT_SERVE_PORT)
+    if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
+        raise BergRayError(f"http_options: host {host!r} must be a string and port {port!r} a number in 1..65535")
+    check_port_free(host, port)
     stop = threading.Event()
     with running_service(args, host, port, ns.address) as url:
         for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, whose own SIGTERM handler aborts

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from ray import serve
 
-from berg_ray.checkpoint.release import load_model
+from berg_ray.checkpoint.release import load_readout
 from berg_ray.config import SCAN_FIELDS
-from berg_ray.model.network import EncodingModel
+from berg_ray.model.readout import Readout
 
 
 class ReadoutServer:
@@ -26,21 +26,22 @@ class ReadoutServer:
         self._berg_dir = berg_dir
 
     @serve.multiplexed(max_num_models_per_replica=len(SCAN_FIELDS))
-    async def _load(self, scan_id: str) -> EncodingModel:
-        # Heads run on CPU: gathering U positions is ~10 MFLOP per frame, cheaper than moving features to a GPU.
-        return await asyncio.to_thread(load_model, self._berg_dir, [scan_id], "cpu")
+    async def _load(self, scan_id: str) -> Readout:
+        # The scan's readout alone (never the core). Heads run on CPU: gathering U positions is ~10 MFLOP per
+        # frame, cheaper than moving features to a GPU.
+        return await asyncio.to_thread(load_readout, self._berg_dir, scan_id)
 
     async def __call__(self, features: np.ndarray, units: np.ndarray | None) -> np.ndarray:
         """Args: features float32 or float16 (T, 512, 16, 24); units int64 readout indices or None (all).
         Returns: float32 responses (T, U')."""
         scan_id = serve.get_multiplexed_model_id()
-        model = await self._load(scan_id)
+        readout = await self._load(scan_id)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # zero-copy view of a read-only object-store buffer
             x = torch.from_numpy(features)
         index = None if units is None else torch.from_numpy(np.asarray(units, dtype=np.int64))
         with torch.inference_mode():
-            return model.forward_readout(x.float()[None], scan_id, index)[0].numpy()  # (T, U')
+            return readout(x.float(), index).numpy()  # frames as the batch: (T, 512, 16, 24) -> (T, U')
 
     async def ready(self) -> str:
         """Load the readout of the multiplexed scan id (if not yet loaded) and return the id."""

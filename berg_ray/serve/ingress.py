@@ -8,6 +8,7 @@ request never takes a replica down.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +21,10 @@ from starlette.responses import JSONResponse, Response
 from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import ScanId, ServeArgs
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
-from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, RequestTooLargeError,
-                                     check_token, decode_encode_body, encode_npy, error_body, status_of)
+from berg_ray.serve.admission import Gate
+from berg_ray.serve.body import BodyLimits, read_body
+from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, check_token, decode_encode_body,
+                                     encode_npy, error_body, status_of)
 from berg_ray.stimulus import validate_stimulus
 from berg_ray.units import ScanUnits, select_units
 
@@ -35,6 +38,11 @@ class Ingress:
                  core: DeploymentHandle) -> None:
         self._args, self._token_digest, self._core = args, token_digest, core
         self._units: dict[str, ScanUnits] = {sid: read_scan_units(args.berg_dir, sid) for sid in scan_ids}
+        self._body_limits = BodyLimits(args.max_body_bytes, args.body_grace_s, args.body_min_bytes_per_s,
+                                       args.body_timeout_s)
+        self._uploads = Gate("uploads", args.ingress.max_uploads)
+        self._encodes = Gate("encodes", args.ingress.max_encodes)
+        self._ready_sessions: list[str] | None = None
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -57,15 +65,21 @@ class Ingress:
         scan_id = self._loaded(train_session)
         videos, batched = validate_stimulus(stimulus)
         units = select_units(self._units[scan_id], selection)
-        try:
-            responses = await self._core.encode.remote(videos, scan_id, units)
-        except BackPressureError:
-            raise OverloadedError("the service is at capacity (core queue full); retry later") from None
+        with self._encodes.admit():
+            try:
+                responses = await self._core.encode.remote(videos, scan_id, units)
+            except BackPressureError:
+                raise OverloadedError("the service is at capacity (core queue full); retry later") from None
         return responses if batched else responses[0]
 
     async def healthz(self) -> dict[str, Any]:
-        """{"status": "ok", "sessions": [...]} once the core and every loaded scan's readout head answer."""
-        return {"status": "ok", "sessions": await self._core.ready.remote()}
+        """{"status": "ok", "sessions": [...]} once the core and every loaded scan's readout head have answered.
+
+        The core is asked until it has answered once; after that the ingress answers alone, so health stays
+        fast whatever the load on the core (Serve restarts a replica whose own health check fails)."""
+        if self._ready_sessions is None:
+            self._ready_sessions = await self._core.ready.remote()
+        return {"status": "ok", "sessions": self._ready_sessions}
 
     async def stats(self) -> dict[str, Any]:
         """The core's batching statistics (see ``CoreServer.stats``)."""
@@ -103,10 +117,13 @@ class Ingress:
         if "train_session" not in query:
             raise BergRayError("missing query parameter train_session (e.g. ?train_session=session-8_scan-5)")
         selection = _selection_of(query.getlist("roi"), query.getlist("field"))
-        body = decode_encode_body(await _read_body(request, self._args.max_body_bytes), self._args.max_body_bytes)
-        if body.unit_index is not None:
-            selection = dict(selection or {}, unit_index=body.unit_index)
-        responses = await self.encode(query["train_session"], body.stimulus, selection)
+        self._loaded(query["train_session"])  # refuse a bad scan before reading a body for it
+        with self._uploads.admit():
+            body = await read_body(request.receive, request.headers.get("content-length"), self._body_limits)
+        decoded = decode_encode_body(body, self._args.max_body_bytes)
+        if decoded.unit_index is not None:
+            selection = dict(selection or {}, unit_index=decoded.unit_index)
+        responses = await self.encode(query["train_session"], decoded.stimulus, selection)
         return Response(encode_npy(responses), media_type=NPY_MEDIA_TYPE)
 
     def _loaded(self, train_session: str) -> str:
@@ -116,29 +133,13 @@ class Ingress:
         return scan_id
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with RequestTooLargeError as soon as it exceeds ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes; "
-                                   "send fewer or shorter videos per request")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLargeError(f"request body exceeds the limit of {limit} bytes; send fewer or shorter "
-                                       "videos per request")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _selection_of(rois: list[str], fields: list[str]) -> dict[str, Any] | None:
     """BERG selection dict from repeated ``roi`` / ``field`` query parameters (None: all units)."""
     selection: dict[str, Any] = {}
     if rois:
         selection["roi"] = rois
     if fields:
-        if not all(f.strip().isdigit() for f in fields):
+        if not all(re.fullmatch(r"\s*[0-9]+\s*", f) for f in fields):
             raise InvalidSelectionError(f"field must be a field number (e.g. field=2), got {fields}")
         selection["field"] = [int(f) for f in fields]
     return selection or None

@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import math
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from berg_ray.errors import (BergRayError, InvalidSelectionError, InvalidSessionError, InvalidStimulusError,
-                             ScanNotAvailableError)
+                             MalformedSessionError, ScanNotAvailableError)
 
 NPY_MEDIA_TYPE = "application/x-npy"
 NPZ_MEDIA_TYPE = "application/x-npz"
@@ -40,6 +41,10 @@ class UnauthorizedError(BergRayError):
     """The bearer token is missing or wrong (HTTP 401)."""
 
 
+class RequestTimeoutError(BergRayError):
+    """The request body did not arrive within the service's deadline or minimum rate (HTTP 408)."""
+
+
 class OverloadedError(BergRayError):
     """The service's bounded queue is full; retry after the Retry-After seconds (HTTP 503)."""
 
@@ -52,9 +57,11 @@ class NotFoundError(BergRayError):
 STATUS_OF_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (UnauthorizedError, 401),
     (RequestTooLargeError, 413),
+    (RequestTimeoutError, 408),
     (OverloadedError, 503),
     (NotFoundError, 404),
     (ScanNotAvailableError, 404),
+    (MalformedSessionError, 400),
     (InvalidSessionError, 404),
     (InvalidStimulusError, 400),
     (InvalidSelectionError, 400),
@@ -95,14 +102,27 @@ def encode_npy(array: np.ndarray) -> bytes:
 
 
 def decode_npy(body: bytes) -> np.ndarray:
-    """Parse ``.npy`` bytes; raise InvalidStimulusError for anything that is not a plain (non-object) array."""
+    """Parse ``.npy`` bytes; raise InvalidStimulusError for anything that is not a plain (non-object) array whose
+    header matches the data that follows it (a header claiming more data than sent is never allocated)."""
     if not body:
         raise InvalidStimulusError("empty request body; send the video as an .npy file (application/x-npy)")
+    stream = io.BytesIO(body)
     try:
-        return np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        version = np.lib.format.read_magic(stream)
+        if version not in readers:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, _, dtype = readers[version](stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise InvalidStimulusError(f"request body is not a valid .npy array ({exc}); send np.save output of a "
                                    "uint8 [T,144,256] or [B,T,144,256] array") from None
+    if dtype.hasobject:
+        raise InvalidStimulusError(f".npy dtype {dtype} holds Python objects; send a uint8 array")
+    declared, present = math.prod(shape) * dtype.itemsize, len(body) - stream.tell()
+    if declared != present:
+        raise InvalidStimulusError(f".npy header declares shape {shape} of {dtype} ({declared} data bytes) but the "
+                                   f"body holds {present} data bytes; send the complete np.save output")
+    return np.load(io.BytesIO(body), allow_pickle=False)
 
 
 @dataclass(frozen=True)

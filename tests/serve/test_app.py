@@ -160,3 +160,23 @@ def test_core_precision_is_validated_and_used(fixture_berg_dir):
     assert server._model.precision == "bfloat16"
     with pytest.raises(BergRayError, match="tf32"):
         CoreServer(str(fixture_berg_dir), ["session-8_scan-5"], "cpu", CoreArgs(precision="tf32"), {})
+
+
+def test_readout_head_loads_without_the_core(fixture_berg_dir, fixture_stimuli, tmp_path):
+    """load_readout reads one scan's file only (a release without params_core.pt works) and computes exactly what
+    the whole model's forward_readout computes."""
+    import shutil
+
+    from berg_ray.checkpoint.release import CORE_FILE, load_readout, weights_dir
+
+    model = load_model(fixture_berg_dir, ["session-8_scan-5"])
+    with torch.inference_mode():
+        features, _ = model.forward_features(torch.from_numpy(fixture_stimuli[:1, :3]), ["session-8_scan-5"])
+        expected = model.forward_readout(features, "session-8_scan-5", torch.tensor([5, 0, 7]))[0]
+    shutil.copytree(fixture_berg_dir, tmp_path / "berg")
+    (weights_dir(tmp_path / "berg") / CORE_FILE).unlink()
+    readout = load_readout(tmp_path / "berg", "session8_scan5")
+    with torch.inference_mode():
+        torch.testing.assert_close(readout(features[0], torch.tensor([5, 0, 7])), expected, rtol=0, atol=0)
+    with pytest.raises(ScanNotAvailableError, match="session-9_scan-6"):
+        load_readout(tmp_path / "berg", "session-9_scan-6")

@@ -42,8 +42,7 @@ def service(ray_cluster, fixture_berg_dir):
     app = build_app({"berg_dir": str(fixture_berg_dir), "token_env": "BERG_RAY_TEST_TOKEN", "max_body_bytes": MAX_BODY,
                      "batching": {"max_batch_size": 8, "batch_wait_timeout_s": 0.05, "chunk_frames": 8},
                      "core": {"num_gpus": 0, "torch_threads": 2, "max_ongoing_requests": 4,
-                              "max_queued_requests": 4},
-                     "ingress": {"max_ongoing_requests": 64, "max_queued_requests": 64}})
+                              "max_queued_requests": 4}})
     handle = serve.run(app, name=SERVE_APP_NAME, route_prefix="/")
     yield f"http://127.0.0.1:{port}", handle
     serve.delete(SERVE_APP_NAME)
@@ -172,7 +171,7 @@ BAD_REQUESTS = [
     ("?train_session=session-8_scan-5&field=x", encode_npy(np.zeros((2, 144, 256), np.uint8)), 400, "field"),
     ("", encode_npy(np.zeros((2, 144, 256), np.uint8)), 400, "train_session"),
     ("?train_session=session-9_scan-6", encode_npy(np.zeros((2, 144, 256), np.uint8)), 404, "not loaded"),
-    ("?train_session=nonsense", encode_npy(np.zeros((2, 144, 256), np.uint8)), 404, "nonsense"),
+    ("?train_session=nonsense", encode_npy(np.zeros((2, 144, 256), np.uint8)), 400, "nonsense"),
     ("?train_session=session-8_scan-5", encode_npy(np.zeros((120, 144, 256), np.uint8)), 413, "limit"),
 ]
 

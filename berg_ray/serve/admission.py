@@ -1,0 +1,32 @@
+"""Admission control of the ingress: a bounded count of requests in one stage, refused (never queued) beyond it.
+
+The ingress admits at most ``max_uploads`` bodies being received and ``max_encodes`` requests waiting on the core
+at once. A request beyond a limit gets OverloadedError at once (HTTP 503 JSON with Retry-After), long before
+Serve's own slots or the proxy's queue fill up, so every overload answer a client sees is ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from berg_ray.serve.protocol import OverloadedError
+
+
+class Gate:
+    """A counter of requests inside one stage, with a hard limit (single asyncio loop: no lock needed)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name, self.limit, self.active = name, limit, 0
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one place for the duration of the block; OverloadedError if all ``limit`` places are taken."""
+        if self.active >= self.limit:
+            raise OverloadedError(f"the service is at capacity ({self.active} {self.name} in progress, the limit "
+                                  f"of this replica); retry later")
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1

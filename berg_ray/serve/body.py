@@ -1,0 +1,94 @@
+"""Reading a request body from the ASGI ``receive`` channel within a size limit, a deadline and a minimum rate.
+
+Serve's HTTP proxy does not buffer bodies: it forwards the request to the ingress at once and the ingress pulls
+the body message by message, holding one of its slots meanwhile. So the ingress bounds that time itself: after a
+grace period the body's average rate since its start must stay above a minimum, and the whole body must arrive
+within a hard deadline; otherwise the request ends with 408. A stalled client, a trickling client and a body
+shorter than its Content-Length all end this way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from berg_ray.errors import BergRayError
+from berg_ray.serve.protocol import RequestTimeoutError, RequestTooLargeError
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """Limits of one request body.
+
+    Attributes:
+        max_bytes: largest body (413 beyond).
+        grace_s: seconds before the minimum rate applies.
+        min_bytes_per_s: least average rate since the body's start, after the grace period.
+        timeout_s: hard deadline for the whole body, seconds.
+    """
+
+    max_bytes: int
+    grace_s: float
+    min_bytes_per_s: float
+    timeout_s: float
+
+    def deadline_s(self, received: int) -> float:
+        """Seconds after the start by which more than ``received`` bytes (or the end of the body) must arrive."""
+        return min(self.timeout_s, self.grace_s + received / self.min_bytes_per_s)
+
+
+async def read_body(receive: Receive, content_length: str | None, limits: BodyLimits,
+                    clock: Callable[[], float] = time.monotonic) -> bytes:
+    """The whole request body, read message by message from the ASGI ``receive`` callable.
+
+    Args:
+        receive: the ASGI receive channel of an HTTP request.
+        content_length: the Content-Length header, if any (a larger one is refused before reading).
+        limits: size, deadline and minimum rate.
+        clock: monotonic seconds (tests pass a fake one).
+    Raises:
+        RequestTooLargeError: the body is (or is declared) larger than ``limits.max_bytes``.
+        RequestTimeoutError: the body fell behind the minimum rate or missed the deadline.
+        BergRayError: the client disconnected, or the body's length differs from its Content-Length.
+    """
+    declared = int(content_length) if content_length and content_length.isdecimal() else None
+    if declared is not None and declared > limits.max_bytes:
+        raise RequestTooLargeError(f"request body of {declared} bytes exceeds the limit of {limits.max_bytes} "
+                                   "bytes; send fewer or shorter videos per request")
+    start, chunks, size = clock(), [], 0
+    while True:
+        wait = limits.deadline_s(size) - (clock() - start)
+        try:
+            if wait <= 0:
+                raise asyncio.TimeoutError
+            message = await asyncio.wait_for(receive(), wait)
+        except asyncio.TimeoutError:
+            raise _timeout(size, declared, clock() - start, limits) from None
+        if message["type"] == "http.disconnect":
+            raise BergRayError(f"the client disconnected after sending {size} bytes of the request body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limits.max_bytes:
+            raise RequestTooLargeError(f"request body exceeds the limit of {limits.max_bytes} bytes; send fewer or "
+                                       "shorter videos per request")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if declared is not None and size != declared:
+        raise BergRayError(f"request body has {size} bytes but Content-Length says {declared}")
+    return b"".join(chunks)
+
+
+def _timeout(size: int, declared: int | None, elapsed: float, limits: BodyLimits) -> RequestTimeoutError:
+    of = f" of {declared}" if declared is not None else ""
+    if elapsed >= limits.timeout_s:
+        return RequestTimeoutError(f"request body incomplete after {elapsed:.0f} s ({size}{of} bytes received); "
+                                   f"the deadline for a whole body is {limits.timeout_s:g} s: send less per request")
+    return RequestTimeoutError(
+        f"request body too slow: {size}{of} bytes in {elapsed:.1f} s; after {limits.grace_s:g} s a body must arrive "
+        f"at the minimum rate of {limits.min_bytes_per_s:g} bytes/s (and complete within {limits.timeout_s:g} s)")
