@@ -209,6 +209,15 @@ DEFAULT_SWEEP_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
 SWEEP_DECODE_NUM_CPUS = 0.25  # logical CPUs reserved per read/decode task (mostly IO; leaves room for actors)
 SWEEP_MAX_CPU_THREADS_PER_WORKER = 8  # CPU encoder actors: torch threads per actor when sizing automatically
 SWEEP_FORMAT_VERSION = 1  # written to _sweep.json; a re-run refuses an output of another version
+# Longest stimulus (frames at 30 Hz; longer inputs are listed as errors). 18,000 = 10 min: far longer than any
+# trial of the training data (clips of ~10 s), while keeping one stimulus bounded: 18,000 x 144 x 256 uint8 =
+# 664 MB decoded, and with --reduce none 18,000 x 9,941 units x 4 B = 716 MB of responses per scan. A micro-batch
+# of 8 such stimuli at 9,941 units (1.4e9 floats) still fits Parquet's int32 list offsets (2.1e9).
+DEFAULT_SWEEP_MAX_FRAMES = 18_000
+# Output lease (_lease.json): one sweep per output prefix. The holder rewrites it every HEARTBEAT seconds; a lease
+# not rewritten for TTL seconds belongs to a dead run and is taken over, so a killed sweep blocks for <= TTL.
+SWEEP_LEASE_TTL_S = 60.0
+SWEEP_LEASE_HEARTBEAT_S = 15.0
 
 
 class SweepArgs(BaseModel):
@@ -228,6 +237,8 @@ class SweepArgs(BaseModel):
     reduce: Literal["none", "mean"] = Field("none", description="'none': responses per frame; 'mean': the mean over "
                                             "frames after skip_frames")
     skip_frames: int = Field(0, ge=0, description="leading frames dropped from every response (burn-in)")
+    max_frames: int = Field(DEFAULT_SWEEP_MAX_FRAMES, ge=1, description="most frames (at 30 Hz) per stimulus; "
+                            "longer inputs are listed as errors without being decoded in full")
     resize: bool = Field(False, description="resize frames of another size to 144x256 (bilinear) instead of "
                          "rejecting them")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None: AWS_ENDPOINT_URL or AWS")

@@ -4,7 +4,7 @@
 OUTPUT/
   part-{scan}-{hash16}.parquet   responses: one row per (stimulus, scan); one file per (micro-batch, scan)
   _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field
-  _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error
+  _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error_type, error
   _sweep.json                    options that fix the content (reduce, skip_frames, resize); checked on re-runs
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
 ```
@@ -47,7 +47,7 @@ UNITS_SCHEMA = pa.schema([pa.field("column_index", pa.int32(), nullable=False),
                           pa.field("area", pa.string(), nullable=False),
                           pa.field("field", pa.int64(), nullable=False)])
 ERRORS_SCHEMA = pa.schema([pa.field("stimulus_id", pa.string()), pa.field("input", pa.string()),
-                           pa.field("error", pa.string())])
+                           pa.field("error_type", pa.string()), pa.field("error", pa.string())])
 
 
 def content_options(reduce: str, skip_frames: int, resize: bool) -> dict:
@@ -121,7 +121,7 @@ def units_name(scan_id: ScanId | str) -> str:
 
 
 def errors_table(errors: Sequence[dict]) -> pa.Table:
-    """Table of failed inputs: dicts with stimulus_id, input (URI) and error (message)."""
+    """Table of failed inputs: dicts with stimulus_id, input (URI), error_type (exception class) and error."""
     return pa.Table.from_pylist([{k: e.get(k) for k in ERRORS_SCHEMA.names} for e in errors], schema=ERRORS_SCHEMA)
 
 

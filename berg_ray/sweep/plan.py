@@ -77,7 +77,7 @@ def list_stimuli(store: Store) -> Listing:
             stimuli.append(found[0])
             continue
         names = ", ".join(s.name for s in found)
-        errors.extend({"stimulus_id": stimulus_id, "input": store.uri_of(s.name),
+        errors.extend({"stimulus_id": stimulus_id, "input": store.uri_of(s.name), "error_type": "AmbiguousInput",
                        "error": f"stimulus_id {stimulus_id!r} is ambiguous ({names}); keep one file per id"}
                       for s in found)
     return Listing(tuple(stimuli), tuple(errors), ignored)

@@ -185,7 +185,7 @@ def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_sto
     dataset = ray.data.from_items([{"shard": s.to_json()} for s in shards], override_num_blocks=len(shards))
     dataset = dataset.map_batches(decode_shards, batch_size=1, num_cpus=SWEEP_DECODE_NUM_CPUS,
                                   fn_kwargs={"store": in_store, "resize": args.resize,
-                                             "skip_frames": args.skip_frames})
+                                             "skip_frames": args.skip_frames, "max_frames": args.max_frames})
     return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n_workers),
                                num_cpus=num_cpus,
                                num_gpus=num_gpus, fn_constructor_kwargs={
