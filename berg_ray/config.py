@@ -208,6 +208,15 @@ DEFAULT_SWEEP_BATCH_SIZE = 8  # stimuli per micro-batch (one model forward per s
 DEFAULT_SWEEP_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
 SWEEP_DECODE_NUM_CPUS = 0.25  # logical CPUs reserved per read/decode task (mostly IO; leaves room for actors)
 SWEEP_MAX_CPU_THREADS_PER_WORKER = 8  # CPU encoder actors: torch threads per actor when sizing automatically
+# Host memory of one encoder actor (its Ray `memory` request): BASE + batch x (PER_VIDEO + chunk x PER_FRAME) on CPU
+# (activations of one forward call), BASE alone on a GPU. Measured on CPU with the 2-scan fixture release
+# (tests/fixtures; the core is the released architecture): peak RSS of one encode_videos call minus RSS after
+# loading, one process per (B, chunk) in {(1, 8), (1, 32), (2, 32), (4, 8), (4, 32), (8, 32)}, 1 and 8 torch
+# threads (same result): a least-squares fit gives ~105 MB fixed, ~93 MB per video (state kept per video) and
+# ~1.5 MB per video-frame; RSS after loading the model was 298 MB. Constants are rounded up.
+SWEEP_ACTOR_BASE_BYTES = 450 * 10**6
+SWEEP_ACTOR_BYTES_PER_VIDEO = 100 * 10**6
+SWEEP_ACTOR_BYTES_PER_FRAME = 2 * 10**6
 SWEEP_FORMAT_VERSION = 1  # written to _sweep.json; a re-run refuses an output of another version
 # Longest stimulus (frames at 30 Hz; longer inputs are listed as errors). 18,000 = 10 min: far longer than any
 # trial of the training data (clips of ~10 s), while keeping one stimulus bounded: 18,000 x 144 x 256 uint8 =
@@ -250,6 +259,8 @@ class SweepArgs(BaseModel):
     num_gpus_per_worker: float = Field(1.0, ge=0, description="GPUs per encoder actor when the cluster has GPUs")
     num_cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per encoder actor; None: 1 with GPUs, "
                                               "else sized from the cluster")
+    lease_ttl_s: float = Field(SWEEP_LEASE_TTL_S, gt=0, description="seconds after its last renewal that the "
+                               "output's lease of a dead sweep expires (then the next sweep takes it over)")
     show_progress: bool = Field(True, description="show progress bars and print the final summary")
 
     @field_validator("sessions")

@@ -7,18 +7,20 @@ OUTPUT/
   _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error_type, error
   _sweep.json                    options that fix the content (reduce, skip_frames, resize); checked on re-runs
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
+  _lease.json                    held by the running sweep (lease.py); absent when none runs
 ```
 pyarrow and pandas skip names starting with ``_`` or ``.``, so ``pq.read_table(OUTPUT)`` reads exactly the
 responses. ``hash16`` is a SHA-256 prefix of the scan, the stimulus ids of the micro-batch and the options, so a
 retried micro-batch rewrites the same name with the same content. Every part file also lists its scan and
-stimulus ids in its footer metadata (key ``berg_ray.sweep``), from which a re-run learns what is done.
+stimulus ids in its footer metadata (key ``berg_ray.sweep``), from which a re-run learns what is done, and the
+size and version of each row's input file, from which it learns which inputs changed since.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,11 +131,18 @@ def check_manifest(store: Store, options: dict) -> bool:
     """Compare ``options`` with the output's ``_sweep.json``; True if the manifest must still be written.
 
     Raises:
-        StorageError: the output holds a sweep made with other content options.
+        StorageError: the output holds a sweep made with other content options, or a damaged manifest.
     """
     if not any(info.name == MANIFEST_FILE for info in store.list_files(recursive=False)):
         return True
-    found = json.loads(store.read_bytes(MANIFEST_FILE))
+    try:
+        found = json.loads(store.read_bytes(MANIFEST_FILE))
+    except (ValueError, UnicodeDecodeError) as exc:
+        found = exc
+    if not isinstance(found, dict):
+        raise StorageError(f"{store.uri_of(MANIFEST_FILE)} is damaged (not a JSON object: {found}); it records the "
+                           f"options {options} of this output's rows: restore it, or write it with those options "
+                           f"if you know them, or write to a new --output")
     if found != options:
         raise StorageError(f"{store.uri} already holds a sweep made with {found}, but this run asks for {options}; "
                            f"re-run with the same --reduce/--skip-frames/--resize or write to a new --output")
@@ -146,20 +155,40 @@ def write_manifest(store: Store, options: dict) -> None:
     store.publish(staged, MANIFEST_FILE)
 
 
-def read_done(store: Store, part_names: Sequence[str]) -> dict[str, set[str]]:
-    """Stimulus ids already written per scan, from the footers of the published part files."""
+def read_footers(store: Store, part_names: Sequence[str]) -> dict[str, dict]:
+    """The ``berg_ray.sweep`` footer of each published part file: scan, stimulus_ids, options and (since the
+    changed-input check) ``inputs``: stimulus_id -> [size, version] of the input each row was computed from.
+
+    Raises:
+        StorageError: a part file that is not a readable Parquet file of a sweep (e.g. zero-length), naming it.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     def footer(name: str) -> dict:
         fs, path = store.arrow_path(name)
-        metadata = pq.read_schema(path, filesystem=fs).metadata or {}
+        try:
+            metadata = pq.read_schema(path, filesystem=fs).metadata or {}
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise StorageError(f"{store.uri_of(name)} is not a readable Parquet file ({exc}); it was damaged "
+                               f"outside berg_ray (sweeps publish complete files only): delete it and re-run, "
+                               f"which recomputes its rows") from None
         if FOOTER_KEY not in metadata:
             raise StorageError(f"{store.uri_of(name)} is not a berg_ray sweep file (no {FOOTER_KEY.decode()} "
                                f"metadata); remove it or write to a new --output")
         return json.loads(metadata[FOOTER_KEY])
 
-    done: dict[str, set[str]] = {}
     with ThreadPoolExecutor(max_workers=16) as pool:
-        for info in pool.map(footer, part_names):
-            done.setdefault(info["scan"], set()).update(info["stimulus_ids"])
+        return dict(zip(part_names, pool.map(footer, part_names)))
+
+
+def done_set(footers: Iterable[dict]) -> dict[str, set[str]]:
+    """Stimulus ids written per scan, from part file footers."""
+    done: dict[str, set[str]] = {}
+    for info in footers:
+        done.setdefault(info["scan"], set()).update(info["stimulus_ids"])
     return done
+
+
+def read_done(store: Store, part_names: Sequence[str]) -> dict[str, set[str]]:
+    """Stimulus ids already written per scan, from the footers of the published part files."""
+    return done_set(read_footers(store, part_names).values())

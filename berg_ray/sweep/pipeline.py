@@ -127,8 +127,9 @@ class ShardEncoder:
             encoded = time.perf_counter()
             table = responses_table(ids, scan, n_frames, responses, self._options["reduce"])
             name = part_name(scan, planned, self._options)  # planned ids: the same name in every run
+            inputs = {s.stimulus_id: s.input_key for s in shard.stimuli if s.stimulus_id in ids}  # changed-input check
             size = write_table(self._store, name, table, RESPONSES_SCHEMAS[self._options["reduce"]],
-                               {"scan": scan, "stimulus_ids": ids, **self._options})
+                               {"scan": scan, "stimulus_ids": ids, **self._options, "inputs": inputs})
             rows.append(_summary_row(scan, name, len(ids), sum(decoded[i].shape[0] for i in ids), size,
                                      encoded - start, time.perf_counter() - encoded))
         if rows:
