@@ -209,11 +209,11 @@ DEFAULT_SWEEP_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
 SWEEP_DECODE_NUM_CPUS = 0.25  # logical CPUs reserved per read/decode task (mostly IO; leaves room for actors)
 SWEEP_MAX_CPU_THREADS_PER_WORKER = 8  # CPU encoder actors: torch threads per actor when sizing automatically
 # Host memory of one encoder actor (its Ray `memory` request): BASE + batch x (PER_VIDEO + chunk x PER_FRAME) on CPU
-# (activations of one forward call), BASE alone on a GPU. Measured on CPU with the 2-scan fixture release
-# (tests/fixtures; the core is the released architecture): peak RSS of one encode_videos call minus RSS after
-# loading, one process per (B, chunk) in {(1, 8), (1, 32), (2, 32), (4, 8), (4, 32), (8, 32)}, 1 and 8 torch
-# threads (same result): a least-squares fit gives ~105 MB fixed, ~93 MB per video (state kept per video) and
-# ~1.5 MB per video-frame; RSS after loading the model was 298 MB. Constants are rounded up.
+# (activations of one forward call), BASE alone on a GPU. Measured on CPU (2-core dev machine, torch 2.13) with the
+# fixture release (tests/fixtures; the released core architecture): peak RSS of one encode_videos call above the
+# RSS after loading the model (298-308 MB), one process per (batch x chunk): 1x8 210 MB, 1x32 245, 2x32 369,
+# 4x8 526, 4x32 630 (724 with 8 torch threads), 8x32 1149 (8 threads). Fit: ~105 MB + batch x (~93 MB per video,
+# state kept per video, + ~1.5 MB per video-frame); rounded up, 8 x 32 reserves 1.76 GB (measured peak 1.46 GB).
 SWEEP_ACTOR_BASE_BYTES = 450 * 10**6
 SWEEP_ACTOR_BYTES_PER_VIDEO = 100 * 10**6
 SWEEP_ACTOR_BYTES_PER_FRAME = 2 * 10**6
