@@ -203,8 +203,7 @@ class ServeArgs(BaseModel):
 # --- Sweep (berg_ray.sweep): Ray Data sweeps over video corpora, Parquet output (local or s3://) ---
 
 DEFAULT_SWEEP_BATCH_SIZE = 8  # stimuli per micro-batch (one model forward per scan, one Parquet file per scan)
-# Frames per forward call inside a micro-batch. Activation memory grows with batch x chunk (about 43 MB per video
-# frame on CPU in float32, measured by bench_sweep.py), so 8 x 300 would need ~100 GB: keep the model's default.
+# Frames per forward call inside a micro-batch; activation memory grows with batch x chunk (SWEEP_ACTOR_* below).
 DEFAULT_SWEEP_CHUNK_FRAMES = DEFAULT_CHUNK_FRAMES
 SWEEP_DECODE_NUM_CPUS = 0.25  # logical CPUs reserved per read/decode task (mostly IO; leaves room for actors)
 SWEEP_MAX_CPU_THREADS_PER_WORKER = 8  # CPU encoder actors: torch threads per actor when sizing automatically

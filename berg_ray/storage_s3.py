@@ -199,13 +199,11 @@ class S3Store(Store):
 
     def remove_staging(self) -> int:
         """Delete leftover probes under ``_tmp/`` (S3 outputs stage on the worker's local disk, not here)."""
-        probes = [f"{self.prefix}{info.name}" for info in self.list_files() if info.name.startswith(f"{TMP_DIR}/")]
-        for key in probes:
-            try:
-                self.client.delete_object(Bucket=self.bucket, Key=key)
-            except Exception as exc:
-                raise _storage_error(exc, self.uri_of(key[len(self.prefix):]), self.options, "delete") from None
-        return len(probes)
+        staging = S3Store(self.bucket, f"{self.prefix}{TMP_DIR}/", self.options)
+        names = [info.name for info in staging.list_files()]
+        for name in names:
+            staging.delete(name)
+        return len(names)
 
 
 def _error_code(exc: Exception) -> str:

@@ -22,7 +22,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all' (default)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_SWEEP_BATCH_SIZE, help="stimuli per micro-batch")
     parser.add_argument("--chunk-frames", type=int, default=DEFAULT_SWEEP_CHUNK_FRAMES,
-                        help="frames per forward call; memory grows with batch x chunk (~43 MB per video frame on CPU); "
+                        help="frames per forward call; memory grows with batch x chunk (~2 MB per video frame on CPU); "
                              "results do not depend on it")
     parser.add_argument("--reduce", choices=("none", "mean"), default="none",
                         help="'none': responses per frame; 'mean': mean over frames after --skip-frames")

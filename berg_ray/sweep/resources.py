@@ -31,8 +31,10 @@ class Workers:
 def actor_memory_bytes(batch_size: int, chunk_frames: int, on_gpu: bool) -> int:
     """Host memory (bytes) one encoder actor needs at its peak: the loaded model, plus on CPU the activations of
     one forward call of ``batch_size`` videos x ``chunk_frames`` frames."""
-    activations = 0 if on_gpu else batch_size * (SWEEP_ACTOR_BYTES_PER_VIDEO + chunk_frames * SWEEP_ACTOR_BYTES_PER_FRAME)
-    return int(SWEEP_ACTOR_BASE_BYTES + activations)
+    if on_gpu:
+        return SWEEP_ACTOR_BASE_BYTES
+    per_video = SWEEP_ACTOR_BYTES_PER_VIDEO + chunk_frames * SWEEP_ACTOR_BYTES_PER_FRAME
+    return SWEEP_ACTOR_BASE_BYTES + batch_size * per_video
 
 
 def size_workers(args: SweepArgs, n_shards: int, nodes: Sequence[Mapping[str, float]]) -> Workers:
