@@ -181,9 +181,17 @@ class S3Store(Store):
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + name, IfMatch=expected)
             return True
         except Exception as exc:
-            if _error_code(exc) in _CONDITION_FAILED:
+            code = _error_code(exc)
+            if code in _CONDITION_FAILED:
                 return False
-            raise _storage_error(exc, self.uri_of(name), self.options, "delete") from None
+            if code not in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+                raise _storage_error(exc, self.uri_of(name), self.options, "delete") from None
+        # a store without conditional deletes: compare, then delete (while a lease is live only its holder writes it)
+        current = self.read_versioned(name)
+        if current is None or current[1] != expected:
+            return False
+        self.delete(name)
+        return True
 
     def read_versioned(self, name: str) -> tuple[bytes, str, float] | None:
         try:

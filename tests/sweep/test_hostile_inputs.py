@@ -14,8 +14,8 @@ import pytest
 from berg_ray.errors import InvalidVideoError
 from berg_ray.storage import open_store
 from berg_ray.sweep.pipeline import decode_shards
-from berg_ray.sweep.plan import Shard, list_stimuli, plan_shards
-from berg_ray.sweep.video import decode_video, resample_to_rate
+from berg_ray.sweep.plan import list_stimuli, plan_shards
+from berg_ray.sweep.video import SampleAndHold, decode_video, resample_to_rate
 from tests.sweep.helpers import mixed_size_mkv_bytes, mp4_bytes, npy_bytes, timed_mp4_bytes
 
 FRAME = (144, 256)
@@ -117,6 +117,14 @@ def test_streaming_resample_matches_its_definition():
             resample_to_rate(frames, times, rate, target, max_frames=n_out - 1)
 
 
+def test_a_gap_without_declared_duration_stops_while_decoding():
+    sampler = SampleAndHold(rate=30.0, max_frames=100, name="gap.mkv")
+    sampler.add(np.zeros(FRAME, np.uint8), 0.0)
+    with pytest.raises(InvalidVideoError, match="gap.mkv: at least 30000 frames .*max_frames=100"):
+        sampler.add(np.ones(FRAME, np.uint8), 1000.0)  # refused after holding 100 frames, not 30,000
+    assert len(sampler._out) == 100
+
+
 def test_decode_shards_lists_every_bad_file_and_keeps_the_good(clip, tmp_path):
     files = hostile_files(clip)
     for name, (data, _) in files.items():
@@ -167,4 +175,3 @@ def test_a_bug_outside_the_per_file_decode_is_not_swallowed(tmp_path):
         decode_shards({"shard": np.array(["{not json"], dtype=object)}, store, resize=False, skip_frames=0,
                       max_frames=10)
     assert not isinstance(info.value, InvalidVideoError)
-    assert Shard  # the shard format itself is covered in test_plan_layout
