@@ -7,7 +7,7 @@ becomes visible only when completed). Readers therefore never see a partially wr
 
 Small control objects (the sweep lease) use conditional writes instead: create-if-absent and replace- or
 delete-if-unchanged (local: ``O_CREAT | O_EXCL`` and a version check under an ``flock`` on
-``<root>/.berg_ray.lock``, which the kernel releases if the process dies; S3: ``If-None-Match`` / ``If-Match``).
+``<root>/_berg_ray.lock``, which the kernel releases if the process dies; S3: ``If-None-Match`` / ``If-Match``).
 S3 lives in :mod:`berg_ray.storage_s3` (its names are importable from here too). Every failure becomes a
 :class:`~berg_ray.errors.StorageError` naming the URI and the fix.
 """
@@ -219,13 +219,13 @@ class LocalStore(Store):
             return None
 
     def _locked(self):
-        """An exclusive flock on ``<root>/.berg_ray.lock`` (released by the kernel if the process dies)."""
+        """An exclusive flock on ``<root>/_berg_ray.lock`` (released by the kernel if the process dies)."""
         from contextlib import contextmanager
 
         @contextmanager
         def lock():
             self.root.mkdir(parents=True, exist_ok=True)
-            with open(self.root / ".berg_ray.lock", "a") as handle:
+            with open(self.root / "_berg_ray.lock", "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 try:
                     yield

@@ -8,7 +8,7 @@ OUTPUT/
   _sweep.json                    options that fix the content (reduce, skip_frames, resize); checked on re-runs
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
   _lease.json                    held by the running sweep (lease.py); absent when none runs
-  .berg_ray.lock                 local outputs: flock file of the lease's compare-and-swap (storage.py)
+  _berg_ray.lock                 local outputs: flock file of the lease's compare-and-swap (storage.py)
 ```
 pyarrow and pandas skip names starting with ``_`` or ``.``, so ``pq.read_table(OUTPUT)`` reads exactly the
 responses. ``hash16`` is a SHA-256 prefix of the scan, the stimulus ids of the micro-batch and the options, so a
