@@ -50,6 +50,10 @@ def test_endpoint_without_scheme_is_one_line(capsys, fixture_berg_dir, source, t
     _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, "s3://bucket/out/"), "AWS_ENDPOINT_URL")
 
 
+def test_max_frames_must_be_positive(capsys, fixture_berg_dir, source, tmp_path):
+    _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, tmp_path / "out", "--max-frames", "0"), "max_frames")
+
+
 def test_corrupt_manifest_is_one_line(capsys, fixture_berg_dir, source, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
