@@ -5,63 +5,35 @@ any compute starts, and publishes files atomically: a file is written completely
 made visible in one step (local: ``os.replace`` from ``<root>/_tmp/``; S3: one PUT, or a multipart upload that
 becomes visible only when completed). Readers therefore never see a partially written file.
 
-S3 uses boto3 with the standard credential chain (env vars, profiles, instance roles), an endpoint override for
-S3-compatible stores (``endpoint_url`` or ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``) and unsigned requests
-for public buckets. Every failure becomes a :class:`~berg_ray.errors.StorageError` naming the URI, the endpoint
-and the fix.
+Small control objects (the sweep lease) use conditional writes instead: create-if-absent and replace- or
+delete-if-unchanged (local: ``O_CREAT | O_EXCL`` and a version check under an ``flock`` on
+``<root>/_berg_ray.lock``, which the kernel releases if the process dies; S3: ``If-None-Match`` / ``If-Match``).
+S3 lives in :mod:`berg_ray.storage_s3` (its names are importable from here too). Every failure becomes a
+:class:`~berg_ray.errors.StorageError` naming the URI and the fix.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
-import tempfile
+import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from berg_ray.config import (S3_CHECK_MAX_ATTEMPTS, S3_CONNECT_TIMEOUT_S, S3_DEFAULT_REGION, S3_MAX_ATTEMPTS,
-                             S3_MULTIPART_THRESHOLD_BYTES, S3_READ_TIMEOUT_S)
 from berg_ray.errors import StorageError
 
 TMP_DIR = "_tmp"  # local staging directory inside an output root (ignored by pyarrow: leading underscore)
-_REJECTED = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "InvalidClientTokenId")
+_S3_NAMES = ("S3Options", "S3Store", "resolve_s3_options")  # defined in berg_ray.storage_s3, importable from here
 
 
-@dataclass(frozen=True)
-class S3Options:
-    """How to reach S3; picklable, so Ray tasks and actors rebuild their clients from it.
+def __getattr__(name: str):
+    if name in _S3_NAMES:  # lazily: storage_s3 imports this module
+        from berg_ray import storage_s3
 
-    Static credentials of the driver (env vars, credential files) are carried along so that workers act as the
-    same identity; refreshable ones (instance roles, SSO) are not, and workers resolve their own chain.
-    """
-
-    endpoint_url: str | None = None
-    region: str = S3_DEFAULT_REGION
-    anonymous: bool = False
-    access_key: str | None = field(default=None, repr=False)
-    secret_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-
-    @property
-    def endpoint_name(self) -> str:
-        return self.endpoint_url or "AWS S3"
-
-
-def resolve_s3_options(endpoint_url: str | None = None, anonymous: bool = False) -> S3Options:
-    """S3 options from the arguments, the environment and boto3's credential chain (on the driver)."""
-    import boto3
-    from botocore.credentials import RefreshableCredentials
-
-    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    session = boto3.Session()
-    region = session.region_name or S3_DEFAULT_REGION
-    if anonymous:
-        return S3Options(endpoint, region, anonymous=True)
-    credentials = session.get_credentials()
-    if credentials is None or isinstance(credentials, RefreshableCredentials):
-        return S3Options(endpoint, region)
-    frozen = credentials.get_frozen_credentials()
-    return S3Options(endpoint, region, False, frozen.access_key, frozen.secret_key, frozen.token)
+        return getattr(storage_s3, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +79,30 @@ class Store:
     def check_writable(self) -> None:
         raise NotImplementedError
 
+    def delete(self, name: str) -> None:
+        """Delete ``name`` (no error if it is already gone)."""
+        raise NotImplementedError
 
-def open_store(uri: str, s3: S3Options | None = None) -> Store:
+    def put_if(self, name: str, data: bytes, expected: str | None) -> str | None:
+        """Conditional write of a small object: create ``name`` only if it does not exist (``expected`` None), or
+        replace it only if its version is still ``expected``. Returns the new version, or None if the condition
+        did not hold (another writer got there first)."""
+        raise NotImplementedError
+
+    def delete_if(self, name: str, expected: str) -> bool:
+        """Delete ``name`` only if its version is ``expected``; False if it changed or is gone."""
+        raise NotImplementedError
+
+    def read_versioned(self, name: str) -> tuple[bytes, str, float] | None:
+        """(content, version, seconds since it was last written, by the store's clock), or None if absent."""
+        raise NotImplementedError
+
+    def remove_staging(self) -> int:
+        """Delete every staging file under this root (left by killed runs); returns how many were removed."""
+        raise NotImplementedError
+
+
+def open_store(uri: str, s3: "S3Options | None" = None) -> Store:
     """The store for a local path (or ``file://``) or an ``s3://bucket/prefix`` URI."""
     if not isinstance(uri, str) or not uri.strip():
         raise StorageError(f"location {uri!r} is empty; give a local directory or s3://bucket/prefix/")
@@ -117,6 +111,8 @@ def open_store(uri: str, s3: S3Options | None = None) -> Store:
         bucket, _, prefix = uri[len("s3://"):].partition("/")
         if not bucket:
             raise StorageError(f"{uri!r} names no bucket; use s3://bucket/prefix/")
+        from berg_ray.storage_s3 import S3Options, S3Store
+
         return S3Store(bucket, prefix, s3 or S3Options())
     if "://" in uri and not uri.startswith("file://"):
         raise StorageError(f"unsupported location {uri!r}; use a local directory, file:// or s3://bucket/prefix/")
@@ -166,140 +162,86 @@ class LocalStore(Store):
         if not self.root.is_dir():
             raise StorageError(f"input directory {self.uri} does not exist (or is not a directory); check the path")
 
+    def delete(self, name: str) -> None:
+        try:
+            (self.root / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.uri_of(name)}: {exc.strerror or exc}") from None
+
+    def put_if(self, name: str, data: bytes, expected: str | None) -> str | None:
+        target = self.root / name
+        with self._locked():
+            if expected is None:  # O_EXCL: exactly one creator wins, also on NFS
+                try:
+                    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return None
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                return _digest(data)
+            if self._version(target) != expected:
+                return None
+            staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            staged.write_bytes(data)
+            os.replace(staged, target)
+            return _digest(data)
+
+    def delete_if(self, name: str, expected: str) -> bool:
+        with self._locked():
+            if self._version(self.root / name) != expected:
+                return False
+            (self.root / name).unlink()
+            return True
+
+    def read_versioned(self, name: str) -> tuple[bytes, str, float] | None:
+        with self._locked():
+            try:
+                data, modified = (self.root / name).read_bytes(), (self.root / name).stat().st_mtime
+            except FileNotFoundError:
+                return None
+        return data, _digest(data), time.time() - modified
+
+    def remove_staging(self) -> int:
+        staging = self.root / TMP_DIR
+        removed = 0
+        for path in staging.iterdir() if staging.is_dir() else ():
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def _version(self, path: Path) -> str | None:
+        try:
+            return _digest(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def _locked(self):
+        """An exclusive flock on ``<root>/_berg_ray.lock`` (released by the kernel if the process dies)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def lock():
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / "_berg_ray.lock", "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        return lock()
+
     def check_writable(self) -> None:
         try:
             probe = self.staging_path(".probe")
             probe.write_bytes(b"")
-            probe.unlink()
+            probe.unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot write to output directory {self.uri}: {exc.strerror or exc}; choose a "
                                f"writable location") from None
 
 
-class S3Store(Store):
-    """A prefix of an S3 bucket (or of an S3-compatible store)."""
-
-    def __init__(self, bucket: str, prefix: str, options: S3Options) -> None:
-        self.bucket, self.options = bucket, options
-        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-        self.uri = f"s3://{bucket}/{self.prefix}"
-        self._client = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_client": None}  # boto3 clients do not pickle; rebuilt on first use
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = _s3_client(self.options, S3_MAX_ATTEMPTS)
-        return self._client
-
-    def list_files(self, recursive: bool = True) -> list[FileInfo]:
-        return self._list(self.client, recursive)
-
-    def _list(self, client, recursive: bool, limit: int | None = None) -> list[FileInfo]:
-        kwargs = {"Bucket": self.bucket, "Prefix": self.prefix, **({} if recursive else {"Delimiter": "/"})}
-        if limit is not None:
-            kwargs["PaginationConfig"] = {"MaxItems": limit}
-        infos = []
-        try:
-            for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
-                for item in page.get("Contents", []):
-                    name = item["Key"][len(self.prefix):]
-                    if name and not name.endswith("/"):
-                        infos.append(FileInfo(name, int(item["Size"]), item["ETag"].strip('"')))
-        except Exception as exc:
-            raise _storage_error(exc, self.uri, self.options, "list") from None
-        return sorted(infos, key=lambda info: info.name)
-
-    def read_bytes(self, name: str) -> bytes:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
-        except Exception as exc:
-            raise _storage_error(exc, self.uri_of(name), self.options, "read") from None
-
-    def staging_path(self, name: str) -> Path:
-        staging = Path(tempfile.gettempdir()) / "berg_ray_staging"
-        staging.mkdir(parents=True, exist_ok=True)
-        return staging / f"{uuid.uuid4().hex}-{Path(name).name}"
-
-    def publish(self, staged: Path, name: str) -> None:
-        from boto3.s3.transfer import TransferConfig
-
-        config = TransferConfig(multipart_threshold=S3_MULTIPART_THRESHOLD_BYTES)
-        try:
-            # One PUT below the threshold, else multipart: the object appears only when the upload completes,
-            # and boto3 aborts an upload that fails part-way.
-            self.client.upload_file(str(staged), self.bucket, self.prefix + name, Config=config)
-        except Exception as exc:
-            raise _storage_error(exc, self.uri_of(name), self.options, "write") from None
-        finally:
-            staged.unlink(missing_ok=True)
-
-    def arrow_path(self, name: str) -> tuple["object", str]:
-        from pyarrow.fs import S3FileSystem
-
-        opts = self.options
-        scheme = "http" if (opts.endpoint_url or "").startswith("http://") else "https"
-        endpoint = (opts.endpoint_url or "").split("://", 1)[-1] or None
-        fs = S3FileSystem(access_key=opts.access_key, secret_key=opts.secret_key, session_token=opts.session_token,
-                          anonymous=opts.anonymous, region=opts.region, endpoint_override=endpoint, scheme=scheme,
-                          connect_timeout=S3_CONNECT_TIMEOUT_S, request_timeout=S3_READ_TIMEOUT_S)
-        return fs, f"{self.bucket}/{self.prefix}{name}"
-
-    def check_readable(self) -> None:
-        self._list(_s3_client(self.options, S3_CHECK_MAX_ATTEMPTS), recursive=False, limit=1)
-
-    def check_writable(self) -> None:
-        client = _s3_client(self.options, S3_CHECK_MAX_ATTEMPTS)
-        key = f"{self.prefix}{TMP_DIR}/.probe-{uuid.uuid4().hex}"
-        try:
-            client.put_object(Bucket=self.bucket, Key=key, Body=b"")
-        except Exception as exc:
-            raise _storage_error(exc, self.uri, self.options, "write") from None
-        try:
-            client.delete_object(Bucket=self.bucket, Key=key)
-        except Exception:  # write access is what was checked; a leftover empty probe under _tmp/ is harmless
-            pass
-
-
-def _s3_client(options: S3Options, max_attempts: int):
-    import boto3
-    import botocore
-    from botocore.config import Config
-
-    config = Config(connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_READ_TIMEOUT_S,
-                    retries={"max_attempts": max_attempts, "mode": "standard"},
-                    signature_version=botocore.UNSIGNED if options.anonymous else None,
-                    s3={"addressing_style": "path"} if options.endpoint_url else None)
-    return boto3.client("s3", endpoint_url=options.endpoint_url, region_name=options.region, config=config,
-                        aws_access_key_id=options.access_key, aws_secret_access_key=options.secret_key,
-                        aws_session_token=options.session_token)
-
-
-def _storage_error(exc: Exception, uri: str, options: S3Options, action: str) -> StorageError:
-    """Translate a boto3/botocore failure into a StorageError that names the URI, the endpoint and the fix."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-
-    where = f"{uri} (endpoint {options.endpoint_name})"
-    if isinstance(exc, NoCredentialsError):
-        return StorageError(f"no AWS credentials found to {action} {where}; set AWS_ACCESS_KEY_ID and "
-                            f"AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or pass --anonymous for a public input bucket")
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("NoSuchBucket", "404"):
-            return StorageError(f"bucket {uri.split('/')[2]!r} does not exist at {options.endpoint_name}; create "
-                                f"it or fix the URI")
-        if code == "NoSuchKey":
-            return StorageError(f"{where} does not exist (deleted while the sweep ran?)")
-        if code in _REJECTED:
-            return StorageError(f"{options.endpoint_name} rejected the credentials ({code}) to {action} {uri}; "
-                                f"check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
-        if code in ("AccessDenied", "403", "AllAccessDisabled"):
-            return StorageError(f"access denied to {action} {where}; grant list/read (input) or write (output) "
-                                f"permission, or pass --anonymous for a public input bucket")
-        return StorageError(f"S3 error {code or exc} to {action} {where}: {exc}")
-    if isinstance(exc, EndpointConnectionError) or "timeout" in type(exc).__name__.lower():
-        return StorageError(f"cannot reach the S3 endpoint {options.endpoint_name} to {action} {uri} ({exc}); check "
-                            f"--s3-endpoint-url / AWS_ENDPOINT_URL and the network")
-    return StorageError(f"cannot {action} {where}: {type(exc).__name__}: {exc}")
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]

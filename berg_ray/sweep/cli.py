@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from berg_ray.config import DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES, SweepArgs
+from berg_ray.config import DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, SweepArgs
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,12 +22,15 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all' (default)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_SWEEP_BATCH_SIZE, help="stimuli per micro-batch")
     parser.add_argument("--chunk-frames", type=int, default=DEFAULT_SWEEP_CHUNK_FRAMES,
-                        help="frames per forward call; memory grows with batch x chunk (~43 MB per video frame on CPU); "
+                        help="frames per forward call; memory grows with batch x chunk (~2 MB per video frame on CPU); "
                              "results do not depend on it")
     parser.add_argument("--reduce", choices=("none", "mean"), default="none",
                         help="'none': responses per frame; 'mean': mean over frames after --skip-frames")
     parser.add_argument("--skip-frames", type=int, default=0, help="leading frames dropped from every response")
     parser.add_argument("--resize", action="store_true", help="resize other frame sizes to 144x256 (bilinear)")
+    parser.add_argument("--max-frames", type=int, default=DEFAULT_SWEEP_MAX_FRAMES,
+                        help=f"most frames at 30 Hz per stimulus (default {DEFAULT_SWEEP_MAX_FRAMES} = 10 min); "
+                             f"longer inputs are listed as errors")
     parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)")
     parser.add_argument("--anonymous", action="store_true", help="read a public input bucket without credentials")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
@@ -47,6 +50,7 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
     return validate_args(dict(
         berg_dir=ns.berg_dir, input=ns.input, output=ns.output, sessions=sessions, batch_size=ns.batch_size,
         chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, resize=ns.resize,
+        max_frames=ns.max_frames,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, num_workers=ns.num_workers,
         num_gpus_per_worker=ns.num_gpus_per_worker, num_cpus_per_worker=ns.num_cpus_per_worker,
         show_progress=not ns.quiet))

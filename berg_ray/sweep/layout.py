@@ -4,21 +4,24 @@
 OUTPUT/
   part-{scan}-{hash16}.parquet   responses: one row per (stimulus, scan); one file per (micro-batch, scan)
   _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field
-  _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error
+  _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error_type, error
   _sweep.json                    options that fix the content (reduce, skip_frames, resize, precision); re-runs check them
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
+  _lease.json                    held by the running sweep (lease.py); absent when none runs
+  _berg_ray.lock                 local outputs: flock file of the lease's compare-and-swap (storage.py)
 ```
 pyarrow and pandas skip names starting with ``_`` or ``.``, so ``pq.read_table(OUTPUT)`` reads exactly the
 responses. ``hash16`` is a SHA-256 prefix of the scan, the stimulus ids of the micro-batch and the options, so a
 retried micro-batch rewrites the same name with the same content. Every part file also lists its scan and
-stimulus ids in its footer metadata (key ``berg_ray.sweep``), from which a re-run learns what is done.
+stimulus ids in its footer metadata (key ``berg_ray.sweep``), from which a re-run learns what is done, and the
+size and version of each row's input file, from which it learns which inputs changed since.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +50,7 @@ UNITS_SCHEMA = pa.schema([pa.field("column_index", pa.int32(), nullable=False),
                           pa.field("area", pa.string(), nullable=False),
                           pa.field("field", pa.int64(), nullable=False)])
 ERRORS_SCHEMA = pa.schema([pa.field("stimulus_id", pa.string()), pa.field("input", pa.string()),
-                           pa.field("error", pa.string())])
+                           pa.field("error_type", pa.string()), pa.field("error", pa.string())])
 
 
 def content_options(reduce: str, skip_frames: int, resize: bool, precision: str) -> dict:
@@ -122,7 +125,7 @@ def units_name(scan_id: ScanId | str) -> str:
 
 
 def errors_table(errors: Sequence[dict]) -> pa.Table:
-    """Table of failed inputs: dicts with stimulus_id, input (URI) and error (message)."""
+    """Table of failed inputs: dicts with stimulus_id, input (URI), error_type (exception class) and error."""
     return pa.Table.from_pylist([{k: e.get(k) for k in ERRORS_SCHEMA.names} for e in errors], schema=ERRORS_SCHEMA)
 
 
@@ -130,11 +133,18 @@ def check_manifest(store: Store, options: dict) -> bool:
     """Compare ``options`` with the output's ``_sweep.json``; True if the manifest must still be written.
 
     Raises:
-        StorageError: the output holds a sweep made with other content options.
+        StorageError: the output holds a sweep made with other content options, or a damaged manifest.
     """
     if not any(info.name == MANIFEST_FILE for info in store.list_files(recursive=False)):
         return True
-    found = json.loads(store.read_bytes(MANIFEST_FILE))
+    try:
+        found = json.loads(store.read_bytes(MANIFEST_FILE))
+    except (ValueError, UnicodeDecodeError) as exc:
+        found = exc
+    if not isinstance(found, dict):
+        raise StorageError(f"{store.uri_of(MANIFEST_FILE)} is damaged (not a JSON object: {found}); it records the "
+                           f"options {options} of this output's rows: restore it, or write it with those options "
+                           f"if you know them, or write to a new --output")
     if found != options:
         raise StorageError(f"{store.uri} already holds a sweep made with {found}, but this run asks for {options}; "
                            f"re-run with the same --reduce/--skip-frames/--resize or write to a new --output")
@@ -147,20 +157,40 @@ def write_manifest(store: Store, options: dict) -> None:
     store.publish(staged, MANIFEST_FILE)
 
 
-def read_done(store: Store, part_names: Sequence[str]) -> dict[str, set[str]]:
-    """Stimulus ids already written per scan, from the footers of the published part files."""
+def read_footers(store: Store, part_names: Sequence[str]) -> dict[str, dict]:
+    """The ``berg_ray.sweep`` footer of each published part file: scan, stimulus_ids, options and (since the
+    changed-input check) ``inputs``: stimulus_id -> [size, version] of the input each row was computed from.
+
+    Raises:
+        StorageError: a part file that is not a readable Parquet file of a sweep (e.g. zero-length), naming it.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     def footer(name: str) -> dict:
         fs, path = store.arrow_path(name)
-        metadata = pq.read_schema(path, filesystem=fs).metadata or {}
+        try:
+            metadata = pq.read_schema(path, filesystem=fs).metadata or {}
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise StorageError(f"{store.uri_of(name)} is not a readable Parquet file ({exc}); it was damaged "
+                               f"outside berg_ray (sweeps publish complete files only): delete it and re-run, "
+                               f"which recomputes its rows") from None
         if FOOTER_KEY not in metadata:
             raise StorageError(f"{store.uri_of(name)} is not a berg_ray sweep file (no {FOOTER_KEY.decode()} "
                                f"metadata); remove it or write to a new --output")
         return json.loads(metadata[FOOTER_KEY])
 
-    done: dict[str, set[str]] = {}
     with ThreadPoolExecutor(max_workers=16) as pool:
-        for info in pool.map(footer, part_names):
-            done.setdefault(info["scan"], set()).update(info["stimulus_ids"])
+        return dict(zip(part_names, pool.map(footer, part_names)))
+
+
+def done_set(footers: Iterable[dict]) -> dict[str, set[str]]:
+    """Stimulus ids written per scan, from part file footers."""
+    done: dict[str, set[str]] = {}
+    for info in footers:
+        done.setdefault(info["scan"], set()).update(info["stimulus_ids"])
     return done
+
+
+def read_done(store: Store, part_names: Sequence[str]) -> dict[str, set[str]]:
+    """Stimulus ids already written per scan, from the footers of the published part files."""
+    return done_set(read_footers(store, part_names).values())

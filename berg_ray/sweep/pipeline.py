@@ -34,14 +34,20 @@ from berg_ray.sweep.video import decode_video
 _FRAME_BYTES = FRAME_HEIGHT * FRAME_WIDTH
 
 
-def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip_frames: int) -> dict:
+def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip_frames: int,
+                  max_frames: int) -> dict:
     """Ray Data batch function (CPU task): read and decode every stimulus of each micro-batch.
+
+    Decoding one input is isolated: whatever reading, decoding or validating one file raises (a BergRayError,
+    or any exception of numpy, zipfile or FFmpeg on a malformed file) lists that file with its error type and
+    message and the others go on; failures outside the per-file decode (our own logic) are not caught.
 
     Args:
         batch: column ``shard`` holds JSON-encoded :class:`Shard` s.
         store: the input store.
         resize: resize frames of another size to 144x256.
         skip_frames: leading frames dropped later; a video must be longer than this.
+        max_frames: most frames per stimulus (see ``decode_video``).
 
     Returns:
         Columns ``shard``, ``frames`` (bytes: the valid videos' uint8 frames concatenated along T),
@@ -53,13 +59,9 @@ def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip
         videos, lengths, errors = [], [], []
         for stimulus in shard.stimuli:
             try:
-                video = decode_video(stimulus.name, store.read_bytes(stimulus.name), resize)
-                if video.shape[0] <= skip_frames:
-                    raise BergRayError(f"{stimulus.name} has {video.shape[0]} frames, but skip_frames="
-                                       f"{skip_frames} leaves none; lower --skip-frames")
-            except BergRayError as exc:
-                errors.append({"stimulus_id": stimulus.stimulus_id, "input": store.uri_of(stimulus.name),
-                               "error": str(exc)})
+                video = decode_input(store, stimulus.name, resize, skip_frames, max_frames)
+            except Exception as exc:  # one input's failure, whatever its type: listed, the sweep goes on
+                errors.append(input_error(store, stimulus.stimulus_id, stimulus.name, exc))
                 continue
             videos.append(video)
             lengths.append([stimulus.stimulus_id, int(video.shape[0])])
@@ -68,6 +70,22 @@ def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip
         out["lengths"].append(json.dumps(lengths))
         out["errors"].append(json.dumps(errors))
     return {key: np.array(values, dtype=object) for key, values in out.items()}
+
+
+def decode_input(store: Store, name: str, resize: bool, skip_frames: int, max_frames: int) -> np.ndarray:
+    """Read, decode and check one input file: uint8 (T, 144, 256) with skip_frames < T <= max_frames."""
+    video = decode_video(name, store.read_bytes(name), resize, max_frames)
+    if video.shape[0] <= skip_frames:
+        raise BergRayError(f"{name} has {video.shape[0]} frames, but skip_frames={skip_frames} leaves none; lower "
+                           f"--skip-frames")
+    return video
+
+
+def input_error(store: Store, stimulus_id: str, name: str, exc: Exception) -> dict:
+    """A row of the errors table: the input, the exception type and a message naming the file."""
+    message = str(exc) if isinstance(exc, BergRayError) else f"{name}: {type(exc).__name__}: {exc}"
+    return {"stimulus_id": stimulus_id, "input": store.uri_of(name), "error_type": type(exc).__name__,
+            "error": message}
 
 
 class ShardEncoder:
@@ -109,8 +127,9 @@ class ShardEncoder:
             encoded = time.perf_counter()
             table = responses_table(ids, scan, n_frames, responses, self._options["reduce"])
             name = part_name(scan, planned, self._options)  # planned ids: the same name in every run
+            inputs = {s.stimulus_id: s.input_key for s in shard.stimuli if s.stimulus_id in ids}  # changed-input check
             size = write_table(self._store, name, table, RESPONSES_SCHEMAS[self._options["reduce"]],
-                               {"scan": scan, "stimulus_ids": ids, **self._options})
+                               {"scan": scan, "stimulus_ids": ids, **self._options, "inputs": inputs})
             rows.append(_summary_row(scan, name, len(ids), sum(decoded[i].shape[0] for i in ids), size,
                                      encoded - start, time.perf_counter() - encoded))
         if rows:

@@ -18,11 +18,18 @@ from berg_ray.storage import Store
 
 @dataclass(frozen=True)
 class Stimulus:
-    """One input file: ``stimulus_id`` is its name relative to the input prefix, without the suffix."""
+    """One input file: ``stimulus_id`` is its name relative to the input prefix, without the suffix; ``size``
+    (bytes) and ``version`` (S3 ETag, local mtime in ns) identify its content."""
 
     stimulus_id: str
     name: str
     size: int
+    version: str = ""
+
+    @property
+    def input_key(self) -> list:
+        """What a part file's footer records per row, to detect a changed input later."""
+        return [self.size, self.version]
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class Shard:
         return len(self.todo)
 
     def to_json(self) -> str:
-        return json.dumps({"stimuli": [[s.stimulus_id, s.name, s.size] for s in self.stimuli],
+        return json.dumps({"stimuli": [[s.stimulus_id, s.name, s.size, s.version] for s in self.stimuli],
                            "todo": [[scan, list(ids)] for scan, ids in self.todo]})
 
     @classmethod
@@ -69,7 +76,7 @@ def list_stimuli(store: Store) -> Listing:
             ignored += 1
             continue
         stimulus_id = str(path.with_suffix(""))
-        by_id.setdefault(stimulus_id, []).append(Stimulus(stimulus_id, info.name, info.size))
+        by_id.setdefault(stimulus_id, []).append(Stimulus(stimulus_id, info.name, info.size, info.version))
     stimuli, errors = [], []
     for stimulus_id in sorted(by_id):
         found = by_id[stimulus_id]
@@ -77,7 +84,7 @@ def list_stimuli(store: Store) -> Listing:
             stimuli.append(found[0])
             continue
         names = ", ".join(s.name for s in found)
-        errors.extend({"stimulus_id": stimulus_id, "input": store.uri_of(s.name),
+        errors.extend({"stimulus_id": stimulus_id, "input": store.uri_of(s.name), "error_type": "AmbiguousInput",
                        "error": f"stimulus_id {stimulus_id!r} is ambiguous ({names}); keep one file per id"}
                       for s in found)
     return Listing(tuple(stimuli), tuple(errors), ignored)
@@ -106,3 +113,20 @@ def plan_shards(stimuli: Sequence[Stimulus], scans: Sequence[str], done: Mapping
             needed = {stimulus_id for _, ids in todo for stimulus_id in ids}
             shards.append(Shard(tuple(s for s in members if s.stimulus_id in needed), todo))
     return shards
+
+
+def changed_parts(stimuli: Sequence[Stimulus], footers: Mapping[str, dict]) -> dict[str, set[str]]:
+    """Part files holding a row computed from an input that changed since: file name -> changed stimulus ids.
+
+    A row's input counts as changed when the listed file's [size, version] differs from the one recorded in the
+    footer. Files written before inputs were recorded (no ``inputs`` key) and rows of inputs no longer listed
+    are kept as they are.
+    """
+    current = {s.stimulus_id: s.input_key for s in stimuli}
+    stale = {}
+    for name, footer in footers.items():
+        changed = {stimulus_id for stimulus_id, key in (footer.get("inputs") or {}).items()
+                   if stimulus_id in current and list(key) != current[stimulus_id]}
+        if changed:
+            stale[name] = changed
+    return stale

@@ -4,7 +4,9 @@ Order of work (every check that can fail runs before any compute starts):
 
 1. validate the options (:class:`~berg_ray.config.SweepArgs`), resolve the scans against the release;
 2. check that the input can be listed and the output written (S3 credentials, bucket, endpoint);
-3. compare the output's ``_sweep.json`` with the options; read the done set from existing part files;
+3. take the output's lease (one sweep per output, lease.py) and remove staging files of killed runs; compare
+   the output's ``_sweep.json`` with the options; read the done set from existing part files, deleting those
+   that hold a row of an input that changed since (size and version recorded per row);
 4. list the inputs and plan the micro-batches still to do; write the units tables and the manifest;
 5. run the pipeline (pipeline.py), streaming one summary row per file written;
 6. write ``_errors/errors.parquet`` (possibly empty) and return the :class:`SweepResult` (printing its
@@ -14,17 +16,18 @@ Order of work (every check that can fail runs before any compute starts):
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SWEEP_MAX_CPU_THREADS_PER_WORKER, SweepArgs
+from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.storage import Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
-from berg_ray.sweep.plan import Shard, list_stimuli, plan_shards
+from berg_ray.sweep.lease import acquire as acquire_lease
+from berg_ray.sweep.plan import Shard, Stimulus, changed_parts, list_stimuli, plan_shards
+from berg_ray.sweep.resources import size_workers
 
 
 @dataclass
@@ -36,6 +39,7 @@ class SweepResult:
     scans: list[str]
     stimuli: int = 0
     stimuli_done_before: int = 0
+    inputs_changed: int = 0
     files_written: int = 0
     frames: int = 0
     frame_scans: int = 0
@@ -54,8 +58,10 @@ class SweepResult:
         return self.frame_scans / self.wall_s if self.wall_s > 0 else 0.0
 
     def summary(self) -> str:
+        changed = f", {self.inputs_changed} recomputed: input changed" if self.inputs_changed else ""
         lines = [f"sweep -> {self.output}",
-                 f"  stimuli: {self.stimuli} ({self.stimuli_done_before} already complete), scans: {len(self.scans)}",
+                 f"  stimuli: {self.stimuli} ({self.stimuli_done_before} already complete{changed}), "
+                 f"scans: {len(self.scans)}",
                  f"  frames: {self.frames} decoded, {self.frame_scans} frame x scan computed, "
                  f"files written: {self.files_written} ({self.bytes_written / 1e6:.1f} MB)",
                  f"  wall time: {self.wall_s:.1f} s, {self.frames_per_s:.2f} frames/s (frame x scan per second)",
@@ -72,8 +78,9 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
         printed (``show_progress`` shows progress bars only); ``print(result.summary())`` for the summary.
 
     Raises:
-        BergRayError: invalid options, unreachable or unwritable storage, a release without the scans, or an
-            output written with other content options. Nothing is computed in these cases.
+        BergRayError: invalid options, unreachable or unwritable storage, a release without the scans, an output
+            written with other content options or being written by another sweep, a damaged output file, or
+            a micro-batch larger than any node's memory. Nothing is computed in these cases.
     """
     if args is not None and options:
         raise BergRayError("pass either a SweepArgs or keyword options to berg_ray.sweep.run, not both")
@@ -81,26 +88,46 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
     start = time.perf_counter()
     scans = _resolve_scans(args)
     in_store, out_store = _open_stores(args)
+    with acquire_lease(out_store, args.lease_ttl_s) as lease:  # one sweep per output: refused before any compute
+        out_store.remove_staging()  # left by killed runs: while we hold the lease no other sweep writes here
+        result = _sweep(args, scans, in_store, out_store)
+        lease.check()
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def _sweep(args: SweepArgs, scans: list[str], in_store: Store, out_store: Store) -> SweepResult:
+    """Steps 3-6 of the module docstring, under the output's lease."""
     content = layout.content_options(args.reduce, args.skip_frames, args.resize, args.precision)
     needs_manifest = layout.check_manifest(out_store, content)
     listing = list_stimuli(in_store)
     if not listing.stimuli and not listing.errors:
         raise StorageError(f"no input videos under {in_store.uri} ({listing.ignored} other files); expected "
                            f".npy/.npz/.mp4/.avi/.mov/.mkv files: check --input")
-    parts = [info.name for info in out_store.list_files(recursive=False) if layout.is_part_name(info.name)]
-    done = layout.read_done(out_store, parts)
+    done, changed = _done_set(out_store, listing.stimuli)
     shards = plan_shards(listing.stimuli, scans, done, args.batch_size)
     _write_units(args.berg_dir, scans, out_store)
     if needs_manifest:
         layout.write_manifest(out_store, content)
     result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=list(listing.errors),
                          stimuli_done_before=sum(all(s.stimulus_id in done.get(c, ()) for c in scans)
-                                                 for s in listing.stimuli))
+                                                 for s in listing.stimuli), inputs_changed=len(changed))
     if shards:
         _execute(args, shards, scans, in_store, out_store, content, result)
     layout.write_table(out_store, layout.ERRORS_FILE, layout.errors_table(result.errors), layout.ERRORS_SCHEMA)
-    result.wall_s = time.perf_counter() - start
     return result
+
+
+def _done_set(out_store: Store, stimuli: tuple[Stimulus, ...]) -> tuple[dict[str, set[str]], set[str]]:
+    """(stimulus ids written per scan, ids whose input changed since). Part files holding a row of a changed
+    input are deleted first (before any compute, under the lease), so their stimuli are recomputed and no
+    (stimulus, scan) row is ever present twice; a run killed in between recomputes them next time."""
+    parts = [info.name for info in out_store.list_files(recursive=False) if layout.is_part_name(info.name)]
+    footers = layout.read_footers(out_store, parts)
+    stale = changed_parts(stimuli, footers)
+    for name in stale:
+        out_store.delete(name)
+    return layout.done_set(f for name, f in footers.items() if name not in stale), set().union(*stale.values())
 
 
 def validate_args(options: dict) -> SweepArgs:
@@ -181,34 +208,13 @@ def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_sto
 
     if not ray.is_initialized():
         ray.init(address=args.address)
-    n_workers, num_cpus, num_gpus = _worker_resources(args, len(shards))
+    workers = size_workers(args, len(shards), [n["Resources"] for n in ray.nodes() if n.get("Alive")])
     dataset = ray.data.from_items([{"shard": s.to_json()} for s in shards], override_num_blocks=len(shards))
     dataset = dataset.map_batches(decode_shards, batch_size=1, num_cpus=SWEEP_DECODE_NUM_CPUS,
                                   fn_kwargs={"store": in_store, "resize": args.resize,
-                                             "skip_frames": args.skip_frames})
-    return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n_workers),
-                               num_cpus=num_cpus,
-                               num_gpus=num_gpus, fn_constructor_kwargs={
-                                   "berg_dir": args.berg_dir, "scans": scans, "store": out_store,
-                                   "options": content, "chunk_frames": args.chunk_frames, "num_cpus": num_cpus})
-
-
-def _worker_resources(args: SweepArgs, n_shards: int) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, GPUs per actor): one actor per GPU share, else CPU actors sized to the cluster
-    while leaving room for the decode tasks."""
-    import ray
-
-    resources = ray.cluster_resources()
-    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
-    if args.precision == "tf32" and not (gpus > 0 and args.num_gpus_per_worker > 0):
-        raise BergRayError("precision 'tf32' needs GPU encoder actors, but this cluster has no GPU (or "
-                           "--num-gpus-per-worker is 0); use --precision float32 or bfloat16")
-    if gpus > 0 and args.num_gpus_per_worker > 0:
-        n_workers = args.num_workers or max(1, int(gpus // args.num_gpus_per_worker))
-        return min(n_workers, n_shards), args.num_cpus_per_worker or 1.0, args.num_gpus_per_worker
-    free = max(cpus - SWEEP_DECODE_NUM_CPUS, SWEEP_DECODE_NUM_CPUS)
-    per_worker = args.num_cpus_per_worker
-    if per_worker is None:
-        per_worker = min(float(SWEEP_MAX_CPU_THREADS_PER_WORKER), free / (args.num_workers or 1))
-    n_workers = args.num_workers or max(1, math.floor(free / per_worker))
-    return min(n_workers, n_shards), per_worker, 0.0
+                                             "skip_frames": args.skip_frames, "max_frames": args.max_frames})
+    return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers.count),
+                               num_cpus=workers.num_cpus, num_gpus=workers.num_gpus, memory=workers.memory,
+                               fn_constructor_kwargs={
+                                   "berg_dir": args.berg_dir, "scans": scans, "store": out_store, "options": content,
+                                   "chunk_frames": args.chunk_frames, "num_cpus": workers.num_cpus})

@@ -8,6 +8,10 @@ Supported inputs (by suffix, case-insensitive):
   ``gray`` conversion, full range 0-255) and resampled to 30 Hz by sample-and-hold: output frame k shows the
   source frame on screen at time k / 30 s (frames are repeated or dropped; the duration is kept).
 
+A stimulus may have at most ``max_frames`` frames at 30 Hz (``--max-frames``): a video's declared duration is
+checked before decoding and its length again while it is resampled (frame by frame, so a file that claims a
+short duration cannot allocate more), and a .npz member's unpacked size before it is decompressed.
+
 Frames must be 144 x 256 (height x width); with ``resize=True`` other sizes are resized bilinearly
 (``torch.nn.functional.interpolate``, ``align_corners=False``, no antialiasing) and rounded to uint8.
 """
@@ -15,17 +19,21 @@ Frames must be 144 x 256 (height x width); with ``resize=True`` other sizes are 
 from __future__ import annotations
 
 import io
+import math
+import zipfile
 from pathlib import PurePosixPath
 
 import numpy as np
 
-from berg_ray.config import (ARRAY_SUFFIXES, FRAME_HEIGHT, FRAME_RATE_HZ, FRAME_WIDTH, NPZ_VIDEO_KEY,
-                             VIDEO_SUFFIXES)
+from berg_ray.config import (ARRAY_SUFFIXES, DEFAULT_SWEEP_MAX_FRAMES, FRAME_HEIGHT, FRAME_RATE_HZ, FRAME_WIDTH,
+                             NPZ_VIDEO_KEY, VIDEO_SUFFIXES)
 from berg_ray.errors import InvalidStimulusError, InvalidVideoError
 from berg_ray.stimulus import validate_stimulus
 
 SUPPORTED_SUFFIXES = ARRAY_SUFFIXES + VIDEO_SUFFIXES
 _RESIZE_FRAMES = 64  # frames resized per interpolate call (bounds the float32 working memory)
+_MAX_ITEM_BYTES = 8  # widest accepted pixel type (float64/int64 integer values): bounds a .npz member's size
+_SAMPLE_EPS_S = 1e-6  # a frame shown at k / target (up to float error) counts as shown at sample k
 
 
 def is_supported(name: str) -> bool:
@@ -33,30 +41,48 @@ def is_supported(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def decode_video(name: str, data: bytes, resize: bool = False) -> np.ndarray:
-    """Decode the bytes of one input file.
+def decode_video(name: str, data: bytes, resize: bool = False, max_frames: int = DEFAULT_SWEEP_MAX_FRAMES
+                 ) -> np.ndarray:
+    """Decode the bytes of one input file, allocating at most about ``max_frames`` frames.
 
     Args:
         name: file name (its suffix selects the decoder; used in error messages).
         data: the whole file.
         resize: resize frames of another size to 144 x 256 instead of rejecting them.
+        max_frames: most frames (at 30 Hz) a stimulus may have; longer ones are refused before their frames are
+            allocated (video durations and .npz member sizes are checked first, then frames while decoding).
 
     Returns:
-        C-contiguous uint8 (T, 144, 256).
+        C-contiguous uint8 (T, 144, 256), T <= max_frames.
 
     Raises:
-        InvalidVideoError: unreadable file, wrong dimensions, frame size (without ``resize``), dtype or values.
+        InvalidVideoError: unreadable file, wrong dimensions, frame size (without ``resize``), dtype, values or
+            length. Anything the third-party readers raise on a malformed file becomes this error too.
     """
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise InvalidVideoError(f"{name}: unsupported file type {suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
-    frames = _read_array(name, data, suffix) if suffix in ARRAY_SUFFIXES else _decode_av(name, data)
+    if suffix in VIDEO_SUFFIXES:
+        return _checked_uint8(name, _decode_av(name, data, resize, max_frames))
+    frames = _read_array(name, data, suffix, max_frames)
     if frames.ndim != 3:
         raise InvalidVideoError(f"{name}: array has shape {frames.shape}; expected [T, {FRAME_HEIGHT}, "
                                 f"{FRAME_WIDTH}] grey-scale frames")
+    if frames.shape[0] > max_frames:
+        raise _too_long(name, frames.shape[0], max_frames)
+    if 0 in frames.shape[1:]:
+        raise InvalidVideoError(f"{name}: frames of {frames.shape[1]}x{frames.shape[2]} pixels hold no pixels; "
+                                f"expected {FRAME_HEIGHT}x{FRAME_WIDTH}")
     if frames.shape[1:] != (FRAME_HEIGHT, FRAME_WIDTH) and resize and frames.shape[0] > 0:
         frames = resize_frames(_pixel_values(name, frames))
     return _checked_uint8(name, frames)
+
+
+def _too_long(name: str, n_frames: int, max_frames: int, at_least: bool = False) -> InvalidVideoError:
+    return InvalidVideoError(
+        f"{name}: {'at least ' if at_least else ''}{n_frames} frames at {FRAME_RATE_HZ:g} Hz "
+        f"({n_frames / FRAME_RATE_HZ:.1f} s), more than max_frames={max_frames}; cut it into shorter stimuli or "
+        f"raise --max-frames")
 
 
 def _checked_uint8(name: str, frames: np.ndarray) -> np.ndarray:
@@ -81,24 +107,49 @@ def _pixel_values(name: str, frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.uint8)
 
 
-def _read_array(name: str, data: bytes, suffix: str) -> np.ndarray:
+def _read_array(name: str, data: bytes, suffix: str, max_frames: int) -> np.ndarray:
+    """The array of a .npy, or the one array (or ``video``) of a .npz, read without pickle.
+
+    A .npz member's declared unpacked size is checked before it is decompressed (a small archive may unpack to
+    gigabytes): at most ``max_frames`` frames of 144x256 pixels of 8 bytes each.
+    """
     try:
-        loaded = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exc:  # truncated, not a numpy file, pickled objects
-        raise InvalidVideoError(f"{name}: not a readable {suffix} file ({exc}); save it with numpy.save") from None
-    if suffix == ".npy":
-        return loaded
-    with loaded:
-        keys = list(loaded.keys())
-        if len(keys) == 1:
-            return loaded[keys[0]]
-        if NPZ_VIDEO_KEY in keys:
-            return loaded[NPZ_VIDEO_KEY]
-    raise InvalidVideoError(f"{name}: .npz holds arrays {keys}; store one array, or name the video "
-                            f"{NPZ_VIDEO_KEY!r}")
+        if suffix == ".npy":
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            array = _read_npz(name, data, max_frames * FRAME_HEIGHT * FRAME_WIDTH * _MAX_ITEM_BYTES)
+    except InvalidVideoError:
+        raise
+    except Exception as exc:  # truncated, not numpy, bad CRC, pickled objects: whatever numpy/zipfile raise
+        raise InvalidVideoError(f"{name}: not a readable {suffix} file ({type(exc).__name__}: {exc}); save uint8 "
+                                f"frames with numpy.{'save' if suffix == '.npy' else 'savez'}") from None
+    if not isinstance(array, np.ndarray):
+        raise InvalidVideoError(f"{name}: holds a {type(array).__name__}, not an array; save it with numpy.save")
+    return array
 
 
-def _decode_av(name: str, data: bytes) -> np.ndarray:
+def _read_npz(name: str, data: bytes, max_bytes: int) -> np.ndarray:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        keys = list(members)
+        if len(keys) != 1 and NPZ_VIDEO_KEY not in members:
+            raise InvalidVideoError(f"{name}: .npz holds arrays {keys}; store one array, or name the video "
+                                    f"{NPZ_VIDEO_KEY!r}")
+        info = members[keys[0] if len(keys) == 1 else NPZ_VIDEO_KEY]
+        if not info.filename.endswith(".npy"):
+            raise InvalidVideoError(f"{name}: member {info.filename!r} is not a .npy array; write the file with "
+                                    f"numpy.savez")
+        if info.file_size > max_bytes:
+            raise InvalidVideoError(f"{name}: member {info.filename!r} unpacks to {info.file_size} bytes, more "
+                                    f"than {max_bytes} (max_frames frames of {FRAME_HEIGHT}x{FRAME_WIDTH} "
+                                    f"pixels of up to {_MAX_ITEM_BYTES} bytes); cut it into shorter stimuli or "
+                                    f"raise --max-frames")
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+
+
+def _decode_av(name: str, data: bytes, resize: bool, max_frames: int) -> np.ndarray:
+    """Decode with PyAV and resample to 30 Hz while decoding, so at most ``max_frames`` frames are kept."""
     import av
 
     try:
@@ -106,19 +157,32 @@ def _decode_av(name: str, data: bytes) -> np.ndarray:
             if not container.streams.video:
                 raise InvalidVideoError(f"{name}: the file has no video stream")
             stream = container.streams.video[0]
-            frames, times = [], []
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="gray"))  # (H, W) uint8 luma, full range
-                times.append(float(frame.time) if frame.time is not None else len(times) / _rate(stream))
             rate = _rate(stream)
+            if stream.duration is not None and stream.time_base is not None:  # declared length, before decoding
+                declared = int(round(float(stream.duration * stream.time_base) * FRAME_RATE_HZ))
+                if declared > max_frames:
+                    raise _too_long(name, declared, max_frames)
+            sampler = SampleAndHold(rate, max_frames=max_frames, name=name,
+                                    convert=lambda pixels: _frame_to_model(name, pixels, resize))
+            for index, frame in enumerate(container.decode(stream)):
+                sampler.add(frame.to_ndarray(format="gray"),  # (H, W) uint8 luma, full range
+                            float(frame.time) if frame.time is not None else index / rate)
+            return sampler.finish()
     except InvalidVideoError:
         raise
     except Exception as exc:  # av.error.InvalidDataError and friends
         raise InvalidVideoError(f"{name}: cannot decode video ({type(exc).__name__}: {exc}); re-encode it, e.g. "
                                 f"H.264 in .mp4") from None
-    if not frames:
-        raise InvalidVideoError(f"{name}: the video stream has no frames")
-    return resample_to_rate(np.stack(frames), np.asarray(times), rate)
+
+
+def _frame_to_model(name: str, pixels: np.ndarray, resize: bool) -> np.ndarray:
+    """One decoded (H, W) frame as (144, 256): resized with ``resize``, else refused when of another size."""
+    if pixels.shape == (FRAME_HEIGHT, FRAME_WIDTH):
+        return pixels
+    if not resize:
+        raise InvalidVideoError(f"{name}: frames are {pixels.shape[0]}x{pixels.shape[1]} pixels; expected "
+                                f"{FRAME_HEIGHT}x{FRAME_WIDTH} (or pass --resize)")
+    return resize_frames(pixels[None])[0]
 
 
 def _rate(stream) -> float:
@@ -126,25 +190,86 @@ def _rate(stream) -> float:
     return float(rate) if rate else FRAME_RATE_HZ
 
 
-def resample_to_rate(frames: np.ndarray, times: np.ndarray, rate: float,
-                     target: float = FRAME_RATE_HZ) -> np.ndarray:
-    """Sample-and-hold resampling of frames shown at ``times`` (s) to ``target`` Hz.
+class SampleAndHold:
+    """Streaming sample-and-hold resampling of frames shown at given times to ``target`` Hz.
+
+    Output frame k shows the last source frame whose time (relative to the first) is <= k / target; the output
+    lasts (last time + 1 / rate) s, i.e. round(that * target) frames (at least one). Frames are emitted while
+    they arrive, so a source that would exceed ``max_frames`` output frames is refused as soon as it does,
+    before anything more is allocated. All source frames must have the shape of the first.
+
+    Args:
+        rate: nominal source frame rate (Hz), which sets how long the last frame stays on screen.
+        target: output frame rate (Hz).
+        max_frames: most output frames (None: no limit).
+        name: input name for error messages.
+        convert: applied once to each source frame that is emitted (e.g. resizing).
+    """
+
+    def __init__(self, rate: float, target: float = FRAME_RATE_HZ, max_frames: int | None = None,
+                 name: str = "video", convert=None) -> None:
+        self._rate, self._target, self._max, self._name = rate, target, max_frames, name
+        self._convert = convert or (lambda frame: frame)
+        self._out: list[np.ndarray] = []
+        self._shape: tuple[int, ...] | None = None
+        self._first_time = self._last_time = 0.0
+        self._current: np.ndarray | None = None
+        self._converted: np.ndarray | None = None
+        self._n_in = 0
+
+    def add(self, frame: np.ndarray, time: float) -> None:
+        """Frame shown from ``time`` (s) on, in presentation order."""
+        if self._shape is None:
+            self._shape, self._first_time = frame.shape, time
+        elif frame.shape != self._shape:
+            raise InvalidVideoError(f"{self._name}: frame {self._n_in} at {time:.3f} s is {frame.shape}, but "
+                                    f"the first frame is {self._shape}; re-encode the video at one frame size")
+        else:
+            self._emit_until(time - self._first_time)
+        self._current, self._converted, self._last_time = frame, None, time - self._first_time
+        self._n_in += 1
+
+    def finish(self) -> np.ndarray:
+        """The output frames, (T_out, ...) with T_out = max(1, round((last time + 1 / rate) * target))."""
+        if self._current is None:
+            raise InvalidVideoError(f"{self._name}: the video stream has no frames")
+        n_out = max(1, int(round((self._last_time + 1.0 / self._rate) * self._target)))
+        if self._max is not None and n_out > self._max:
+            raise _too_long(self._name, n_out, self._max)
+        while len(self._out) < n_out:
+            self._out.append(self._held())
+        return np.stack(self._out[:n_out])
+
+    def _emit_until(self, time: float) -> None:
+        while len(self._out) / self._target + _SAMPLE_EPS_S < time:
+            if self._max is not None and len(self._out) >= self._max:
+                raise _too_long(self._name, int(math.ceil(time * self._target)), self._max, at_least=True)
+            self._out.append(self._held())
+
+    def _held(self) -> np.ndarray:
+        if self._converted is None:
+            self._converted = self._convert(self._current)
+        return self._converted
+
+
+def resample_to_rate(frames: np.ndarray, times: np.ndarray, rate: float, target: float = FRAME_RATE_HZ,
+                     max_frames: int | None = None) -> np.ndarray:
+    """Sample-and-hold resampling of frames shown at ``times`` (s) to ``target`` Hz (see :class:`SampleAndHold`).
 
     Args:
         frames: (T_in, H, W) frames in presentation order.
         times: (T_in,) presentation times in seconds.
         rate: nominal source frame rate (Hz), which sets how long the last frame stays on screen.
         target: output frame rate (Hz).
+        max_frames: most output frames; a longer result is refused before it is allocated.
 
     Returns:
         (T_out, H, W) with T_out = round(duration * target), duration = last time - first time + 1 / rate.
     """
-    times = times - times[0]
-    duration = float(times[-1]) + 1.0 / rate
-    n_out = max(1, int(round(duration * target)))
-    sample_times = np.arange(n_out) / target
-    index = np.searchsorted(times, sample_times + 1e-6, side="right") - 1  # last frame shown at each sample time
-    return frames[np.clip(index, 0, len(frames) - 1)]
+    sampler = SampleAndHold(rate, target, max_frames)
+    for frame, time in zip(frames, times):
+        sampler.add(frame, float(time))
+    return sampler.finish()
 
 
 def resize_frames(frames: np.ndarray) -> np.ndarray:

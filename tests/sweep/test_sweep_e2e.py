@@ -118,7 +118,7 @@ def test_local_sweep_kill_driver_then_resume(ray_cluster, fixture_berg_dir, fixt
     videos = _write_inputs(tmp_path / "in", fixture_stimuli, n=6, frames=8)
     out = tmp_path / "out"
     options = dict(berg_dir=str(fixture_berg_dir), input=str(tmp_path / "in"), output=str(out), sessions=[scan],
-                   batch_size=2, show_progress=False)
+                   batch_size=2, show_progress=False, lease_ttl_s=5.0)
     script = f"from berg_ray.sweep import run; run(**{options!r}, address={ray_cluster.get_runtime_context().gcs_address!r})"
     driver = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT)
     try:
@@ -129,6 +129,7 @@ def test_local_sweep_kill_driver_then_resume(ray_cluster, fixture_berg_dir, fixt
     _wait_until_gone(_encoder_pids)  # Ray stops a dead driver's actors; a late write would reuse the same name
     killed = _parts(out)
     assert all(pq.read_table(p).num_rows == 2 for p in killed)  # only complete files are visible
+    _wait_for_lease_expiry(out, options["lease_ttl_s"])  # the killed driver's lease (test_sweep_hostile_e2e.py)
     result = run(**options)
     assert result.ok and result.files_written == 3 - len(killed)
     rows = _rows(pq.read_table(out))
@@ -137,6 +138,12 @@ def test_local_sweep_kill_driver_then_resume(ray_cluster, fixture_berg_dir, fixt
         np.testing.assert_allclose(rows[(f"clip{index:02d}", scan)], expected, rtol=1e-6, atol=1e-6)
     visible = [p.name for p in out.iterdir() if not p.name.startswith("_")]
     assert sorted(visible) == sorted(p.name for p in _parts(out))  # staging files never under visible names
+
+
+def _wait_for_lease_expiry(out: Path, ttl_s: float) -> None:
+    lease = out / "_lease.json"
+    while lease.exists() and time.time() - lease.stat().st_mtime <= ttl_s + 0.5:
+        time.sleep(0.2)
 
 
 def _wait_until_gone(pids_fn, timeout_s: float = 60) -> None:
