@@ -49,3 +49,7 @@ class StorageError(BergRayError):
 
 class InvalidVideoError(InvalidStimulusError):
     """An input video file cannot be decoded, or its frames have the wrong size, dtype or values."""
+
+
+class InvalidArgumentError(BergRayError):
+    """An option of an API call (such as ``chunk_frames``) has the wrong type or value."""
