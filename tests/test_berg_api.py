@@ -124,6 +124,7 @@ def test_bfloat16_and_float16_tensors_equal_uint8(berg, model, video, full_respo
     (lambda torch: torch.full((2, 144, 256), 0.5, dtype=torch.bfloat16), "non-integer values"),
     (lambda torch: torch.zeros((2, 144, 256), dtype=torch.complex32), "dtype torch.complex32 is not supported"),
 ])
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
 def test_unsupported_tensors_are_refused(berg, model, make, message):
     torch = pytest.importorskip("torch")
     with pytest.raises(InvalidStimulusError, match=message):
