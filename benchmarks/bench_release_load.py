@@ -46,7 +46,7 @@ def main() -> None:
         files = [weights_dir(berg_dir) / name for name in ("params_core.pt", "params_8_5.pt")]
         data = [path.read_bytes() for path in files]
         states = [torch.load(io.BytesIO(d), weights_only=True) for d in data]
-        print(f"files: " + ", ".join(f"{p.name} {len(d) / 1e6:.1f} MB" for p, d in zip(files, data)))
+        print("files: " + ", ".join(f"{p.name} {len(d) / 1e6:.1f} MB" for p, d in zip(files, data)))
         rows = {
             "sha256 (manifest)": lambda: [digest_bytes(d) for d in data],
             "zip CRC-32 check": lambda: [zipfile.ZipFile(io.BytesIO(d)).testzip() for d in data],
