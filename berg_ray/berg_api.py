@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from berg_ray.checkpoint.release import load_model, read_scan_units, weights_dir
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, ScanId, check_model_id
 from berg_ray.errors import ReleaseFormatError
-from berg_ray.inference import encode_videos
+from berg_ray.inference import check_chunk_frames, encode_videos
 from berg_ray.model.network import EncodingModel
 from berg_ray.precision import DEFAULT_PRECISION
 from berg_ray.stimulus import validate_stimulus
@@ -82,11 +82,13 @@ class BERG:
             train_session: "session-8_scan-5" or "session8_scan5", one of the 13 released scans.
             selection: None (all units) or a dict of ``roi`` / ``field`` / ``unit_index`` (union of the masks).
             device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-            chunk_frames: frames per chunk for long videos (memory bound; results do not depend on it).
+            chunk_frames: frames per chunk for long videos (memory bound; results do not depend on it), an
+                integer >= 1.
             precision: "float32" (default; matches the reference), "tf32" (CUDA, Ampere or newer) or "bfloat16"
                 (autocast; CUDA or CPU). Measured agreement and speed: README "Numerics and speed".
         """
         check_model_id(model_id)
+        chunk_frames = check_chunk_frames(chunk_frames)
         scan_id = ScanId.parse(train_session)
         units = read_scan_units(self.berg_dir, scan_id)
         selected = select_units(units, selection)

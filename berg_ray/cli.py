@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from berg_ray.config import DEFAULT_CHUNK_FRAMES, MODEL_ID, ROIS
+from berg_ray.config import DEFAULT_CHUNK_FRAMES, MODEL_ID, ROIS, ScanId
 from berg_ray.errors import BergRayError
+from berg_ray.paths import check_output_dir, check_output_file
 
 EXIT_USER_ERROR = 2
 
@@ -75,6 +76,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     from berg_ray.berg_api import BERG
 
     stimulus = _read_npy(args.input)
+    check_output_file(args.output, "--output")
     selection = {k: v for k, v in (("roi", args.roi), ("field", args.field)) if v}
     berg = BERG(args.berg_dir)
     model = berg.get_encoding_model(MODEL_ID, train_session=args.session, selection=selection or None,
@@ -89,13 +91,23 @@ def _run_demo_release(args: argparse.Namespace) -> int:
     from berg_ray.checkpoint.demo import write_demo_release
 
     scans = None if args.sessions.strip() == "all" else [s for s in args.sessions.split(",") if s.strip()]
+    if scans == []:
+        raise BergRayError(f"--sessions {args.sessions!r} names no scan; give 'all' or comma-separated scans such "
+                           "as session-8_scan-5,session-4_scan-7")
+    for scan in scans or ():
+        ScanId.parse(scan)
     if args.units == "release":
         n_units = None
     elif args.units.isdigit() and int(args.units) > 0:
         n_units = int(args.units)
     else:
         raise BergRayError(f"--units {args.units!r} is not a positive integer or 'release'")
-    root = write_demo_release(args.out, scans, n_units, args.seed)
+    check_output_dir(args.out, "--out")
+    try:
+        root = write_demo_release(args.out, scans, n_units, args.seed)
+    except OSError as exc:
+        raise BergRayError(f"cannot write the release to --out {args.out} ({exc}); choose a writable directory") \
+            from None
     print(f"wrote a generated release to {root}")
     return 0
 
@@ -107,24 +119,41 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    """The array of a .npy file; BergRayError for a missing, empty, truncated or non-.npy file (.npz included)."""
+    if path.is_dir():
+        raise BergRayError(f"input {path} is a directory; give a .npy file (berg-ray sweep reads directories)")
     try:
-        return np.load(path, allow_pickle=False)
+        if path.stat().st_size == 0:
+            raise BergRayError(f"input {path} is empty (0 bytes); save the video with numpy.save")
+        loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise BergRayError(f"input {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise BergRayError(f"input {path} is not a readable .npy array ({exc}); save it with numpy.save") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise BergRayError(f"input {path} is not a readable .npy array ({type(exc).__name__}: {exc}); save it with "
+                           "numpy.save") from None
+    if not isinstance(loaded, np.ndarray):  # an NpzFile: np.load opened an .npz archive
+        loaded.close()
+        raise BergRayError(f"input {path} is an .npz archive; berg-ray encode reads one .npy array (numpy.save; "
+                           "berg-ray sweep reads .npz)")
+    return loaded
 
 
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as .npy so that ``path`` appears only complete (temp file in the same dir, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``array`` as .npy so that ``path`` appears only complete (temp file in the same dir, then rename);
+    an OS error (disk full, path gone) is a BergRayError naming the path, and leaves nothing behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --output") from None
     try:
         with os.fdopen(handle, "wb") as file:
             np.save(file, array)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --output") from None
         raise
 
 

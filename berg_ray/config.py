@@ -15,6 +15,12 @@ MODEL_ID = "calcium_2p-wang_2025-3DCNN"
 RELEASE_SUBDIR = "encoding_models/modality-calcium_2p/train_dataset-wang_2025/model-3DCNN"
 WEIGHTS_SUBDIR = "encoding_models_weights"
 METADATA_SUBDIR = "metadata"
+# Release integrity (berg_ray.checkpoint.manifest): size + sha256 of every release file, in the release root
+# (RELEASE_SUBDIR, the parent of WEIGHTS_SUBDIR and METADATA_SUBDIR); written by demo-release (and download).
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT, MANIFEST_VERSION = "berg-ray-manifest", 1
+HASH_CHUNK_BYTES = 8 * 1024 * 1024  # read size when hashing a file
+METADATA_MAX_DEPTH = 32  # deepest container nesting accepted in a metadata pickle (the release's is 4)
 
 # Stimulus and network geometry.
 FRAME_HEIGHT, FRAME_WIDTH = 144, 256  # monitor frame, pixels

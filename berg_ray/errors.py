@@ -57,3 +57,7 @@ class InvalidVideoError(InvalidStimulusError):
 
 class PrecisionError(DeviceError):
     """The requested numeric precision is unknown or the device cannot run it."""
+
+
+class InvalidArgumentError(BergRayError):
+    """An option of an API call (such as ``chunk_frames``) has the wrong type or value."""

@@ -7,12 +7,13 @@ The BERG facade, the CLI, the Serve replicas and the sweep actors all reach the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from berg_ray.config import DEFAULT_CHUNK_FRAMES
-from berg_ray.errors import BergRayError
+from berg_ray.errors import BergRayError, InvalidArgumentError
 from berg_ray.model.network import EncodingModel
 
 
@@ -34,8 +35,7 @@ def encode_videos(model: EncodingModel, videos: np.ndarray, scan_ids: Sequence[s
     """
     if len(scan_ids) != videos.shape[0]:
         raise BergRayError(f"{len(scan_ids)} scan ids given for {videos.shape[0]} videos; give one per video")
-    if chunk_frames < 1:
-        raise BergRayError(f"chunk_frames must be a positive number of frames, got {chunk_frames}")
+    chunk_frames = check_chunk_frames(chunk_frames)
     index = {sid: torch.as_tensor(sel, dtype=torch.long, device=model.device)
              for sid, sel in (units or {}).items() if sel is not None}
     frames = torch.from_numpy(np.ascontiguousarray(videos))
@@ -47,6 +47,15 @@ def encode_videos(model: EncodingModel, videos: np.ndarray, scan_ids: Sequence[s
             if on_chunk is not None:
                 on_chunk(chunk[0].shape[0])
     return outputs
+
+
+def check_chunk_frames(chunk_frames: Any) -> int:
+    """``chunk_frames`` as an int >= 1 (numpy integers accepted); InvalidArgumentError for anything else."""
+    if isinstance(chunk_frames, (bool, np.bool_)) or not isinstance(chunk_frames, (int, np.integer)) \
+            or chunk_frames < 1:
+        raise InvalidArgumentError(f"chunk_frames must be a positive integer number of frames, got {chunk_frames!r}"
+                                   f" ({type(chunk_frames).__name__}); the default is {DEFAULT_CHUNK_FRAMES}")
+    return int(chunk_frames)
 
 
 def _n_out(model: EncodingModel, scan_id: str, index: Mapping[str, torch.Tensor]) -> int:

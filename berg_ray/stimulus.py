@@ -1,8 +1,10 @@
 """Validation of stimulus videos at the edge: the one place user arrays become the model's uint8 input.
 
 A stimulus is a grey-scale video at 30 Hz of 144 x 256 pixels, [T, 144, 256] for one video or [B, T, 144, 256]
-for a batch of equal-length videos. Pixel values are uint8, or integer-valued numbers in [0, 255] of any numeric
-dtype (they are converted exactly, never rounded or clipped).
+for a batch of equal-length videos. Pixel values are uint8, or integer-valued numbers in [0, 255] of any integer
+or floating dtype, numpy or torch (bfloat16 and float16 included; they are converted exactly, never rounded or
+clipped). Masked arrays, timedelta/datetime, bool, complex and object arrays, and meta or sparse tensors are
+refused: each would be silently reinterpreted.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def validate_stimulus(stimulus: Any) -> tuple[np.ndarray, bool]:
 
 
 def _as_numpy(stimulus: Any) -> np.ndarray:
+    if np.ma.isMaskedArray(stimulus):
+        raise InvalidStimulusError("stimulus is a masked array, and the model would ignore its mask; fill the masked "
+                                   "pixels first (stimulus.filled(value)) and pass a plain array")
     if hasattr(stimulus, "detach") and hasattr(stimulus, "cpu"):  # torch.Tensor, without importing torch here
-        stimulus = stimulus.detach().cpu().numpy()
+        stimulus = _tensor_to_numpy(stimulus)
     if not isinstance(stimulus, np.ndarray):
         try:
             stimulus = np.asarray(stimulus)
@@ -58,12 +63,30 @@ def _as_numpy(stimulus: Any) -> np.ndarray:
     return stimulus
 
 
+def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+    """A dense torch tensor as numpy; float dtypes numpy lacks (bfloat16, float8) go through float32 exactly."""
+    if tensor.is_meta:
+        raise InvalidStimulusError(f"stimulus is a meta tensor (shape {tuple(tensor.shape)}, no data); pass a tensor "
+                                   "that holds the pixel values")
+    if str(tensor.layout) != "torch.strided":
+        raise InvalidStimulusError(f"stimulus is a {str(tensor.layout).removeprefix('torch.')} tensor; pass a dense "
+                                   "tensor (tensor.to_dense())")
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and str(tensor.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+        tensor = tensor.float()  # every bfloat16 / float8 value is exact in float32
+    try:
+        return tensor.numpy()
+    except (TypeError, RuntimeError):
+        raise InvalidStimulusError(f"stimulus dtype {tensor.dtype} is not supported; pass uint8 pixels or "
+                                   "integer-valued numbers in [0, 255]") from None
+
+
 def _to_uint8(videos: np.ndarray) -> np.ndarray:
     """Exact conversion of integer-valued pixels to uint8; raises for anything that would need rounding."""
     dtype = videos.dtype
     if dtype == np.uint8:
         return videos
-    if dtype == np.bool_ or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+    if dtype.kind not in "uif":  # bool, complex, timedelta64, datetime64, object, strings
         raise InvalidStimulusError(
             f"stimulus dtype {dtype} is not supported; pass uint8 pixels or integer-valued numbers in [0, 255]"
         )

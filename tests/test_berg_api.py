@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from berg_ray import BERG
 from berg_ray.config import MODEL_ID
-from berg_ray.errors import (BergRayError, DeviceError, InvalidSelectionError, InvalidSessionError,
-                             InvalidStimulusError, ScanNotAvailableError, UnknownModelError)
+from berg_ray.errors import (BergRayError, DeviceError, InvalidArgumentError, InvalidSelectionError,
+                             InvalidSessionError, InvalidStimulusError, ScanNotAvailableError, UnknownModelError)
 
 SESSION = "session-8_scan-5"
 
@@ -108,3 +110,46 @@ def test_bad_stimulus_errors(berg, model, stimulus, message):
 
 def test_errors_are_value_errors_of_the_package():
     assert issubclass(InvalidStimulusError, BergRayError) and issubclass(BergRayError, ValueError)
+
+
+def test_bfloat16_and_float16_tensors_equal_uint8(berg, model, video, full_responses):
+    torch = pytest.importorskip("torch")
+    for dtype in (torch.bfloat16, torch.float16):
+        np.testing.assert_array_equal(berg.encode(model, torch.from_numpy(video).to(dtype)), full_responses)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda torch: torch.empty((2, 144, 256), device="meta"), "meta tensor"),
+    (lambda torch: torch.zeros((2, 144, 256)).to_sparse(), "sparse_coo tensor.*to_dense"),
+    (lambda torch: torch.full((2, 144, 256), 0.5, dtype=torch.bfloat16), "non-integer values"),
+    (lambda torch: torch.zeros((2, 144, 256), dtype=torch.complex32), "dtype torch.complex32 is not supported"),
+])
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_unsupported_tensors_are_refused(berg, model, make, message):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(InvalidStimulusError, match=message):
+        berg.encode(model, make(torch))
+
+
+@pytest.mark.parametrize("stimulus, message", [
+    (np.zeros((2, 144, 256), "m8[s]"), "dtype timedelta64"),
+    (np.zeros((2, 144, 256), "M8[s]"), "dtype datetime64"),
+    (np.ma.masked_array(np.zeros((2, 144, 256), np.uint8), mask=True), "masked array"),
+    (np.ma.masked_array(np.zeros((2, 144, 256), np.uint8)), "masked array"),
+])
+def test_timedelta_and_masked_stimuli_are_refused(berg, model, stimulus, message):
+    with pytest.raises(InvalidStimulusError, match=message):
+        berg.encode(model, stimulus)
+
+
+@pytest.mark.parametrize("chunk_frames", ["abc", 0, -3, 2.5, True, None, np.float64(4)])
+def test_bad_chunk_frames_is_refused_at_get_encoding_model(berg, chunk_frames):
+    message = "chunk_frames must be a positive integer number of frames, got " + re.escape(repr(chunk_frames))
+    with pytest.raises(InvalidArgumentError, match=message):
+        berg.get_encoding_model(MODEL_ID, train_session=SESSION, device="cpu", chunk_frames=chunk_frames)
+
+
+def test_numpy_integer_chunk_frames_is_accepted(berg, video, full_responses):
+    chunked = berg.get_encoding_model(MODEL_ID, train_session=SESSION, device="cpu", chunk_frames=np.int64(3))
+    assert chunked.chunk_frames == 3 and type(chunked.chunk_frames) is int
+    np.testing.assert_allclose(berg.encode(chunked, video), full_responses, rtol=1e-6)

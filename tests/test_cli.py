@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +55,67 @@ def test_errors_print_one_line_and_exit_2(demo_berg_dir, tmp_path, args, message
     assert result.returncode == 2
     assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and not (tmp_path / "o.npy").exists()
+
+
+def _run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "berg_ray.cli", *argv], capture_output=True, text=True)
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert message in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "is not a readable .npy array"),
+    (lambda p: np.savez(p.with_suffix(".npz"), video=np.zeros((2, 144, 256), np.uint8)) or
+     p.with_suffix(".npz").replace(p), "is an .npz archive"),
+    (lambda p: p.mkdir(), "is a directory"),
+])
+def test_encode_unreadable_inputs(demo_berg_dir, tmp_path, make_input, message):
+    video = tmp_path / "video.npy"
+    make_input(video)
+    result = _run_cli("encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
+                      str(video), "--output", str(tmp_path / "o.npy"), "--device", "cpu")
+    _assert_one_line_error(result, message)
+    assert not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.parametrize("output, message", [
+    ("{tmp}", "is a directory"),
+    ("/proc/berg-ray-test/o.npy", "cannot create directory /proc/berg-ray-test"),
+    ("/proc/o.npy", "cannot write in /proc"),
+    ("{tmp}/file.txt/o.npy", "{tmp}/file.txt is a file, not a directory"),
+])
+def test_encode_unwritable_output_fails_before_the_model_runs(demo_berg_dir, tmp_path, output, message):
+    np.save(tmp_path / "video.npy", np.zeros((2, 144, 256), np.uint8))
+    (tmp_path / "file.txt").write_text("keep me")
+    result = _run_cli("encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
+                      str(tmp_path / "video.npy"), "--output", output.format(tmp=tmp_path), "--device", "cpu")
+    _assert_one_line_error(result, message.format(tmp=tmp_path))
+    assert (tmp_path / "file.txt").read_text() == "keep me" and not Path("/proc/berg-ray-test").exists()
+
+
+def test_encode_chunk_frames_zero_is_refused(demo_berg_dir, tmp_path):
+    np.save(tmp_path / "video.npy", np.zeros((2, 144, 256), np.uint8))
+    result = _run_cli("encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
+                      str(tmp_path / "video.npy"), "--output", str(tmp_path / "o.npy"), "--chunk-frames", "0")
+    _assert_one_line_error(result, "chunk_frames must be a positive integer number of frames, got 0")
+
+
+@pytest.mark.parametrize("out, sessions, message", [
+    ("{tmp}/file.txt", "session-8_scan-5", "--out {tmp}/file.txt is a file, not a directory"),
+    ("{tmp}/file.txt/rel", "session-8_scan-5", "{tmp}/file.txt is a file, not a directory"),
+    ("/proc/berg-ray-release", "session-8_scan-5", "cannot create directory /proc/berg-ray-release"),
+    ("{tmp}/rel", ",", "--sessions ',' names no scan"),
+    ("{tmp}/rel", " , ,", "--sessions ' , ,' names no scan"),
+    ("{tmp}/rel", "session-8_scan-5,bogus", "train_session 'bogus' is malformed"),
+])
+def test_demo_release_bad_out_or_sessions(tmp_path, out, sessions, message):
+    (tmp_path / "file.txt").write_text("keep me")
+    result = _run_cli("demo-release", "--out", out.format(tmp=tmp_path), "--sessions", sessions, "--units", "4")
+    _assert_one_line_error(result, message.format(tmp=tmp_path))
+    assert (tmp_path / "file.txt").read_text() == "keep me" and not (tmp_path / "rel").exists()

@@ -12,14 +12,17 @@ import torch
 from berg_ray.checkpoint.keys import core_key_shapes, scan_key_shapes
 from berg_ray.checkpoint.metadata import read_scan_metadata, write_scan_metadata
 from berg_ray.checkpoint.release import available_scans, load_model, read_scan_table, read_scan_units, weights_dir
-from berg_ray.config import ScanId
+from berg_ray.config import MANIFEST_FILE, RELEASE_SUBDIR, ScanId
 from berg_ray.errors import ReleaseFormatError, ScanNotAvailableError, UnsafeMetadataError
 
 
 @pytest.fixture
 def release(demo_berg_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo release that a test may damage."""
-    return Path(shutil.copytree(demo_berg_dir, tmp_path / "berg"))
+    """A private copy of the demo release that a test may damage, without its manifest (like a hand-copied release),
+    so the structural checks are reached (tests/test_release_integrity.py covers the manifest)."""
+    root = Path(shutil.copytree(demo_berg_dir, tmp_path / "berg"))
+    (root / RELEASE_SUBDIR / MANIFEST_FILE).unlink(missing_ok=True)
+    return root
 
 
 def test_key_tables_match_the_published_files(fixture_berg_dir):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from berg_ray.checkpoint.keys import Shape, core_key_shapes, scan_key_shapes
+from berg_ray.checkpoint.manifest import write_manifest
 from berg_ray.checkpoint.metadata import write_scan_metadata
 from berg_ray.checkpoint.release import CORE_FILE, SCANS_FILE, UNITS_FILE
 from berg_ray.config import (ANIMAL_ID, FRAME_HEIGHT, FRAME_WIDTH, METADATA_SUBDIR, RELEASE_SUBDIR,
@@ -36,6 +37,8 @@ def write_demo_release(out_dir: str | os.PathLike[str], scan_ids: Sequence[ScanI
         scan_ids: scans to write; None writes all 13 released scans.
         n_units: units per scan; None uses each scan's released unit count.
         seed: random seed; the same seed gives the same files.
+
+    The release root gets a ``manifest.json`` (size and sha256 of every file) written last.
     """
     scans = all_scans() if scan_ids is None else sorted({ScanId.parse(s) for s in scan_ids})
     root = Path(out_dir)
@@ -56,6 +59,7 @@ def write_demo_release(out_dir: str | os.PathLike[str], scan_ids: Sequence[ScanI
                [(s.session, s.scan, counts[s]) for s in scans])
     _write_csv(weights / UNITS_FILE, ("session", "scan_idx", "readout_id", "unit_id"),
                [(s.session, s.scan, u, int(i)) for s in scans for u, i in enumerate(unit_ids[s])])
+    write_manifest(root / RELEASE_SUBDIR)  # size + sha256 of every file, checked whenever the release is read
     return root
 
 

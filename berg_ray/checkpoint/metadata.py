@@ -12,10 +12,15 @@ The dict holds (N = units of the scan, in the BERG model card's layout):
   microns; ``OSI``, ``DSI``, ``gOSI``, ``gDSI``, ``pref_ori`` (deg), ``pref_dir`` (deg), each (N,);
   ``roi``: {``V1``, ``LM``, ``AL``, ``RL``: (N,) 0/1}; ``field_masks``: {``field_1`` ... ``field_k``: (N,) 0/1}.
 * ``encoding_model``: ``cc_abs``, ``cc_max``, ``cc_norm``, each (N,).
+
+``session`` and ``scan`` must name one of the 13 released scans, and ``field_masks`` may hold only that scan's
+imaging fields (config ``SCAN_FIELDS``). Containers must not contain themselves or nest deeper than
+``METADATA_MAX_DEPTH`` (a crafted pickle can build both; code walking the dict would recurse forever).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -25,8 +30,8 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from berg_ray.config import ROIS
-from berg_ray.errors import BergRayError, ReleaseFormatError, UnsafeMetadataError
+from berg_ray.config import METADATA_MAX_DEPTH, ROIS, ScanId
+from berg_ray.errors import BergRayError, InvalidSessionError, ReleaseFormatError, UnsafeMetadataError
 
 
 def _numpy_pickle_callables() -> dict[str, Any]:
@@ -82,11 +87,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
 
-def read_scan_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_scan_metadata(path: str | os.PathLike[str], data: bytes | None = None) -> dict[str, Any]:
     """Read one scan's metadata file safely and check its structure.
 
     Args:
         path: A ``session-X_scan-Y_metadata.npy`` file (``np.save`` of a dict).
+        data: the file's bytes when the caller already read (and verified) them; None reads ``path``.
 
     Returns:
         The metadata dict: ``calcium_2p`` and ``encoding_model`` sub-dicts whose per-unit entries are (N,) numpy
@@ -98,7 +104,7 @@ def read_scan_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     source = os.fspath(path)
     try:
-        with open(source, "rb") as file:
+        with (io.BytesIO(data) if data is not None else open(source, "rb")) as file:
             payload = _read_object_payload(file, source)
     except BergRayError:
         raise
@@ -157,12 +163,18 @@ def validate_scan_metadata(metadata: Any, source: str) -> None:
         source: File name used in error messages.
     """
     _require_mapping(metadata, source, "<top level>")
+    _check_tree(metadata, source)
     calcium = _require_mapping(_require(metadata, "calcium_2p", source, ""), source, "calcium_2p")
     scores = _require_mapping(_require(metadata, "encoding_model", source, ""), source, "encoding_model")
     for key in _SCALAR_KEYS:
         value = _require(calcium, key, source, "calcium_2p.")
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise ReleaseFormatError(f"{source}: calcium_2p.{key} must be an integer, got {value!r}")
+    try:
+        scan_id = ScanId.parse(f"session-{calcium['session']}_scan-{calcium['scan']}")
+    except InvalidSessionError:
+        raise ReleaseFormatError(f"{source}: calcium_2p.session {calcium['session']} / scan {calcium['scan']} is not "
+                                 "one of the 13 released scans; the file is not release metadata") from None
     unit_id = _require_array(calcium, "unit_id", source, "calcium_2p.", None)
     if unit_id.ndim != 1 or not np.issubdtype(unit_id.dtype, np.integer):
         raise ReleaseFormatError(f"{source}: calcium_2p.unit_id must be a 1-D integer array, got {unit_id.dtype}")
@@ -173,15 +185,23 @@ def validate_scan_metadata(metadata: Any, source: str) -> None:
     roi = _require_mapping(_require(calcium, "roi", source, "calcium_2p."), source, "calcium_2p.roi")
     for key in ROIS:
         _require_array(roi, key, source, "calcium_2p.roi.", (n_units,))
-    _validate_field_masks(_require(calcium, "field_masks", source, "calcium_2p."), source, n_units)
+    _validate_field_masks(_require(calcium, "field_masks", source, "calcium_2p."), source, n_units, scan_id)
     for key in _SCORE_KEYS:
         _require_array(scores, key, source, "encoding_model.", (n_units,))
 
 
-def _validate_field_masks(field_masks: Any, source: str, n_units: int) -> None:
-    """Field masks must be exactly ``field_1`` ... ``field_k`` (k >= 1), each an (N,) array."""
+def _validate_field_masks(field_masks: Any, source: str, n_units: int, scan_id: ScanId) -> None:
+    """Field masks must be exactly ``field_1`` ... ``field_k`` (k >= 1) of the scan's fields, each an (N,) array."""
     where = "calcium_2p.field_masks"
     _require_mapping(field_masks, source, where)
+    allowed = {f"field_{f}" for f in scan_id.fields}
+    unknown = sorted(map(str, set(map(str, field_masks)) - allowed), key=lambda k: (len(k), k))
+    if unknown:
+        raise ReleaseFormatError(
+            f"{source}: {where} has {', '.join(unknown)}, but {scan_id} has fields {scan_id.fields[0]}-"
+            f"{scan_id.fields[-1]} only (field_{scan_id.fields[0]} ... field_{scan_id.fields[-1]}); the file is "
+            "damaged or belongs to another release, re-download it"
+        )
     numbers = sorted(int(m.group(1)) for m in map(_FIELD_KEY.match, map(str, field_masks)) if m)
     if not field_masks or numbers != list(range(1, len(field_masks) + 1)):
         raise ReleaseFormatError(
@@ -189,6 +209,28 @@ def _validate_field_masks(field_masks: Any, source: str, n_units: int) -> None:
         )
     for key in field_masks:
         _require_array(field_masks, key, source, f"{where}.", (n_units,))
+
+
+def _check_tree(metadata: Mapping[str, Any], source: str) -> None:
+    """Refuse containers that contain themselves or nest deeper than METADATA_MAX_DEPTH (iterative walk)."""
+    stack: list[tuple[Any, str, int, frozenset[int]]] = [(metadata, "<top level>", 0, frozenset())]
+    while stack:
+        value, where, depth, above = stack.pop()
+        if isinstance(value, Mapping):
+            children = [(f"{where}.{k}" if depth else str(k), v) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
+            children = [(f"{where}[{i}]", v) for i, v in enumerate(np.asarray(value, dtype=object).ravel()
+                                                                 if isinstance(value, np.ndarray) else value)]
+        else:
+            continue
+        if id(value) in above:
+            raise ReleaseFormatError(f"{source}: metadata {where} contains itself (a reference cycle); the file is "
+                                     "crafted or damaged, re-download it")
+        if depth >= METADATA_MAX_DEPTH:
+            raise ReleaseFormatError(f"{source}: metadata is nested deeper than {METADATA_MAX_DEPTH} levels at "
+                                     f"{where[:200]}; the file is crafted or damaged, re-download it")
+        inner = above | {id(value)}
+        stack.extend((child, name, depth + 1, inner) for name, child in children)
 
 
 def _require(mapping: Mapping[str, Any], key: str, source: str, where: str) -> Any:

@@ -3,13 +3,18 @@
 ``berg_dir/encoding_models/modality-calcium_2p/train_dataset-wang_2025/model-3DCNN/`` holds
 ``encoding_models_weights/`` (params_core.pt, params_{session}_{scan}.pt, scans.csv, units.csv) and
 ``metadata/session-{s}_scan-{c}_metadata.npy``. Every file is read strictly: a missing file, a corrupt file, a
-missing or unknown key, a wrong dtype or shape fails with a ReleaseFormatError naming the file and the key.
+missing or unknown key, a wrong dtype, shape or layout, or a NaN/inf weight fails with a ReleaseFormatError naming
+the file and the key. Each file's bytes are read once and checked against the release's ``manifest.json`` when it
+lists the file (``berg_ray.checkpoint.manifest``); ``.pt`` files are also checked against the CRC-32 their zip
+container stores for every tensor, so damage inside a tensor is caught without a manifest too.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,10 +23,11 @@ import torch
 from torch import Tensor
 
 from berg_ray.checkpoint.keys import Shape, core_key_shapes, expected_dtype, scan_key_shapes
+from berg_ray.checkpoint.manifest import read_verified
 from berg_ray.checkpoint.metadata import read_scan_metadata
 from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, ROIS, WEIGHTS_SUBDIR, ScanId
 from berg_ray.device import resolve_device
-from berg_ray.errors import ReleaseFormatError, ScanNotAvailableError
+from berg_ray.errors import InvalidSessionError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
 from berg_ray.precision import DEFAULT_PRECISION, check_precision
 from berg_ray.model.readout import Readout
@@ -45,6 +51,21 @@ def metadata_path(berg_dir: str | os.PathLike[str], scan_id: ScanId) -> Path:
     return Path(berg_dir) / RELEASE_SUBDIR / METADATA_SUBDIR / scan_id.metadata_file
 
 
+def read_release_file(path: Path) -> bytes:
+    """The bytes of one release file, checked against the release's manifest when it lists the file.
+
+    Every release file sits one directory below the release root (``encoding_models_weights/`` or ``metadata/``),
+    where the manifest lives; a file elsewhere, or a release without a manifest, is read unverified.
+    """
+    if not path.is_file():
+        raise ReleaseFormatError(f"{path}: file not found; the release needs it (re-download or re-extract it)")
+    root = path.parent.parent
+    try:
+        return read_verified(root, path.relative_to(root).as_posix())
+    except OSError as exc:
+        raise ReleaseFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 def read_scan_table(berg_dir: str | os.PathLike[str]) -> dict[ScanId, int]:
     """scans.csv as {scan: number of units U}; unknown scans in the file are an error."""
     path = weights_dir(berg_dir) / SCANS_FILE
@@ -65,11 +86,12 @@ def available_scans(berg_dir: str | os.PathLike[str]) -> list[ScanId]:
 
 
 def read_state_dict(path: Path, shapes: Mapping[str, Shape]) -> dict[str, Tensor]:
-    """Load one ``.pt`` file with weights_only=True and check it holds exactly ``shapes`` (keys, shapes, dtypes)."""
-    if not path.is_file():
-        raise ReleaseFormatError(f"{path}: file not found; the release needs it (re-download or re-extract it)")
+    """Load one ``.pt`` file with weights_only=True and check it holds exactly ``shapes`` (keys, shapes, dtypes),
+    dense tensors only, every float finite; its bytes are verified first (manifest, zip CRC-32s)."""
+    data = read_release_file(path)
+    _check_zip_crcs(data, path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, wrong format, pickle refused: all mean "corrupt" to the caller
         raise ReleaseFormatError(f"{path}: cannot be loaded as a torch state dict ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); the file is corrupt or "
@@ -86,7 +108,37 @@ def read_state_dict(path: Path, shapes: Mapping[str, Shape]) -> dict[str, Tensor
         if not isinstance(tensor, Tensor) or tuple(tensor.shape) != shape or tensor.dtype != expected_dtype(key):
             found = f"{tuple(tensor.shape)} {tensor.dtype}" if isinstance(tensor, Tensor) else type(tensor).__name__
             raise ReleaseFormatError(f"{path}: key {key!r} is {found}, expected {shape} {expected_dtype(key)}")
+        _check_values(tensor, key, path)
     return dict(state)
+
+
+def _check_zip_crcs(data: bytes, path: Path) -> None:
+    """Compare every member of a torch zip file with the CRC-32 stored for it (legacy non-zip files: skipped)."""
+    buffer = io.BytesIO(data)
+    if not zipfile.is_zipfile(buffer):
+        return
+    try:
+        with zipfile.ZipFile(buffer) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ReleaseFormatError(f"{path}: corrupt zip container ({exc}); re-download it") from None
+    if bad is not None:
+        raise ReleaseFormatError(f"{path}: member {bad!r} fails its CRC-32 check: the file is damaged, "
+                                 "re-download it")
+
+
+def _check_values(tensor: Tensor, key: str, path: Path) -> None:
+    """A dense CPU tensor with finite values; meta, sparse and quantized tensors have no usable weights."""
+    kind = "meta" if tensor.is_meta else "quantized" if tensor.is_quantized else \
+        "sparse" if tensor.layout != torch.strided else None
+    if kind is not None:
+        raise ReleaseFormatError(f"{path}: key {key!r} is a {kind} tensor ({tensor.layout}); the release stores "
+                                 "dense tensors: the file is corrupt or not a release file, re-download it")
+    if tensor.is_floating_point():
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise ReleaseFormatError(f"{path}: key {key!r} holds {bad} NaN or infinite value(s) (of "
+                                     f"{tensor.numel()}); the weights are damaged, re-download the file")
 
 
 def read_scan_params(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units: int) -> dict[str, Tensor]:
@@ -143,12 +195,19 @@ def _listed_units(table: Mapping[ScanId, int], scan_id: ScanId, berg_dir: str | 
 
 
 def read_unit_ids(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units: int) -> np.ndarray:
-    """unit_id of each readout index 0..U-1 of ``scan_id`` from units.csv (int64, (U,))."""
+    """unit_id of each readout index 0..U-1 of ``scan_id`` from units.csv (int64, (U,)).
+
+    The scan's rows are counted before anything of size U is allocated, so a wrong count in scans.csv fails fast.
+    """
     path = weights_dir(berg_dir) / UNITS_FILE
+    rows = [(line, row) for line, row in _read_csv(path, ("session", "scan_idx", "readout_id", "unit_id"))
+            if _scan_of(row, path, line, check=False) == scan_id]
+    if len(rows) != n_units:
+        raise ReleaseFormatError(f"{weights_dir(berg_dir) / SCANS_FILE} says {n_units} units for {scan_id} but "
+                                 f"{path} lists {len(rows)}; the release files do not belong together (re-download "
+                                 "them)")
     unit_ids = np.full(n_units, -1, dtype=np.int64)
-    for line, row in _read_csv(path, ("session", "scan_idx", "readout_id", "unit_id")):
-        if _scan_of(row, path, line, check=False) != scan_id:
-            continue
+    for line, row in rows:
         readout = _int_field(row, "readout_id", path, line)
         if not 0 <= readout < n_units or unit_ids[readout] >= 0:
             raise ReleaseFormatError(f"{path} line {line}: readout_id {readout} out of 0..{n_units - 1} or repeated")
@@ -167,7 +226,12 @@ def read_scan_units(berg_dir: str | os.PathLike[str], scan_id: ScanId | str) -> 
         raise ScanNotAvailableError(f"{scan_id} is a valid scan but is not listed in {SCANS_FILE} of {berg_dir}")
     unit_ids = read_unit_ids(berg_dir, scan_id, table[scan_id])
     path = metadata_path(berg_dir, scan_id)
-    metadata = _metadata_in_readout_order(read_scan_metadata(path), unit_ids, path)
+    metadata = read_scan_metadata(path, read_release_file(path))
+    described = _described_scan(metadata["calcium_2p"])
+    if described != scan_id:
+        raise ReleaseFormatError(f"{path}: describes {described} (calcium_2p.session/scan), not {scan_id}; "
+                                 "the file belongs to another scan (re-download it)")
+    metadata = _metadata_in_readout_order(metadata, unit_ids, path)
     calcium = metadata["calcium_2p"]
     area = np.full(unit_ids.shape, "", dtype=object)
     for roi in ROIS:
@@ -192,17 +256,32 @@ def _metadata_in_readout_order(metadata: dict, unit_ids: np.ndarray, path: Path)
     return take_per_unit(metadata, order, unit_ids.shape[0])
 
 
+def _described_scan(calcium: Mapping) -> ScanId | str:
+    """The scan a metadata dict says it describes (validated metadata holds a released scan)."""
+    try:
+        return ScanId.parse(f"session-{int(calcium['session'])}_scan-{int(calcium['scan'])}")
+    except InvalidSessionError:
+        return f"session {calcium['session']} scan {calcium['scan']}"
+
+
 def _read_csv(path: Path, columns: tuple[str, ...]):
-    """Yield (line number, row dict) of a CSV file that must have ``columns`` (CRLF or LF line endings)."""
-    if not path.is_file():
-        raise ReleaseFormatError(f"{path}: file not found; the release needs it (re-download or re-extract it)")
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        reader = csv.DictReader(file)
+    """Yield (line number, row dict) of a UTF-8 CSV file that must have ``columns`` (CRLF or LF line endings)."""
+    data = read_release_file(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ReleaseFormatError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 4]!r}); "
+                                 "the file is damaged, re-download it") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             raise ReleaseFormatError(f"{path}: missing column(s) {missing}; expected header {','.join(columns)}")
         for line, row in enumerate(reader, start=2):
             yield line, row
+    except csv.Error as exc:
+        raise ReleaseFormatError(f"{path}: not a valid CSV file (line {reader.line_num}: {exc}); the file is "
+                                 "damaged, re-download it") from None
 
 
 def _int_field(row: Mapping[str, str], column: str, path: Path, line: int) -> int:
