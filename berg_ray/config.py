@@ -25,6 +25,13 @@ CORE_CHANNELS_PER_STREAM = 128
 N_FEATURES = N_STREAMS * CORE_CHANNELS_PER_STREAM  # 512 core output channels
 FRAME_RATE_HZ = 30.0
 
+# CPU threading (berg_ray.threads): OpenMP wait policy of every process berg_ray owns, unless the user set one.
+# 'passive' lets idle OpenMP threads sleep: several-fold faster on a busy machine (benchmarks/RESULTS.md).
+DEFAULT_OMP_WAIT_POLICY = "passive"
+
+# `berg-ray demo`: its output folder, relative to the working directory.
+DEMO_WORK_DIR = "demo-output"
+
 # Chunking: frames of one video pushed through the feed-forward core at once (memory scales with it).
 DEFAULT_CHUNK_FRAMES = 32
 
@@ -170,7 +177,8 @@ class CoreArgs(ReplicaArgs):
     """The core deployment: always one replica (it owns the accelerator)."""
 
     num_gpus: float | None = Field(None, ge=0, description="GPUs per replica; None: 1 if the cluster has a GPU")
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: torch default")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: num_cpus "
+                                 "rounded up, at most the CPUs available (berg_ray.threads)")
     feature_dtype: Literal["float32", "float16"] = Field(
         "float32", description="dtype of the features sent to the readout heads (float16 halves the bytes but is "
                                "no longer exact to 1e-6)")
@@ -240,6 +248,8 @@ class SweepArgs(BaseModel):
     num_cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per encoder actor; None: 1 with GPUs, "
                                               "else sized from the cluster")
     show_progress: bool = Field(True, description="show progress bars and print the final summary")
+    verbose: bool = Field(False, description="also show Ray's own INFO/WARNING logs and the workers' output on the "
+                          "console (else they go to Ray's log files)")
 
     @field_validator("sessions")
     @classmethod

@@ -16,8 +16,6 @@ import yaml
 from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError
 
-DEFAULT_CONFIG = "deployments/local-cpu.yaml"
-
 
 def add_serve_command(subparsers: Any) -> None:
     """Add the ``serve`` subcommand to the ``berg-ray`` parser."""
@@ -25,13 +23,20 @@ def add_serve_command(subparsers: Any) -> None:
                                    description="Deploy the model as a Ray Serve application and block until "
                                                "SIGINT/SIGTERM. Flags override the config file's args.")
     parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
-    parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all'")
+    parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all' "
+                                                         "(default: the config's sessions, else all)")
     parser.add_argument("--host", default=None, help="HTTP host (default: the config's, else 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help=f"HTTP port (default: the config's, else "
                                                                f"{DEFAULT_SERVE_PORT})")
-    parser.add_argument("--token-env", default=None, help="environment variable holding the bearer token")
-    parser.add_argument("--config", default=None, help=f"Serve config YAML (default: {DEFAULT_CONFIG} if present)")
-    parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--token-env", default=None, help="environment variable holding the bearer token "
+                                                          "(default: the config's, else no authentication)")
+    parser.add_argument("--config", default=None,
+                        help="Serve config YAML, e.g. deployments/local-cpu.yaml (default: none: the built-in "
+                             "defaults of berg_ray.config.ServeArgs, whatever the working directory)")
+    parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one "
+                                                        "(default: a new local cluster)")
+    parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
+                                                               "files)")
     parser.set_defaults(func=_serve_command)
 
 
@@ -48,26 +53,27 @@ def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None,
 
 
 def read_config(path: str | None) -> dict[str, Any]:
-    """The Serve config YAML as a dict ({} when no path is given and the default file is absent)."""
-    if path is None and not Path(DEFAULT_CONFIG).is_file():
+    """The Serve config YAML as a dict; ``{}`` (built-in defaults) when no path is given, in any directory."""
+    if path is None:
         return {}
-    file = Path(path or DEFAULT_CONFIG)
+    file = Path(path)
     if not file.is_file():
         raise BergRayError(f"config file {str(file)!r} does not exist; pass a Serve config YAML (see deployments/)")
     return yaml.safe_load(file.read_text()) or {}
 
 
 @contextlib.contextmanager
-def running_service(args: ServeArgs, host: str, port: int, address: str | None = None) -> Iterator[str]:
-    """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after."""
+def running_service(args: ServeArgs, host: str, port: int, address: str | None = None, verbose: bool = False
+                    ) -> Iterator[str]:
+    """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after.
+    Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup)."""
     import ray
     from ray import serve
 
+    from berg_ray.ray_setup import init_ray
     from berg_ray.serve.app import build_app
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=address, include_dashboard=False)
+    started_ray = init_ray(address, verbose)
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
@@ -93,7 +99,7 @@ def _serve_command(ns: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with running_service(args, host, port, ns.address) as url:
+    with running_service(args, host, port, ns.address, ns.verbose) as url:
         print(f"berg-ray service ready at {url} (scans: {args.sessions}); Ctrl-C or SIGTERM stops it", flush=True)
         while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
             pass

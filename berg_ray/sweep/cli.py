@@ -35,6 +35,8 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--num-gpus-per-worker", type=float, default=1.0, help="GPUs per actor when GPUs exist")
     parser.add_argument("--num-cpus-per-worker", type=float, default=None, help="CPUs per actor (default: auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
+                                                               "files)")
     parser.set_defaults(func=run_sweep_command)
     return parser
 
@@ -49,7 +51,7 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
         chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, resize=ns.resize,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, num_workers=ns.num_workers,
         num_gpus_per_worker=ns.num_gpus_per_worker, num_cpus_per_worker=ns.num_cpus_per_worker,
-        show_progress=not ns.quiet))
+        show_progress=not ns.quiet, verbose=ns.verbose))
 
 
 def run_sweep_command(ns: argparse.Namespace) -> int:

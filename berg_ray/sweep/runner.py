@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from berg_ray import threads
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SWEEP_MAX_CPU_THREADS_PER_WORKER, SweepArgs
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.storage import Store, open_store, resolve_s3_options
@@ -49,15 +50,22 @@ class SweepResult:
         return not self.errors
 
     @property
+    def complete_before(self) -> bool:
+        """True when every (stimulus, scan) was already written before this run, so nothing was computed."""
+        return self.stimuli > 0 and self.stimuli_done_before == self.stimuli and self.files_written == 0
+
+    @property
     def frames_per_s(self) -> float:
         return self.frame_scans / self.wall_s if self.wall_s > 0 else 0.0
 
     def summary(self) -> str:
+        speed = ("output already complete, nothing computed" if self.complete_before
+                 else f"{self.frames_per_s:.2f} frames/s (frame x scan per second)")
         lines = [f"sweep -> {self.output}",
                  f"  stimuli: {self.stimuli} ({self.stimuli_done_before} already complete), scans: {len(self.scans)}",
                  f"  frames: {self.frames} decoded, {self.frame_scans} frame x scan computed, "
                  f"files written: {self.files_written} ({self.bytes_written / 1e6:.1f} MB)",
-                 f"  wall time: {self.wall_s:.1f} s, {self.frames_per_s:.2f} frames/s (frame x scan per second)",
+                 f"  wall time: {self.wall_s:.1f} s, {speed}",
                  f"  errors: {len(self.errors)}" + (f" (listed in {layout.ERRORS_FILE})" if self.errors else "")]
         lines += [f"    {e['stimulus_id']}: {e['error']}" for e in self.errors[:10]]
         return "\n".join(lines)
@@ -177,18 +185,19 @@ def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_sto
     """The (unstarted) Ray Data pipeline of a sweep: one row per micro-batch in, one row per file out."""
     import ray
 
+    from berg_ray.ray_setup import init_ray
     from berg_ray.sweep.pipeline import ShardEncoder, decode_shards
 
-    if not ray.is_initialized():
-        ray.init(address=args.address)
+    init_ray(args.address, args.verbose)
     n_workers, num_cpus, num_gpus = _worker_resources(args, len(shards))
     dataset = ray.data.from_items([{"shard": s.to_json()} for s in shards], override_num_blocks=len(shards))
     dataset = dataset.map_batches(decode_shards, batch_size=1, num_cpus=SWEEP_DECODE_NUM_CPUS,
+                                  runtime_env=threads.runtime_env(),
                                   fn_kwargs={"store": in_store, "resize": args.resize,
                                              "skip_frames": args.skip_frames})
     return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n_workers),
-                               num_cpus=num_cpus,
-                               num_gpus=num_gpus, fn_constructor_kwargs={
+                               num_cpus=num_cpus, num_gpus=num_gpus, runtime_env=threads.runtime_env(),
+                               fn_constructor_kwargs={
                                    "berg_dir": args.berg_dir, "scans": scans, "store": out_store,
                                    "options": content, "chunk_frames": args.chunk_frames, "num_cpus": num_cpus})
 
