@@ -46,8 +46,8 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (action.required or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
-                or "default" in text):
+        if (action.required or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings or "default" in text):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -76,9 +76,8 @@ def _add_demo_release(commands: argparse._SubParsersAction) -> None:
                                         "weights, so everything runs without downloading the trained weights.")
     p.add_argument("--out", required=True, type=Path,
                    help="directory to write (the berg_dir); must be absent or empty unless --force")
-    p.add_argument("--sessions", default="all", help="comma-separated scans, or 'all' (default)")
-    p.add_argument("--units", default=str(DEMO_UNITS),
-                   help=f"units per scan (default {DEMO_UNITS}), or 'release' for the released unit counts")
+    p.add_argument("--sessions", default="all", help="comma-separated scans, or 'all'")
+    p.add_argument("--units", default=str(DEMO_UNITS), help="units per scan, or 'release' for the released unit counts")
     p.add_argument("--seed", type=int, default=0, help="random seed of the weights and metadata (same seed, same "
                                                        "files)")
     p.add_argument("--force", action="store_true",

@@ -19,7 +19,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--input", required=True, help="local directory or s3://bucket/prefix/ of videos")
     parser.add_argument("--output", required=True, help="local directory or s3://bucket/prefix/ for Parquet")
     parser.add_argument("--sessions", default="all",
-                        help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all' (default)")
+                        help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all'")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_SWEEP_BATCH_SIZE, help="stimuli per micro-batch")
     parser.add_argument("--chunk-frames", type=int, default=DEFAULT_SWEEP_CHUNK_FRAMES,
                         help="frames per forward call; memory grows with batch x chunk (~43 MB per video frame on CPU); "
