@@ -59,8 +59,10 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--session", required=True, help="train session, e.g. session-8_scan-5")
     p.add_argument("--input", required=True, type=Path, help=".npy video, uint8 [T,144,256] or [B,T,144,256]")
     p.add_argument("--output", required=True, type=Path, help=".npy file for float32 responses [T,U] / [B,T,U]")
-    p.add_argument("--roi", action="append", choices=ROIS, help="select units of this area (repeatable; default: all units)")
-    p.add_argument("--field", action="append", type=int, help="select units of this imaging field (repeatable; default: all units)")
+    p.add_argument("--roi", action="append", choices=ROIS,
+                   help="select units of this area (repeatable; default: all units)")
+    p.add_argument("--field", action="append", type=int,
+                   help="select units of this imaging field (repeatable; default: all units)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
                    help="frames per chunk; memory grows with it, results do not depend on it")
