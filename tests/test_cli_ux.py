@@ -54,7 +54,7 @@ def test_help_shows_every_default(command, capsys):
             continue
         entry = entries[action.option_strings[0]]
         assert action.help, f"{command} {action.option_strings[0]} has no help"
-        if action.default is None or action.default is False:  # optional values and flags: the help says what happens without
+        if action.default is None or action.default is False:  # the help says what happens without the option
             assert isinstance(action, argparse._StoreTrueAction) or "default" in entry, entry
         else:
             assert f"(default: {action.default})" in entry, entry
