@@ -66,7 +66,10 @@ def read_config(path: str | None) -> dict[str, Any]:
 def running_service(args: ServeArgs, host: str, port: int, address: str | None = None, verbose: bool = False
                     ) -> Iterator[str]:
     """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after.
-    Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup)."""
+
+    Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup). A cluster started here is shut
+    down before Serve's client is dropped: Serve's own shutdown kills its controller while the controller's
+    shutdown task runs, and Ray prints that as a failed task on the console."""
     import ray
     from ray import serve
 
@@ -79,9 +82,9 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
         serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
         yield f"http://{host}:{port}"
     finally:
-        serve.shutdown()
         if started_ray:
-            ray.shutdown()
+            ray.shutdown()  # ends Serve's actors with the cluster; serve.shutdown() below only drops the client
+        serve.shutdown()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
