@@ -119,3 +119,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_sweep_with_nothing_left_to_do_says_so_instead_of_a_rate():
+    from berg_ray.sweep.runner import SweepResult
+
+    done = SweepResult("out/", ["session-8_scan-5"], stimuli=3, stimuli_done_before=3, wall_s=0.4)
+    assert done.complete_before and "output already complete" in done.summary()
+    assert "frames/s" not in done.summary()
+    work = SweepResult("out/", ["session-8_scan-5"], stimuli=3, stimuli_done_before=1, files_written=1,
+                       frame_scans=60, wall_s=2.0)
+    assert not work.complete_before and "30.00 frames/s" in work.summary()
