@@ -68,8 +68,9 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
     """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after.
 
     Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup). A cluster started here is shut
-    down before Serve's client is dropped: Serve's own shutdown kills its controller while the controller's
-    shutdown task runs, and Ray prints that as a failed task on the console."""
+    down whole, Serve with it, without ``serve.shutdown()``: that kills Serve's controller while the controller's
+    shutdown task runs, and Ray prints the killed task on the console (Serve drops a client of an earlier Ray
+    session by itself)."""
     import ray
     from ray import serve
 
@@ -83,8 +84,9 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
         yield f"http://{host}:{port}"
     finally:
         if started_ray:
-            ray.shutdown()  # ends Serve's actors with the cluster; serve.shutdown() below only drops the client
-        serve.shutdown()
+            ray.shutdown()  # ends Serve's actors with the cluster
+        else:
+            serve.shutdown()  # a joined cluster keeps running; remove our application and Serve from it
 
 
 def free_port(host: str = "127.0.0.1") -> int:
