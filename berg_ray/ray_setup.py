@@ -8,16 +8,29 @@ console, and Ray Data's progress bars are controlled separately (``show_progress
 from __future__ import annotations
 
 import logging
+import sys
 
-# Loggers of the Ray libraries that print to the driver's console; quiet runs raise them to ERROR.
+# Loggers of the Ray libraries that print to the driver's console; quiet runs raise their console handlers to ERROR.
 RAY_CONSOLE_LOGGERS = ("ray", "ray.serve", "ray.data", "ray.train", "ray.tune")
 
 
 def quiet_ray_loggers(verbose: bool) -> None:
-    """Set the console level of Ray's loggers in this process: INFO when ``verbose``, else ERROR."""
-    level = logging.INFO if verbose else logging.ERROR
+    """Unless ``verbose``, let only errors of Ray's loggers reach the console of this process.
+
+    Only the console handlers (streams to stdout/stderr) are raised to ERROR; logger levels and file handlers stay
+    as Ray configured them, so Ray's log files (e.g. Ray Data's ``ray-data.log``) keep every record.
+    """
+    if verbose:
+        return
     for name in RAY_CONSOLE_LOGGERS:
-        logging.getLogger(name).setLevel(level)
+        for handler in logging.getLogger(name).handlers:
+            if _is_console(handler):
+                handler.setLevel(max(handler.level, logging.ERROR))
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            and getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
 
 
 def init_ray(address: str | None = None, verbose: bool = False, **options) -> bool:
