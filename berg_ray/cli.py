@@ -2,7 +2,9 @@
 
 Subcommands: ``encode`` (one video file through one scan), ``demo-release`` (write a generated release),
 ``demo`` (the README's main job), ``serve`` (Ray Serve service) and ``sweep`` (Ray Data sweep). Every user error
-prints one line ``error: ...`` and exits with status 2; no traceback.
+prints one line ``error: ...`` and exits with status 2; no traceback. ``--help`` of every subcommand shows each
+option's default. Importing this module (through the package) sets the OpenMP wait policy before torch loads
+(:mod:`berg_ray.threads`); commands that compute here set torch's threads from the CPUs available.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from berg_ray.config import DEFAULT_CHUNK_FRAMES, MODEL_ID, ROIS, ScanId
+from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, DEMO_WORK_DIR, MODEL_ID, PRECISIONS, ROIS, ScanId
 from berg_ray.errors import BergRayError
 from berg_ray.paths import check_output_dir, check_output_file
+from berg_ray.publish import current_umask
 
 EXIT_USER_ERROR = 2
 
@@ -34,7 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_command(commands)
     add_sweep_command(commands)
+    for subparser in commands.choices.values():
+        subparser.formatter_class = DefaultsHelpFormatter
     return parser
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to every option with a default its help text does not already state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.required or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or not action.option_strings or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _add_encode(commands: argparse._SubParsersAction) -> None:
@@ -44,10 +60,15 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--session", required=True, help="train session, e.g. session-8_scan-5")
     p.add_argument("--input", required=True, type=Path, help=".npy video, uint8 [T,144,256] or [B,T,144,256]")
     p.add_argument("--output", required=True, type=Path, help=".npy file for float32 responses [T,U] / [B,T,U]")
-    p.add_argument("--roi", action="append", choices=ROIS, help="select units of this area (repeatable)")
-    p.add_argument("--field", action="append", type=int, help="select units of this imaging field (repeatable)")
+    p.add_argument("--roi", action="append", choices=ROIS,
+                   help="select units of this area (repeatable; default: all units)")
+    p.add_argument("--field", action="append", type=int,
+                   help="select units of this imaging field (repeatable; default: all units)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, help="frames per chunk (memory)")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                   help="numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs")
+    p.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
+                   help="frames per chunk; memory grows with it, results do not depend on it")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_run_encode)
 
@@ -58,29 +79,36 @@ def _add_demo_release(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo-release", help="write a generated release (random weights) in the BERG layout",
                             description="Write all release files with the real keys and shapes and seeded random "
                                         "weights, so everything runs without downloading the trained weights.")
-    p.add_argument("--out", required=True, type=Path, help="directory to write (the berg_dir)")
-    p.add_argument("--sessions", default="all", help="comma-separated scans, or 'all' (default)")
-    p.add_argument("--units", default=str(DEMO_UNITS),
-                   help=f"units per scan (default {DEMO_UNITS}), or 'release' for the released unit counts")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path,
+                   help="directory to write (the berg_dir); must be absent or empty unless --force")
+    p.add_argument("--sessions", default="all", help="comma-separated scans, or 'all'")
+    p.add_argument("--units", default=str(DEMO_UNITS), help="units per scan, or 'release' for the released unit counts")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the weights and metadata (same seed, same "
+                                                       "files)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out completely (the old contents are removed)")
     p.set_defaults(func=_run_demo_release)
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo", help="the main job on built-in demo data (no downloads, no GPU)")
-    p.add_argument("--work-dir", type=Path, default=Path("demo-output"), help="where demo files are written")
+    p.add_argument("--work-dir", type=Path, default=Path(DEMO_WORK_DIR),
+                   help="where demo files are written, relative to the current directory")
+    p.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log files)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_encode(args: argparse.Namespace) -> int:
     from berg_ray.berg_api import BERG
+    from berg_ray.threads import set_torch_threads
 
+    set_torch_threads()
     stimulus = _read_npy(args.input)
     check_output_file(args.output, "--output")
     selection = {k: v for k, v in (("roi", args.roi), ("field", args.field)) if v}
     berg = BERG(args.berg_dir)
     model = berg.get_encoding_model(MODEL_ID, train_session=args.session, selection=selection or None,
-                                    device=args.device, chunk_frames=args.chunk_frames)
+                                    device=args.device, chunk_frames=args.chunk_frames, precision=args.precision)
     responses = berg.encode(model, stimulus, show_progress=args.progress)
     write_npy_atomic(args.output, responses)
     print(f"wrote {args.output}: float32 {list(responses.shape)} ({model.scan_id}, {model.n_units} units)")
@@ -104,7 +132,7 @@ def _run_demo_release(args: argparse.Namespace) -> int:
         raise BergRayError(f"--units {args.units!r} is not a positive integer or 'release'")
     check_output_dir(args.out, "--out")
     try:
-        root = write_demo_release(args.out, scans, n_units, args.seed)
+        root = write_demo_release(args.out, scans, n_units, args.seed, force=args.force)
     except OSError as exc:
         raise BergRayError(f"cannot write the release to --out {args.out} ({exc}); choose a writable directory") \
             from None
@@ -115,7 +143,7 @@ def _run_demo_release(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from berg_ray.demo import run_demo
 
-    return run_demo(args.work_dir)
+    return run_demo(args.work_dir, verbose=args.verbose)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -149,6 +177,7 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             np.save(file, array)
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the mode open() would
         os.replace(temp, path)
     except BaseException as exc:
         Path(temp).unlink(missing_ok=True)

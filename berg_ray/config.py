@@ -31,6 +31,13 @@ CORE_CHANNELS_PER_STREAM = 128
 N_FEATURES = N_STREAMS * CORE_CHANNELS_PER_STREAM  # 512 core output channels
 FRAME_RATE_HZ = 30.0
 
+# CPU threading (berg_ray.threads): OpenMP wait policy of every process berg_ray owns, unless the user set one.
+# 'passive' lets idle OpenMP threads sleep: several-fold faster on a busy machine (benchmarks/RESULTS.md).
+DEFAULT_OMP_WAIT_POLICY = "passive"
+
+# `berg-ray demo`: its output folder, relative to the working directory.
+DEMO_WORK_DIR = "demo-output"
+
 # Chunking: frames of one video pushed through the feed-forward core at once (memory scales with it).
 DEFAULT_CHUNK_FRAMES = 32
 
@@ -223,7 +230,8 @@ class CoreArgs(ReplicaArgs):
     """The core deployment: always one replica (it owns the accelerator)."""
 
     num_gpus: float | None = Field(None, ge=0, description="GPUs per replica; None: 1 if the cluster has a GPU")
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: torch default")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: num_cpus "
+                                 "rounded up, at most the CPUs available (berg_ray.threads)")
     precision: Literal["float32", "tf32", "bfloat16"] = Field(
         DEFAULT_PRECISION, description="numeric precision of the core (float32 matches the reference; tf32 and "
                                        "bfloat16 are faster on GPUs, agreement in the README)")
@@ -334,6 +342,8 @@ class SweepArgs(BaseModel):
                                "output's lease of a dead sweep expires (then the next sweep takes it over)")
     show_progress: bool = Field(True, description="show progress bars (run() prints nothing else; the CLI prints "
                                 "the summary)")
+    verbose: bool = Field(False, description="also show Ray's own INFO/WARNING logs and the workers' output on the "
+                          "console (else they go to Ray's log files)")
 
     @field_validator("sessions")
     @classmethod

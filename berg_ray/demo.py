@@ -18,17 +18,19 @@ from berg_ray.checkpoint.demo import DEMO_SCANS, demo_videos, write_demo_release
 from berg_ray.config import MODEL_ID
 from berg_ray.serve.demo import run_serve_demo
 from berg_ray.sweep.demo import run_sweep_demo
+from berg_ray.threads import set_torch_threads
 
 DEMO_VIDEOS, DEMO_FRAMES, DEMO_RELEASE_UNITS = 2, 30, 128
 
 
 def write_demo_berg_dir(work_dir: Path) -> Path:
-    """Step 1: the demo's generated release in ``work_dir/berg`` (the README's ``demo-output/berg``)."""
-    return write_demo_release(Path(work_dir) / "berg", DEMO_SCANS, n_units=DEMO_RELEASE_UNITS)
+    """Step 1: the demo's generated release in ``work_dir/berg`` (the README's ``demo-output/berg``), replaced whole."""
+    return write_demo_release(Path(work_dir) / "berg", DEMO_SCANS, n_units=DEMO_RELEASE_UNITS, force=True)
 
 
-def run_demo(work_dir: Path) -> int:
-    """Run the demo; returns the exit code."""
+def run_demo(work_dir: Path, verbose: bool = False) -> int:
+    """Run the demo; returns the exit code. ``verbose`` also shows Ray's own logs on the console."""
+    set_torch_threads()
     berg_dir = write_demo_berg_dir(work_dir)
     print(f"[1/4] generated release (random weights, {len(DEMO_SCANS)} scans) in {berg_dir}")
     videos = demo_videos(DEMO_VIDEOS, DEMO_FRAMES)
@@ -44,8 +46,8 @@ def run_demo(work_dir: Path) -> int:
               "frames/s on CPU")
         np.save(Path(work_dir) / f"responses_{session}.npy", responses)
     print("[3/4] Ray Serve: core + readout heads on a local Ray cluster, one request over HTTP")
-    run_serve_demo(berg_dir, videos)
+    run_serve_demo(berg_dir, videos, verbose)
     print("[4/4] Ray Data sweep: demo videos -> Parquet")
-    run_sweep_demo(berg_dir, Path(work_dir))
+    run_sweep_demo(berg_dir, Path(work_dir), verbose)
     print(f"demo finished: outputs in {work_dir}")
     return 0

@@ -76,12 +76,13 @@ def start_reaper(session_dir: str) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, **init_kwargs: Any) -> Iterator[bool]:
+def ray_session(address: str | None = None, verbose: bool = False, **init_kwargs: Any) -> Iterator[bool]:
     """Use Ray for the duration of the block; yields True when this process started (owns) a local cluster.
 
     Args:
         address: a cluster to join; None joins ``RAY_ADDRESS`` if set, else starts a local cluster.
-        **init_kwargs: passed to ``ray.init`` (e.g. ``include_dashboard=False``).
+        verbose: show Ray's own logs on the console (else they go to Ray's log files, berg_ray.ray_setup).
+        **init_kwargs: further ``ray.init`` keyword arguments.
     Nothing is started when Ray is already initialised in this process (the caller owns it). A local cluster
     is shut down at the end of the block and every process of its session is gone when the block exits; if
     this process dies instead, the reaper ends them within seconds.
@@ -93,7 +94,9 @@ def ray_session(address: str | None = None, **init_kwargs: Any) -> Iterator[bool
         return
     owns = not (address or os.environ.get("RAY_ADDRESS"))
     handler = signal.getsignal(signal.SIGTERM)
-    ray.init(address=address, **init_kwargs)
+    from berg_ray.ray_setup import init_ray
+
+    init_ray(address, verbose, **init_kwargs)
     if threading.current_thread() is threading.main_thread() and handler is not None:
         signal.signal(signal.SIGTERM, handler)  # ray.init installs its own, which exits mid-work
     reaper = start_reaper(ray._private.worker._global_node.get_session_dir_path()) if owns else None

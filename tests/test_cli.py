@@ -119,3 +119,19 @@ def test_demo_release_bad_out_or_sessions(tmp_path, out, sessions, message):
     result = _run_cli("demo-release", "--out", out.format(tmp=tmp_path), "--sessions", sessions, "--units", "4")
     _assert_one_line_error(result, message.format(tmp=tmp_path))
     assert (tmp_path / "file.txt").read_text() == "keep me" and not (tmp_path / "rel").exists()
+
+
+def test_encode_precision_flag(demo_berg_dir, tmp_path):
+    """--precision bfloat16 runs on CPU and stays close to float32; tf32 on CPU is one line, exit 2."""
+    np.save(tmp_path / "video.npy", np.random.default_rng(4).integers(0, 256, (3, 144, 256), dtype=np.uint8))
+    common = ["encode", "--berg-dir", str(demo_berg_dir), "--session", "session-4_scan-7", "--input",
+              str(tmp_path / "video.npy"), "--device", "cpu"]
+    assert main([*common, "--output", str(tmp_path / "fp32.npy")]) == 0
+    assert main([*common, "--output", str(tmp_path / "bf16.npy"), "--precision", "bfloat16"]) == 0
+    exact, fast = np.load(tmp_path / "fp32.npy"), np.load(tmp_path / "bf16.npy")
+    assert fast.dtype == np.float32 and fast.shape == exact.shape and not np.array_equal(fast, exact)
+    assert np.max(np.abs(fast - exact) / exact) < 0.05
+    done = subprocess.run([sys.executable, "-m", "berg_ray.cli", *common, "--output", str(tmp_path / "t.npy"),
+                           "--precision", "tf32"], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and done.stderr.startswith("error: precision 'tf32'"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.npy").exists()

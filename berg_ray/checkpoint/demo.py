@@ -23,25 +23,35 @@ from berg_ray.checkpoint.metadata import write_scan_metadata
 from berg_ray.checkpoint.release import CORE_FILE, SCANS_FILE, UNITS_FILE
 from berg_ray.config import (ANIMAL_ID, FRAME_HEIGHT, FRAME_WIDTH, METADATA_SUBDIR, RELEASE_SUBDIR,
                              RELEASED_UNIT_COUNTS, ROIS, WEIGHTS_SUBDIR, ScanId, all_scans)
+from berg_ray.publish import publish_directory
 
 DEMO_UNITS = 256  # units per scan unless told otherwise (the real scans have 5,130-9,941)
 DEMO_SCANS = ("session-8_scan-5", "session-4_scan-7")
 
 
 def write_demo_release(out_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str] | None = None,
-                       n_units: int | None = DEMO_UNITS, seed: int = 0) -> Path:
+                       n_units: int | None = DEMO_UNITS, seed: int = 0, force: bool = False) -> Path:
     """Write a generated release in the BERG layout and return ``out_dir`` (the berg_dir).
 
+    The release is built in a temp directory beside ``out_dir`` and renamed into place (berg_ray.publish).
+
     Args:
-        out_dir: directory to create (may exist; files in it are overwritten).
+        out_dir: directory to create; it may exist only if empty, unless ``force``.
         scan_ids: scans to write; None writes all 13 released scans.
         n_units: units per scan; None uses each scan's released unit count.
         seed: random seed; the same seed gives the same files.
+        force: replace a non-empty ``out_dir`` completely.
+
+    Raises:
+        BergRayError: ``out_dir`` is not empty and ``force`` is False (nothing is written).
 
     The release root gets a ``manifest.json`` (size and sha256 of every file) written last.
     """
     scans = all_scans() if scan_ids is None else sorted({ScanId.parse(s) for s in scan_ids})
-    root = Path(out_dir)
+    return publish_directory(out_dir, lambda root: _write_release(root, scans, n_units, seed), force)
+
+
+def _write_release(root: Path, scans: Sequence[ScanId], n_units: int | None, seed: int) -> None:
     weights = root / RELEASE_SUBDIR / WEIGHTS_SUBDIR
     metadata = root / RELEASE_SUBDIR / METADATA_SUBDIR
     weights.mkdir(parents=True, exist_ok=True)
@@ -60,7 +70,6 @@ def write_demo_release(out_dir: str | os.PathLike[str], scan_ids: Sequence[ScanI
     _write_csv(weights / UNITS_FILE, ("session", "scan_idx", "readout_id", "unit_id"),
                [(s.session, s.scan, u, int(i)) for s in scans for u, i in enumerate(unit_ids[s])])
     write_manifest(root / RELEASE_SUBDIR)  # size + sha256 of every file, checked whenever the release is read
-    return root
 
 
 def _random_state(shapes: dict[str, Shape], generator: torch.Generator) -> dict[str, Tensor]:

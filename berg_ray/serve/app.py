@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve import Application
 
 from berg_ray.checkpoint.release import available_scans
+from berg_ray import threads
 from berg_ray.config import CoreArgs, ReplicaArgs, ScaledDeploymentArgs, ServeArgs
 from berg_ray.errors import BergRayError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.serve.core import CoreServer
@@ -86,7 +87,8 @@ def _deployment(cls: type, name: str, options: ScaledDeploymentArgs) -> serve.De
 def _replica_options(options: ReplicaArgs, num_gpus: float) -> dict[str, Any]:
     return {"max_ongoing_requests": options.max_ongoing_requests,
             "max_queued_requests": options.max_queued_requests,
-            "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": num_gpus}}
+            "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": num_gpus,
+                                  "runtime_env": threads.runtime_env()}}  # OpenMP wait policy (berg_ray.threads)
 
 
 def _core_gpus(core: CoreArgs) -> float:

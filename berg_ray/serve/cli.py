@@ -15,10 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs, validation_summary
+from berg_ray.config import DEFAULT_SERVE_PORT, PRECISIONS, SERVE_APP_NAME, ServeArgs, validation_summary
 from berg_ray.errors import BergRayError
-
-DEFAULT_CONFIG = "deployments/local-cpu.yaml"
 
 
 def add_serve_command(subparsers: Any) -> None:
@@ -27,18 +25,26 @@ def add_serve_command(subparsers: Any) -> None:
                                    description="Deploy the model as a Ray Serve application and block until "
                                                "SIGINT/SIGTERM. Flags override the config file's args.")
     parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
-    parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all'")
+    parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all' "
+                                                         "(default: the config's sessions, else all)")
     parser.add_argument("--host", default=None, help="HTTP host (default: the config's, else 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help=f"HTTP port (default: the config's, else "
                                                                f"{DEFAULT_SERVE_PORT})")
-    parser.add_argument("--token-env", default=None, help="environment variable holding the bearer token")
-    parser.add_argument("--config", default=None, help=f"Serve config YAML (default: {DEFAULT_CONFIG} if present)")
-    parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--token-env", default=None, help="environment variable holding the bearer token "
+                                                          "(default: the config's, else no authentication)")
+    parser.add_argument("--config", default=None,
+                        help="Serve config YAML, e.g. deployments/local-cpu.yaml (default: none: the built-in "
+                             "defaults of berg_ray.config.ServeArgs, whatever the working directory)")
+    parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one "
+                                                        "(default: a new local cluster)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="core numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs (default: the config's core.precision, else float32)")
+    parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
+                                                               "files)")
     parser.set_defaults(func=_serve_command)
 
 
-def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None, token_env: str | None
-                    ) -> ServeArgs:
+def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None, token_env: str | None,
+                    precision: str | None = None) -> ServeArgs:
     """ServeArgs from a Serve config dict (its first application's ``args``) overridden by command-line flags."""
     apps = config.get("applications") or [{}]
     if not isinstance(apps, list) or not isinstance(apps[0], dict) or not isinstance(apps[0].get("args") or {}, dict):
@@ -49,6 +55,8 @@ def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None,
         merged["sessions"] = "all" if sessions.strip() == "all" else [s for s in sessions.split(",") if s.strip()]
     if token_env is not None:
         merged["token_env"] = token_env
+    if precision is not None:
+        merged["core"] = dict(merged.get("core") or {}, precision=precision)
     try:
         return ServeArgs.model_validate(merged)
     except ValidationError as exc:
@@ -57,10 +65,10 @@ def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None,
 
 
 def read_config(path: str | None) -> dict[str, Any]:
-    """The Serve config YAML as a dict ({} when no path is given and the default file is absent)."""
-    if path is None and not Path(DEFAULT_CONFIG).is_file():
+    """The Serve config YAML as a dict; ``{}`` (built-in defaults) when no path is given, in any directory."""
+    if path is None:
         return {}
-    file = Path(path or DEFAULT_CONFIG)
+    file = Path(path)
     if not file.is_file():
         raise BergRayError(f"config file {str(file)!r} does not exist; pass a Serve config YAML (see deployments/)")
     try:
@@ -89,20 +97,27 @@ def check_port_free(host: str, port: int) -> None:
 
 
 @contextlib.contextmanager
-def running_service(args: ServeArgs, host: str, port: int, address: str | None = None) -> Iterator[str]:
-    """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after."""
+def running_service(args: ServeArgs, host: str, port: int, address: str | None = None, verbose: bool = False
+                    ) -> Iterator[str]:
+    """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after.
+
+    Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup). A cluster started here is shut
+    down whole, Serve with it, without ``serve.shutdown()`` (that kills Serve's controller while the controller's
+    shutdown task runs, and Ray prints the killed task on the console), and its processes are reaped even if this
+    process is killed (berg_ray.local_ray); on a joined cluster only our application and Serve are removed."""
     from ray import serve
 
     from berg_ray.local_ray import ray_session
     from berg_ray.serve.app import build_app
 
-    with ray_session(address, include_dashboard=False):
+    with ray_session(address, verbose=verbose) as owns:
         try:
             serve.start(http_options={"host": host, "port": port})
             serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
             yield f"http://{host}:{port}"
         finally:
-            serve.shutdown()
+            if not owns:
+                serve.shutdown()  # a joined cluster keeps running
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -128,7 +143,7 @@ def driver_environment() -> str:
 
 def _serve_command(ns: argparse.Namespace) -> int:
     config = read_config(ns.config)
-    args = serve_args_from(config, ns.berg_dir, ns.sessions, ns.token_env)
+    args = serve_args_from(config, ns.berg_dir, ns.sessions, ns.token_env, ns.precision)
     from berg_ray.serve.app import resolve_scan_ids
 
     scans = resolve_scan_ids(args)  # a missing or incomplete release fails here, before Ray starts
@@ -140,7 +155,7 @@ def _serve_command(ns: argparse.Namespace) -> int:
         raise BergRayError(f"http_options: host {host!r} must be a string and port {port!r} a number in 1..65535")
     check_port_free(host, port)
     stop = threading.Event()
-    with running_service(args, host, port, ns.address) as url:
+    with running_service(args, host, port, ns.address, ns.verbose) as url:
         for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, whose own SIGTERM handler aborts
             signal.signal(signum, lambda *_: stop.set())
         print(f"berg-ray service ready at {url} (scans: {', '.join(scans)}); Ctrl-C or SIGTERM stops it", flush=True)

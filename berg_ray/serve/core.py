@@ -26,6 +26,7 @@ from berg_ray.checkpoint.release import load_model
 from berg_ray.config import BatchingConfig, CoreArgs
 from berg_ray.errors import ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
+from berg_ray.threads import set_torch_threads
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,7 @@ class CoreServer:
 
     def __init__(self, berg_dir: str, scan_ids: list[str], device: str, core: CoreArgs,
                  heads: DeploymentHandle | dict[str, DeploymentHandle]) -> None:
-        if core.torch_threads is not None:
-            torch.set_num_threads(core.torch_threads)
+        set_torch_threads(core.torch_threads)  # None: the CPUs Ray reserved for this replica
         self._model: EncodingModel = load_model(berg_dir, scan_ids, device=device, precision=core.precision)
         self._heads = HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -13,20 +12,22 @@ from berg_ray.config import BatchingConfig, CoreArgs, ServeArgs
 from berg_ray.inference import encode_videos
 from berg_ray.serve.cli import free_port, running_service
 from berg_ray.serve.client import BergClient
+from berg_ray.threads import available_cpus
 
 
-def run_serve_demo(berg_dir: Path, videos: np.ndarray) -> None:
+def run_serve_demo(berg_dir: Path, videos: np.ndarray, verbose: bool = False) -> None:
     """Deploy the service on ``berg_dir``, encode ``videos[0]`` over HTTP and check it against the local API.
 
     Args:
         berg_dir: a (demo) release.
         videos: uint8 (B, T, 144, 256); only the first video is sent.
+        verbose: also show Ray's own logs on the console.
     """
     scan_id = str(available_scans(berg_dir)[0])
     args = ServeArgs(berg_dir=str(berg_dir), sessions=[scan_id], batching=BatchingConfig(chunk_frames=16),
-                     core=CoreArgs(num_cpus=1, torch_threads=os.cpu_count()))
+                     core=CoreArgs(num_cpus=1, torch_threads=available_cpus()))
     start = time.perf_counter()
-    with running_service(args, "127.0.0.1", free_port()) as url:
+    with running_service(args, "127.0.0.1", free_port(), verbose=verbose) as url:
         client = BergClient(url)
         client.health()
         ready = time.perf_counter()

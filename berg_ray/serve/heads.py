@@ -17,12 +17,14 @@ from ray import serve
 from berg_ray.checkpoint.release import load_readout
 from berg_ray.config import SCAN_FIELDS
 from berg_ray.model.readout import Readout
+from berg_ray.threads import set_torch_threads
 
 
 class ReadoutServer:
     """Features (T, 512, 16, 24) of one video -> responses (T, U') of the scan named by the multiplexed model id."""
 
     def __init__(self, berg_dir: str) -> None:
+        set_torch_threads()  # the CPUs Ray reserved for this replica
         self._berg_dir = berg_dir
 
     @serve.multiplexed(max_num_models_per_replica=len(SCAN_FIELDS))

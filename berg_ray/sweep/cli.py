@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from berg_ray.config import DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, SweepArgs
+from berg_ray.config import (DEFAULT_PRECISION, DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES,
+                             DEFAULT_SWEEP_MAX_FRAMES, PRECISIONS, SweepArgs)
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,7 +20,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--input", required=True, help="local directory or s3://bucket/prefix/ of videos")
     parser.add_argument("--output", required=True, help="local directory or s3://bucket/prefix/ for Parquet")
     parser.add_argument("--sessions", default="all",
-                        help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all' (default)")
+                        help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all'")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_SWEEP_BATCH_SIZE, help="stimuli per micro-batch")
     parser.add_argument("--chunk-frames", type=int, default=DEFAULT_SWEEP_CHUNK_FRAMES,
                         help="frames per forward call; memory grows with batch x chunk (~2 MB per video frame on CPU); "
@@ -27,6 +28,8 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--reduce", choices=("none", "mean"), default="none",
                         help="'none': responses per frame; 'mean': mean over frames after --skip-frames")
     parser.add_argument("--skip-frames", type=int, default=0, help="leading frames dropped from every response")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs; part of the output's content")
     parser.add_argument("--resize", action="store_true", help="resize other frame sizes to 144x256 (bilinear)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_SWEEP_MAX_FRAMES,
                         help=f"most frames at 30 Hz per stimulus (default {DEFAULT_SWEEP_MAX_FRAMES} = 10 min); "
@@ -38,6 +41,8 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--num-gpus-per-worker", type=float, default=1.0, help="GPUs per actor when GPUs exist")
     parser.add_argument("--num-cpus-per-worker", type=float, default=None, help="CPUs per actor (default: auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
+                                                               "files)")
     parser.set_defaults(func=run_sweep_command)
     return parser
 
@@ -49,11 +54,11 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
     sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
     return validate_args(dict(
         berg_dir=ns.berg_dir, input=ns.input, output=ns.output, sessions=sessions, batch_size=ns.batch_size,
-        chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, resize=ns.resize,
+        chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, precision=ns.precision, resize=ns.resize,
         max_frames=ns.max_frames,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, num_workers=ns.num_workers,
         num_gpus_per_worker=ns.num_gpus_per_worker, num_cpus_per_worker=ns.num_cpus_per_worker,
-        show_progress=not ns.quiet))
+        show_progress=not ns.quiet, verbose=ns.verbose))
 
 
 def run_sweep_command(ns: argparse.Namespace) -> int:

@@ -17,8 +17,6 @@ which differ between runs and retries.
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from collections.abc import Sequence
 
@@ -97,8 +95,10 @@ class ShardEncoder:
 
         from berg_ray.checkpoint.release import load_model
 
-        if not torch.cuda.is_available():  # CPU actor: use the CPUs it reserved (Ray sets OMP threads to 1)
-            torch.set_num_threads(max(1, min(math.ceil(num_cpus), os.cpu_count() or 1)))
+        from berg_ray.threads import cpu_threads, set_torch_threads
+
+        if not torch.cuda.is_available():  # CPU actor: use the CPUs it reserved, at most those available
+            set_torch_threads(cpu_threads(num_cpus))
         self._model = load_model(berg_dir, list(scans), device="auto", precision=options["precision"])
         self._store, self._options, self._chunk_frames = store, options, chunk_frames
 

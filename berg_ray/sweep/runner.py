@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from berg_ray import threads
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.storage import Store, open_store, resolve_s3_options
@@ -54,17 +55,24 @@ class SweepResult:
         return not self.errors
 
     @property
+    def complete_before(self) -> bool:
+        """True when every (stimulus, scan) was already written before this run, so nothing was computed."""
+        return self.stimuli > 0 and self.stimuli_done_before == self.stimuli and self.files_written == 0
+
+    @property
     def frames_per_s(self) -> float:
         return self.frame_scans / self.wall_s if self.wall_s > 0 else 0.0
 
     def summary(self) -> str:
         changed = f", {self.inputs_changed} recomputed: input changed" if self.inputs_changed else ""
+        speed = ("output already complete, nothing computed" if self.complete_before
+                 else f"{self.frames_per_s:.2f} frames/s (frame x scan per second)")
         lines = [f"sweep -> {self.output}",
                  f"  stimuli: {self.stimuli} ({self.stimuli_done_before} already complete{changed}), "
                  f"scans: {len(self.scans)}",
                  f"  frames: {self.frames} decoded, {self.frame_scans} frame x scan computed, "
                  f"files written: {self.files_written} ({self.bytes_written / 1e6:.1f} MB)",
-                 f"  wall time: {self.wall_s:.1f} s, {self.frames_per_s:.2f} frames/s (frame x scan per second)",
+                 f"  wall time: {self.wall_s:.1f} s, {speed}",
                  f"  errors: {len(self.errors)}" + (f" (listed in {layout.ERRORS_FILE})" if self.errors else "")]
         lines += [f"    {e['stimulus_id']}: {e['error']}" for e in self.errors[:10]]
         return "\n".join(lines)
@@ -175,17 +183,20 @@ def _execute(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: S
     from ray.data import DataContext
     from tqdm import tqdm
 
-    dataset = build_dataset(args, shards, scans, in_store, out_store, content)
-    context = DataContext.get_current()
-    previous, context.enable_progress_bars = context.enable_progress_bars, args.show_progress
-    try:
-        with tqdm(total=sum(s.n_files for s in shards), desc="sweep files", unit="file",
-                  disable=not args.show_progress) as bar:
-            for row in dataset.iter_rows():
-                _add_row(result, row)
-                bar.update(1 if row["scan"] else 0)
-    finally:
-        context.enable_progress_bars = previous
+    from berg_ray.local_ray import ray_session
+
+    with ray_session(args.address, verbose=args.verbose):  # a local cluster ends with the run, even if killed
+        dataset = build_dataset(args, shards, scans, in_store, out_store, content)
+        context = DataContext.get_current()
+        previous, context.enable_progress_bars = context.enable_progress_bars, args.show_progress
+        try:
+            with tqdm(total=sum(s.n_files for s in shards), desc="sweep files", unit="file",
+                      disable=not args.show_progress) as bar:
+                for row in dataset.iter_rows():
+                    _add_row(result, row)
+                    bar.update(1 if row["scan"] else 0)
+        finally:
+            context.enable_progress_bars = previous
 
 
 def _add_row(result: SweepResult, row: dict) -> None:
@@ -206,15 +217,14 @@ def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_sto
 
     from berg_ray.sweep.pipeline import ShardEncoder, decode_shards
 
-    if not ray.is_initialized():
-        ray.init(address=args.address)
     workers = size_workers(args, len(shards), [n["Resources"] for n in ray.nodes() if n.get("Alive")])
     dataset = ray.data.from_items([{"shard": s.to_json()} for s in shards], override_num_blocks=len(shards))
     dataset = dataset.map_batches(decode_shards, batch_size=1, num_cpus=SWEEP_DECODE_NUM_CPUS,
+                                  runtime_env=threads.runtime_env(),
                                   fn_kwargs={"store": in_store, "resize": args.resize,
                                              "skip_frames": args.skip_frames, "max_frames": args.max_frames})
     return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers.count),
                                num_cpus=workers.num_cpus, num_gpus=workers.num_gpus, memory=workers.memory,
-                               fn_constructor_kwargs={
+                               runtime_env=threads.runtime_env(), fn_constructor_kwargs={
                                    "berg_dir": args.berg_dir, "scans": scans, "store": out_store, "options": content,
                                    "chunk_frames": args.chunk_frames, "num_cpus": workers.num_cpus})

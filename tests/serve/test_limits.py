@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -129,11 +132,11 @@ def test_npy_header_must_match_its_data():
         decode_npy(b"\x93NUMPY\x01\x00\x10\x00{'descr': 'zz'}  ")
 
 
-def _serve_cli(tmp_path, *args, timeout=120):
+def _serve_cli(tmp_path, *args, timeout=120, env=None):
     """Run ``berg-ray serve`` with ``args`` in a subprocess; (exit code, stderr, seconds)."""
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "berg_ray.cli", "serve", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp_path)
+                          timeout=timeout, cwd=tmp_path, env=env)
     return done.returncode, done.stderr, time.monotonic() - started
 
 
@@ -155,15 +158,19 @@ def test_serve_config_errors_are_one_line(tmp_path, fixture_berg_dir, config, fl
 def test_serve_on_a_busy_port_fails_at_once(tmp_path, fixture_berg_dir):
     """Refused before Ray starts (no new Ray session), not after a 15 s Serve start-up; no wall-time bound, which a
     busy CI machine would make flaky."""
-    sessions = set(Path("/tmp/ray").glob("session_2*"))
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        code, stderr, _ = _serve_cli(tmp_path, "--berg-dir", str(fixture_berg_dir), "--port", str(port))
-    assert code == 2 and f"127.0.0.1:{port}" in stderr and "--port" in stderr, stderr[-2000:]
-    assert len(stderr.strip().splitlines()) == 1, stderr[-2000:]
-    assert set(Path("/tmp/ray").glob("session_2*")) <= sessions, "a Ray session was started before the port check"
+    ray_tmp = Path(tempfile.mkdtemp(prefix="br-"))  # this command's own Ray temp root (short: socket paths)
+    try:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            code, stderr, _ = _serve_cli(tmp_path, "--berg-dir", str(fixture_berg_dir), "--port", str(port),
+                                         env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
+        assert code == 2 and f"127.0.0.1:{port}" in stderr and "--port" in stderr, stderr[-2000:]
+        assert len(stderr.strip().splitlines()) == 1, stderr[-2000:]
+        assert not list(ray_tmp.rglob("session_*")), "a Ray session was started before the port check"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_statuses_of_the_new_errors():
