@@ -24,6 +24,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from berg_ray.checkpoint.release import load_model
 from berg_ray.config import BatchingConfig, CoreArgs
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
 
@@ -122,7 +123,7 @@ class CoreServer:
                  heads: DeploymentHandle | dict[str, DeploymentHandle]) -> None:
         if core.torch_threads is not None:
             torch.set_num_threads(core.torch_threads)
-        self._model: EncodingModel = load_model(berg_dir, scan_ids, device=device)
+        self._model: EncodingModel = load_model(resolve_berg_dir(berg_dir), scan_ids, device=device)
         self._heads = HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._chunk_frames = BatchingConfig().chunk_frames

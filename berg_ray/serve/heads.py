@@ -16,6 +16,7 @@ from ray import serve
 
 from berg_ray.checkpoint.release import load_model
 from berg_ray.config import SCAN_FIELDS
+from berg_ray.download import resolve_berg_dir
 from berg_ray.model.network import EncodingModel
 
 
@@ -23,7 +24,7 @@ class ReadoutServer:
     """Features (T, 512, 16, 24) of one video -> responses (T, U') of the scan named by the multiplexed model id."""
 
     def __init__(self, berg_dir: str) -> None:
-        self._berg_dir = berg_dir
+        self._berg_dir = resolve_berg_dir(berg_dir)
 
     @serve.multiplexed(max_num_models_per_replica=len(SCAN_FIELDS))
     async def _load(self, scan_id: str) -> EncodingModel:

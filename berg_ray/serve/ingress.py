@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import ScanId, ServeArgs
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, RequestTooLargeError,
                                      check_token, decode_encode_body, encode_npy, error_body, status_of)
@@ -34,7 +35,8 @@ class Ingress:
     def __init__(self, args: ServeArgs, scan_ids: list[str], token_digest: str | None,
                  core: DeploymentHandle) -> None:
         self._args, self._token_digest, self._core = args, token_digest, core
-        self._units: dict[str, ScanUnits] = {sid: read_scan_units(args.berg_dir, sid) for sid in scan_ids}
+        berg_dir = resolve_berg_dir(args.berg_dir)  # s3://bucket/prefix: this node's verified cached copy
+        self._units: dict[str, ScanUnits] = {sid: read_scan_units(berg_dir, sid) for sid in scan_ids}
 
     async def __call__(self, request: Request) -> Response:
         try:

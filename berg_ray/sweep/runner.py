@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SWEEP_MAX_CPU_THREADS_PER_WORKER, SweepArgs
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, StorageError
-from berg_ray.storage import Store, open_store, resolve_s3_options
+from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.plan import Shard, list_stimuli, plan_shards
 
@@ -90,7 +91,7 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
     parts = [info.name for info in out_store.list_files(recursive=False) if layout.is_part_name(info.name)]
     done = layout.read_done(out_store, parts)
     shards = plan_shards(listing.stimuli, scans, done, args.batch_size)
-    _write_units(args.berg_dir, scans, out_store)
+    _write_units(resolve_berg_dir(args.berg_dir, _release_s3(args)), scans, out_store)
     if needs_manifest:
         layout.write_manifest(out_store, content)
     result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=list(listing.errors),
@@ -116,13 +117,18 @@ def _resolve_scans(args: SweepArgs) -> list[str]:
     from berg_ray.checkpoint.release import available_scans
     from berg_ray.errors import ScanNotAvailableError
 
-    present = [str(s) for s in available_scans(args.berg_dir)]
+    present = [str(s) for s in available_scans(resolve_berg_dir(args.berg_dir, _release_s3(args)))]
     wanted = present if args.sessions == "all" else list(args.sessions)
     missing = [s for s in wanted if s not in present]
     if missing or not wanted:
         raise ScanNotAvailableError(f"scans {missing or wanted} have no weights in {args.berg_dir}; available: "
                                     f"{', '.join(present) or 'none'}")
     return wanted
+
+
+def _release_s3(args: SweepArgs) -> S3Options:
+    """How the driver and the encoder actors reach a ``--berg-dir s3://...`` release (the output's options)."""
+    return resolve_s3_options(args.s3_endpoint_url)
 
 
 def _open_stores(args: SweepArgs) -> tuple[Store, Store]:
@@ -189,7 +195,8 @@ def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_sto
     return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n_workers),
                                num_cpus=num_cpus,
                                num_gpus=num_gpus, fn_constructor_kwargs={
-                                   "berg_dir": args.berg_dir, "scans": scans, "store": out_store,
+                                   "berg_dir": args.berg_dir, "s3": _release_s3(args),
+                                   "scans": scans, "store": out_store,
                                    "options": content, "chunk_frames": args.chunk_frames, "num_cpus": num_cpus})
 
 
