@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from berg_ray.config import DOWNLOAD_RANGE_BYTES
+from berg_ray.config import DOWNLOAD_RANGE_BYTES, S3_MAX_ATTEMPTS
 from berg_ray.errors import BergRayError, StorageError
-from berg_ray.storage import S3Options, _storage_error
+from berg_ray.storage import S3Options, _s3_client, _storage_error
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _READ_BYTES = 1024 * 1024
@@ -47,6 +47,19 @@ class Transfer:
     fetched: int = 0
     resumed: int = 0
     gets: int = 0
+
+
+def s3_client(options: S3Options):
+    """A boto3 S3 client for ``options``; unsigned requests without an endpoint (the public sources) go to AWS
+    whatever ``AWS_ENDPOINT_URL`` says."""
+    import boto3
+    from botocore.config import Config
+
+    client = _s3_client(options, S3_MAX_ATTEMPTS)
+    if options.anonymous and options.endpoint_url is None:
+        config = client.meta.config.merge(Config(ignore_configured_endpoint_urls=True))
+        client = boto3.client("s3", region_name=options.region, config=config)
+    return client
 
 
 def list_objects(client, bucket: str, prefix: str, options: S3Options) -> list[RemoteFile]:

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from berg_ray.config import (DOWNLOAD_STAGING_DIR, DOWNLOAD_STATE_FILE, RELEASE_MANIFEST_FILE, RELEASE_SUBDIR,
-                             S3_MAX_ATTEMPTS, WEIGHTS_SUBDIR, ScanId)
+                             WEIGHTS_SUBDIR, ScanId)
 from berg_ray.download import archive as zips
-from berg_ray.download.fetch import RemoteFile, Transfer, digests, fetch, head_object, list_objects, verify
+from berg_ray.download.fetch import (RemoteFile, Transfer, digests, fetch, head_object, list_objects, s3_client,
+                                     verify)
 from berg_ray.download.files import missing_metadata, mirror_layout_path, scans_in, select
 from berg_ray.download.manifest import write_manifest
 from berg_ray.download.sources import ArchiveSource, MirrorSource, Source
 from berg_ray.errors import BergRayError
-from berg_ray.storage import _s3_client
 
 LOCK_FILE = ".berg-ray-download.lock"
 
@@ -117,7 +117,7 @@ def locked(path: Path) -> Iterator[None]:
 
 def _from_mirror(source: MirrorSource, root: Path, sessions: Sequence[ScanId] | None, state: dict,
                  result: DownloadResult, show_progress: bool) -> None:
-    client = _s3_client(source.options, S3_MAX_ATTEMPTS)
+    client = s3_client(source.options)
     listing = _mirror_listing(client, source)
     paths, scans = select(listing, sessions, source.uri)
     result.scans = [str(s) for s in scans]
@@ -180,7 +180,7 @@ def _is_installed(root: Path, path: str, remote: RemoteFile, state: dict) -> boo
 
 def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] | None, state: dict,
                   result: DownloadResult, show_progress: bool) -> None:
-    client = _s3_client(source.options, S3_MAX_ATTEMPTS)
+    client = s3_client(source.options)
     remote = head_object(client, source.bucket, source.key, source.options)
     record = state.get("archive") or {}
     wanted = None if sessions is None else sorted(map(str, sessions))
@@ -205,7 +205,7 @@ def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] 
             if source.metadata is None:
                 raise BergRayError(f"{source.uri} holds no metadata for {', '.join(map(str, lacking))}; pass "
                                    "--metadata-source berg (BERG's bucket) or an s3:// mirror with metadata/")
-            meta_client = _s3_client(source.metadata.options, S3_MAX_ATTEMPTS)
+            meta_client = s3_client(source.metadata.options)
             meta_listing = {p: r for p, r in _mirror_listing(meta_client, source.metadata).items()
                             if p.startswith("metadata/") and p not in members}
         paths, scans = select({**meta_listing, **members}, sessions, source.uri)
