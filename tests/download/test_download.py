@@ -171,3 +171,36 @@ def test_archive_with_a_corrupt_member_installs_nothing(s3_env, release_dir, tmp
     with pytest.raises(VerificationError, match="corrupt"):
         download_release(parse_source(f"s3://{bucket}/crc.zip"), tmp_path / "b", show_progress=False)
     assert _installed(tmp_path / "b") == {}
+
+
+def test_killed_download_process_resumes_with_only_the_rest_fetched(s3_env, release_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bucket = s3_env.new_bucket()
+    upload_mirror(s3_env, bucket, "m/", release_dir)
+    big = os.urandom(96 * 1024 * 1024)  # a large params_core.pt, so the kill lands mid-file
+    s3_env.client().put_object(Bucket=bucket, Key=f"m/{RELEASE_SUBDIR}/{WEIGHTS_SUBDIR}/params_core.pt", Body=big)
+    target = tmp_path / "b"
+    staged = target / ".partial" / WEIGHTS_SUBDIR / "params_core.pt"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen([sys.executable, "-m", "berg_ray.cli", "download", "--to", str(target), "--source",
+                                f"s3://{bucket}/m/", "--quiet"], env=env)
+    deadline = time.monotonic() + 120
+    while not (staged.is_file() and staged.stat().st_size >= 4 * 1024 * 1024):
+        assert process.poll() is None and time.monotonic() < deadline, "the download ended before it was killed"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = staged.stat().st_size
+    assert 0 < done < len(big) and not (target / RELEASE_SUBDIR / WEIGHTS_SUBDIR / "params_core.pt").exists()
+
+    result = download_release(parse_source(f"s3://{bucket}/m/"), target, show_progress=False)
+    assert result.resumed == done
+    assert result.fetched == sum(len(v) for v in _installed(target).values()) - done - sum(
+        len(v) for k, v in _installed(target).items() if k in result.present)
+    expected = {**release_files(release_dir), f"{WEIGHTS_SUBDIR}/params_core.pt": big}
+    assert _installed(target) == expected
