@@ -49,6 +49,8 @@ class DownloadResult:
     resumed: int = 0
     gets: int = 0
     md5_checked: int = 0
+    md5_unchecked: int = 0
+    crc_checked: int = 0
     archive_check: str = ""
     manifest: Path | None = None
     wall_s: float = 0.0
@@ -65,7 +67,9 @@ class DownloadResult:
                  f"  fetched: {self.fetched / 1e6:.1f} MB in {self.gets} requests"
                  + (f" (+{self.resumed / 1e6:.1f} MB resumed from {DOWNLOAD_STAGING_DIR}/)" if self.resumed else "")
                  + f", {self.wall_s:.1f} s, {rate:.1f} MB/s",
-                 f"  verified: size of every file, MD5 of {self.md5_checked} (the others have multipart ETags)"
+                 f"  verified: size of every file; MD5 of {self.md5_checked} fetched files (their ETag)"
+                 + (f", {self.md5_unchecked} without one (multipart ETag)" if self.md5_unchecked else "")
+                 + (f"; CRC-32 of {self.crc_checked} archive members" if self.crc_checked else "")
                  + (f"; {self.archive_check}" if self.archive_check else ""),
                  f"  scans: {', '.join(self.scans)}"]
         if self.manifest is not None:
@@ -158,6 +162,7 @@ def _fetch_all(client, source: MirrorSource, files: dict[str, RemoteFile], root:
             result.add(transfer)
             sha256, checked = verify(local, f"{source.uri}{remote.key}", remote.size, remote.md5)
             result.md5_checked += checked
+            result.md5_unchecked += not checked
             staged[path] = {"staged": local, "size": remote.size, "etag": remote.etag, "sha256": sha256}
     return staged
 
@@ -210,11 +215,9 @@ def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] 
                             if p.startswith("metadata/") and p not in members}
         paths, scans = select({**meta_listing, **members}, sessions, source.uri)
         result.scans = [str(s) for s in scans]
-        staged = {}
-        for path in (p for p in paths if p in members):
-            target = root / DOWNLOAD_STAGING_DIR / "extract" / path
-            staged[path] = {"staged": target, "size": members[path].file_size, "etag": f"zip:{remote.etag}",
-                            "sha256": zips.extract(archive, members[path], target, source.uri)}
+        staged = _extract_members(archive, {p: members[p] for p in paths if p in members}, root,
+                                  f"zip:{remote.etag}", source.uri)
+        result.crc_checked += len(staged)
     if meta_listing:
         needed = {p: meta_listing[p] for p in paths if p in meta_listing}
         staged.update(_fetch_all(meta_client, source.metadata, needed, root, state, result, show_progress))
@@ -225,6 +228,16 @@ def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] 
     _write_state(root, state)
     local.unlink(missing_ok=True)
     local.with_name(local.name + ".source").unlink(missing_ok=True)
+
+
+def _extract_members(archive, members: dict, root: Path, etag: str, uri: str) -> dict[str, dict]:
+    """Extract the archive's release members into staging (CRC-32 checked); {layout path: record}."""
+    staged = {}
+    for path, info in members.items():
+        target = root / DOWNLOAD_STAGING_DIR / "extract" / path
+        staged[path] = {"staged": target, "size": info.file_size, "etag": etag,
+                        "sha256": zips.extract(archive, info, target, uri)}
+    return staged
 
 
 def _archive_covered(root: Path, record: dict, wanted: list[str] | None, state: dict) -> bool:

@@ -38,7 +38,7 @@ def test_mirror_download_equals_the_source_byte_for_byte(s3_env, release_dir, tm
                  "--s3-endpoint-url", s3_env.endpoint]) == 0
     assert _installed(target) == release_files(release_dir)
     out = capsys.readouterr()
-    assert "installed: 7 files" in out.out and "MD5 of 7" in out.out and "MB/s" in out.err + out.out
+    assert "installed: 7 files" in out.out and "MD5 of 7 fetched files" in out.out and "MB/s" in out.err + out.out
     assert "B/s" in out.err  # the progress bar shows the rate
     manifest = json.loads((target / RELEASE_SUBDIR / WEIGHTS_SUBDIR / "manifest.json").read_text())["files"]
     assert set(manifest) == set(release_files(release_dir))
@@ -126,7 +126,8 @@ def test_archive_download_checks_the_md5_and_unpacks_from_a_nested_folder(s3_env
             "--md5", md5, "--metadata-source", f"s3://{bucket}/berg/"]
     assert main(argv) == 0
     assert _installed(target) == release_files(release_dir)
-    assert f"archive MD5 {md5} ok" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"archive MD5 {md5} ok" in out and "CRC-32 of 5 archive members" in out and "MD5 of 2 fetched" in out
     assert not (target / ".partial").exists()  # the verified zip is removed once unpacked
     _assert_usable(target)
     assert main(argv) == 0 and "installed: 0 files" in capsys.readouterr().out  # no second download
