@@ -38,6 +38,16 @@ def _fetch_log(entry: Path) -> list[dict]:
     return [json.loads(line) for line in (entry / ".fetch-log.jsonl").read_text().splitlines()]
 
 
+def _wait_for_lock_waiters(path: Path, count: int, processes: list, timeout_s: float = 120) -> None:
+    """Wait until ``count`` processes are blocked on the flock of ``path`` (the kernel lists them in /proc/locks)."""
+    inode = f":{os.stat(path).st_ino} "
+    deadline = time.monotonic() + timeout_s
+    while sum("->" in line and inode in line for line in Path("/proc/locks").read_text().splitlines()) < count:
+        assert all(p.poll() is None for p in processes), "a process ended without waiting for the lock"
+        assert time.monotonic() < deadline, "the processes never waited for the cache lock"
+        time.sleep(0.05)
+
+
 def test_two_processes_racing_for_a_release_download_it_once(s3_release, release_dir):
     entry = cache_entry(MirrorSource(s3_release.split("/")[2], "release/", resolve_s3_options()))
     entry.mkdir(parents=True)
@@ -47,8 +57,7 @@ def test_two_processes_racing_for_a_release_download_it_once(s3_release, release
         fcntl.flock(lock, fcntl.LOCK_EX)
         racers = [subprocess.Popen([sys.executable, "-c", script, s3_release], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        time.sleep(3)
-        assert all(p.poll() is None for p in racers), "a process did not wait for the lock"
+        _wait_for_lock_waiters(entry / LOCK_FILE, 2, racers)
         fcntl.flock(lock, fcntl.LOCK_UN)
     outputs = [p.communicate(timeout=120) for p in racers]
     assert [p.returncode for p in racers] == [0, 0], outputs
