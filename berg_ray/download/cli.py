@@ -15,16 +15,17 @@ def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
                     "from BERG's bucket), s3://bucket/prefix/ (a mirror in the BERG layout) or s3://.../X.zip (an "
                     "archive). Re-running continues an interrupted download; files appear only complete and "
                     "verified.")
-    parser.add_argument("--to", required=True, type=Path, metavar="DIR", help="BERG directory to install into (created)")
-    parser.add_argument("--source", default="berg", metavar="SOURCE", help="berg (default), microns, s3://bucket/prefix/ or "
-                                                         "s3://bucket/path/X.zip")
-    parser.add_argument("--md5", default=None, metavar="HEX", help="expected MD5 of an archive source (overrides the published one)")
-    parser.add_argument("--sessions", default="all", metavar="a,b|all", help="comma-separated scans (session-8_scan-5,...) or 'all'")
-    parser.add_argument("--s3-endpoint-url", default=None, metavar="URL", help="S3-compatible endpoint for s3:// sources "
-                                                                "(default: AWS_ENDPOINT_URL, else AWS)")
-    parser.add_argument("--metadata-source", default=None, metavar="SOURCE",
-                        help="berg or s3://bucket/prefix/: where an archive without metadata files gets them "
-                             "(default for microns: berg)")
+    add = parser.add_argument
+    add("--to", required=True, type=Path, metavar="DIR", help="BERG directory to install into (created)")
+    add("--source", default="berg", metavar="SOURCE",
+        help="berg (default), microns, s3://bucket/prefix/ or s3://bucket/path/X.zip")
+    add("--md5", default=None, metavar="HEX", help="expected MD5 of an archive source (overrides the published one)")
+    add("--sessions", default="all", metavar="a,b|all", help="comma-separated scans (session-8_scan-5,...) or 'all'")
+    add("--s3-endpoint-url", default=None, metavar="URL",
+        help="S3-compatible endpoint for s3:// sources (default: AWS_ENDPOINT_URL, else AWS)")
+    add("--metadata-source", default=None, metavar="SOURCE",
+        help="berg or s3://bucket/prefix/: where an archive without metadata files gets them (default for "
+             "microns: berg)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run_download_command)
     return parser

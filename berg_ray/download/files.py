@@ -49,7 +49,10 @@ def parse_sessions(value: str | None) -> list[ScanId] | None:
     """``--sessions``: None or 'all' -> None (every scan the source has); else the comma-separated scans."""
     if value is None or value.strip() == "all":
         return None
-    scans = [ScanId.parse(s.strip()) for s in value.split(",") if s.strip()]
+    try:
+        scans = [ScanId.parse(s.strip()) for s in value.split(",") if s.strip()]
+    except BergRayError as exc:
+        raise BergRayError(f"--sessions: {exc}") from None
     if not scans:
         raise BergRayError(f"--sessions {value!r} names no scan; use 'all' or e.g. session-8_scan-5,session-4_scan-7")
     return sorted(set(scans))
