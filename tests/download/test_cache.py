@@ -126,3 +126,32 @@ def test_sweep_driver_and_encoder_actors_resolve_an_s3_release(s3_release, relea
     assert sorted(encoder._model.scan_ids) == sorted(SCANS)
     log = _fetch_log(resolve_berg_dir(s3_release))
     assert [line["files"] for line in log] == [len(release_files(release_dir)), 0]  # fetched once, then reused
+
+
+def test_sweep_cli_with_an_s3_release_fetches_it_once_per_node(s3_release, release_dir, tmp_path):
+    import pyarrow.parquet as pq
+
+    from berg_ray import BERG
+
+    videos = np.random.default_rng(1).integers(0, 256, (2, 6, 144, 256), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    for index, video in enumerate(videos):
+        np.save(tmp_path / "in" / f"v{index}.npy", video)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RAY_ADDRESS", None)  # its own local Ray, whose workers inherit BERG_RAY_CACHE and the S3 variables
+    command = [sys.executable, "-m", "berg_ray.cli", "sweep", "--berg-dir", s3_release, "--input",
+               str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--sessions", "session-8_scan-5",
+               "--num-workers", "1", "--quiet"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pq.read_table(tmp_path / "out")
+    rows = dict(zip(table.column("stimulus_id").to_pylist(), table.column("responses").to_pylist()))
+    local = BERG(release_dir)
+    model = local.get_encoding_model("calcium_2p-wang_2025-3DCNN", "session-8_scan-5")
+    for index, video in enumerate(videos):
+        np.testing.assert_allclose(np.asarray(rows[f"v{index}"], np.float32), local.encode(model, video),
+                                   rtol=1e-6, atol=1e-6)
+    log = _fetch_log(cache_entry(MirrorSource(s3_release.split("/")[2], "release/", resolve_s3_options())))
+    assert len(log) >= 2 and len({line["pid"] for line in log}) == len(log)  # the driver and the encoder actor
+    assert sorted(line["files"] for line in log)[-1] == len(release_files(release_dir))
+    assert sum(line["files"] for line in log) == len(release_files(release_dir))  # fetched once on this node
