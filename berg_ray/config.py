@@ -269,6 +269,6 @@ DOWNLOAD_RANGE_BYTES = 32 * 1024 * 1024  # one ranged GET fetches at most this m
 DOWNLOAD_MAX_MEMBER_BYTES = 4 * 1024 ** 3  # an archive member larger than this is refused (zip bomb guard)
 DOWNLOAD_STAGING_DIR = ".partial"  # under the target directory: partial and unverified files, never loaded
 DOWNLOAD_STATE_FILE = ".berg-ray-download.json"  # under the target directory: what was installed from where
-RELEASE_MANIFEST_FILE = "manifest.json"  # in encoding_models_weights/: size + sha256 of every release file
+RELEASE_MANIFEST_FILE = "manifest.json"  # in the release root (model directory): size + sha256 of every file
 CACHE_ENV = "BERG_RAY_CACHE"  # node-local cache of s3:// releases; default: $XDG_CACHE_HOME/berg_ray
 CACHE_FETCH_LOG = ".fetch-log.jsonl"  # in a cached release: one line per process that resolved it (GETs made)

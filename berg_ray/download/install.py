@@ -101,7 +101,7 @@ def download_release(source: Source, to: str | os.PathLike[str], sessions: Seque
             _from_mirror(source, root, sessions, state, result, show_progress)
         else:
             _from_archive(source, root, sessions, state, result, show_progress)
-        if result.installed or not (root / RELEASE_SUBDIR / WEIGHTS_SUBDIR / RELEASE_MANIFEST_FILE).exists():
+        if result.installed or not (root / RELEASE_SUBDIR / RELEASE_MANIFEST_FILE).exists():
             result.manifest = write_manifest(root / RELEASE_SUBDIR / WEIGHTS_SUBDIR)
         _clean_staging(root)
     result.wall_s = time.perf_counter() - start

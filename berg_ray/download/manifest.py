@@ -1,6 +1,9 @@
 """The release manifest written after a download: size and sha256 of every release file.
 
-One function, :func:`write_manifest`, so that the format has a single owner.
+One function, :func:`write_manifest`, so that the format has a single owner. The file is ``manifest.json`` in
+the release root (the model directory, parent of ``encoding_models_weights/`` and ``metadata/``), in the
+``berg-ray-manifest`` version 1 format: ``{"format", "version", "algorithm": "sha256", "files": {relative path:
+{"size", "sha256"}}}``.
 """
 
 from __future__ import annotations
@@ -10,27 +13,25 @@ import json
 import os
 from pathlib import Path
 
-from berg_ray.config import METADATA_SUBDIR, RELEASE_MANIFEST_FILE
+from berg_ray.config import RELEASE_MANIFEST_FILE
 
-_CHUNK = 1024 * 1024
+_CHUNK = 8 * 1024 * 1024
 
 
 def write_manifest(weights_dir: str | os.PathLike[str]) -> Path:
-    """Write ``weights_dir/manifest.json``: ``{"files": {name: {"size": bytes, "sha256": hex}}}`` for every file
-    of the release (``encoding_models_weights/*`` and the sibling ``metadata/*``; names relative to the model
-    directory, '/'-separated), atomically. Returns its path."""
-    weights = Path(weights_dir)
-    model_dir = weights.parent
+    """Write the manifest of the release whose ``encoding_models_weights`` directory is ``weights_dir``: every
+    non-hidden file under the release root (``weights_dir``'s parent), atomically. Returns its path."""
+    root = Path(weights_dir).parent
     files = {}
-    for folder in (weights, model_dir / METADATA_SUBDIR):
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            if path.is_file() and path.name != RELEASE_MANIFEST_FILE and not path.name.startswith("."):
-                files[path.relative_to(model_dir).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-    target = weights / RELEASE_MANIFEST_FILE
-    temp = weights / f".{RELEASE_MANIFEST_FILE}.tmp"
-    temp.write_text(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
-    os.replace(temp, target)
-    return target
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and path.name != RELEASE_MANIFEST_FILE and not any(p.startswith(".") for p in relative.parts):
+            files[relative.as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    document = {"format": "berg-ray-manifest", "version": 1, "algorithm": "sha256", "files": files}
+    temp = root / f".{RELEASE_MANIFEST_FILE}.tmp"
+    temp.write_text(json.dumps(document, indent=1) + "\n")
+    os.replace(temp, root / RELEASE_MANIFEST_FILE)
+    return root / RELEASE_MANIFEST_FILE
 
 
 def _sha256(path: Path) -> str:

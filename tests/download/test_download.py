@@ -40,7 +40,9 @@ def test_mirror_download_equals_the_source_byte_for_byte(s3_env, release_dir, tm
     out = capsys.readouterr()
     assert "installed: 7 files" in out.out and "MD5 of 7 fetched files" in out.out and "MB/s" in out.err + out.out
     assert "B/s" in out.err  # the progress bar shows the rate
-    manifest = json.loads((target / RELEASE_SUBDIR / WEIGHTS_SUBDIR / "manifest.json").read_text())["files"]
+    document = json.loads((target / RELEASE_SUBDIR / "manifest.json").read_text())
+    assert (document["format"], document["version"], document["algorithm"]) == ("berg-ray-manifest", 1, "sha256")
+    manifest = document["files"]
     assert set(manifest) == set(release_files(release_dir))
     for name, data in release_files(release_dir).items():
         assert manifest[name] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
