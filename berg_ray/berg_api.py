@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from berg_ray.checkpoint.release import load_model, read_scan_units, weights_dir
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, ScanId, check_model_id
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import ReleaseFormatError
 from berg_ray.inference import check_chunk_frames, encode_videos
 from berg_ray.model.network import EncodingModel
@@ -66,7 +66,7 @@ class BERG:
     """Entry point mirroring the BERG toolbox for the Wang et al. (Nature 2025) model."""
 
     def __init__(self, berg_dir: str | os.PathLike[str]) -> None:
-        self.berg_dir = Path(berg_dir)
+        self.berg_dir = resolve_berg_dir(berg_dir)  # s3://bucket/prefix: this node's verified cached copy
         if not self.berg_dir.is_dir():
             raise ReleaseFormatError(f"berg_dir {str(berg_dir)!r} is not a directory; pass the BERG data directory")
         weights_dir(self.berg_dir)  # fail now, with the expected layout, rather than at the first model

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_command(commands)
     add_sweep_command(commands)
+    from berg_ray.download.cli import add_download_command
+
+    add_download_command(commands)
     for subparser in commands.choices.values():
         subparser.formatter_class = DefaultsHelpFormatter
     return parser
@@ -56,7 +59,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 def _add_encode(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("encode", help="predict responses to one video file (.npy, uint8 [T,144,256])",
                             description="Predict responses of one scan's units to a video saved as .npy.")
-    p.add_argument("--berg-dir", required=True, type=Path, help="BERG data directory (release layout)")
+    p.add_argument("--berg-dir", required=True, help="BERG data directory (release layout) or s3://bucket/prefix")
     p.add_argument("--session", required=True, help="train session, e.g. session-8_scan-5")
     p.add_argument("--input", required=True, type=Path, help=".npy video, uint8 [T,144,256] or [B,T,144,256]")
     p.add_argument("--output", required=True, type=Path, help=".npy file for float32 responses [T,U] / [B,T,U]")

@@ -96,6 +96,11 @@ class ScanId:
     def metadata_file(self) -> str:
         return f"{self}_metadata.npy"
 
+    @property
+    def metadata_files(self) -> tuple[str, str]:
+        """Both names the metadata file has in the wild (BERG's writer and reader disagree), canonical first."""
+        return self.metadata_file, f"session{self.session}_scan{self.scan}_metadata.npy"
+
     @classmethod
     def parse(cls, value: "str | ScanId") -> "ScanId":
         """Parse ``session-8_scan-5`` or ``session8_scan5``; raise InvalidSessionError for anything else."""
@@ -353,3 +358,19 @@ class SweepArgs(BaseModel):
         if not value:
             raise ValueError("sessions is empty; name at least one scan like 'session-8_scan-5', or 'all'")
         return list(dict.fromkeys(str(ScanId.parse(v)) for v in value))
+
+
+# --- Download and S3 releases (berg_ray.download): `berg-ray download` and `--berg-dir s3://...` ---
+
+# The two public sources of the trained release, read without credentials (unsigned requests).
+BERG_BUCKET = "brain-encoding-response-generator"  # BERG's bucket; the release is at RELEASE_SUBDIR inside it
+MICRONS_BUCKET = "bossdb-open-data"
+MICRONS_KEY = ("iarpa_microns/minnie/functional_data/foundation_model/"
+               "foundational_model_weights_and_metadata_v1.zip")
+MICRONS_MD5 = "58fcac4b31ad2902c81e339432cec787"  # published checksum of the MICrONS archive
+DOWNLOAD_RANGE_BYTES = 32 * 1024 * 1024  # one ranged GET fetches at most this much (the resume granularity)
+DOWNLOAD_MAX_MEMBER_BYTES = 4 * 1024 ** 3  # an archive member larger than this is refused (zip bomb guard)
+DOWNLOAD_STAGING_DIR = ".partial"  # under the target directory: partial and unverified files, never loaded
+DOWNLOAD_STATE_FILE = ".berg-ray-download.json"  # under the target directory: what was installed from where
+CACHE_ENV = "BERG_RAY_CACHE"  # node-local cache of s3:// releases; default: $XDG_CACHE_HOME/berg_ray
+CACHE_FETCH_LOG = ".fetch-log.jsonl"  # in a cached release: one line per process that resolved it (GETs made)

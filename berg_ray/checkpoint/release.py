@@ -48,7 +48,10 @@ def weights_dir(berg_dir: str | os.PathLike[str]) -> Path:
 
 
 def metadata_path(berg_dir: str | os.PathLike[str], scan_id: ScanId) -> Path:
-    return Path(berg_dir) / RELEASE_SUBDIR / METADATA_SUBDIR / scan_id.metadata_file
+    """The scan's metadata file: ``session-8_scan-5_metadata.npy``, else ``session8_scan5_metadata.npy`` if only
+    that one exists (both names are in use); the canonical path when neither exists (errors name it)."""
+    folder = Path(berg_dir) / RELEASE_SUBDIR / METADATA_SUBDIR
+    return next((folder / n for n in scan_id.metadata_files if (folder / n).is_file()), folder / scan_id.metadata_file)
 
 
 def read_release_file(path: Path) -> bytes:

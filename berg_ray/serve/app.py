@@ -20,6 +20,7 @@ from ray.serve import Application
 from berg_ray.checkpoint.release import available_scans
 from berg_ray import threads
 from berg_ray.config import CoreArgs, ReplicaArgs, ScaledDeploymentArgs, ServeArgs
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.serve.core import CoreServer
 from berg_ray.serve.heads import ReadoutServer
@@ -61,6 +62,7 @@ def resolve_scan_ids(args: ServeArgs) -> list[str]:
         ReleaseFormatError: ``berg_dir`` does not exist (the message names the absolute path it resolved to).
         ScanNotAvailableError: a requested scan has no weights there.
     """
+    args = args.model_copy(update={"berg_dir": str(resolve_berg_dir(args.berg_dir))})  # s3://: the local cache
     root = Path(args.berg_dir)
     if not root.is_dir():
         raise ReleaseFormatError(f"berg_dir {args.berg_dir!r} does not exist (resolved to {root.resolve()}, from "

@@ -24,7 +24,7 @@ def add_serve_command(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run the Ray Serve HTTP service",
                                    description="Deploy the model as a Ray Serve application and block until "
                                                "SIGINT/SIGTERM. Flags override the config file's args.")
-    parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
+    parser.add_argument("--berg-dir", required=True, help="BERG directory of the release, or s3://bucket/prefix")
     parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all' "
                                                          "(default: the config's sessions, else all)")
     parser.add_argument("--host", default=None, help="HTTP host (default: the config's, else 127.0.0.1)")

@@ -24,6 +24,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from berg_ray.checkpoint.release import load_model
 from berg_ray.config import BatchingConfig, CoreArgs
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
 from berg_ray.threads import set_torch_threads
@@ -122,7 +123,8 @@ class CoreServer:
     def __init__(self, berg_dir: str, scan_ids: list[str], device: str, core: CoreArgs,
                  heads: DeploymentHandle | dict[str, DeploymentHandle]) -> None:
         set_torch_threads(core.torch_threads)  # None: the CPUs Ray reserved for this replica
-        self._model: EncodingModel = load_model(berg_dir, scan_ids, device=device, precision=core.precision)
+        self._model: EncodingModel = load_model(resolve_berg_dir(berg_dir), scan_ids, device=device,
+                                                precision=core.precision)
         self._heads = HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._chunk_frames = BatchingConfig().chunk_frames

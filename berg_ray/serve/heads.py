@@ -16,6 +16,7 @@ from ray import serve
 
 from berg_ray.checkpoint.release import load_readout
 from berg_ray.config import SCAN_FIELDS
+from berg_ray.download import resolve_berg_dir
 from berg_ray.model.readout import Readout
 from berg_ray.threads import set_torch_threads
 
@@ -25,7 +26,7 @@ class ReadoutServer:
 
     def __init__(self, berg_dir: str) -> None:
         set_torch_threads()  # the CPUs Ray reserved for this replica
-        self._berg_dir = berg_dir
+        self._berg_dir = resolve_berg_dir(berg_dir)
 
     @serve.multiplexed(max_num_models_per_replica=len(SCAN_FIELDS))
     async def _load(self, scan_id: str) -> Readout:

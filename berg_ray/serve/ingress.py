@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import ScanId, ServeArgs
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.serve.admission import Gate
 from berg_ray.serve.body import BodyLimits, read_body
@@ -37,7 +38,8 @@ class Ingress:
     def __init__(self, args: ServeArgs, scan_ids: list[str], token_digest: str | None,
                  core: DeploymentHandle) -> None:
         self._args, self._token_digest, self._core = args, token_digest, core
-        self._units: dict[str, ScanUnits] = {sid: read_scan_units(args.berg_dir, sid) for sid in scan_ids}
+        berg_dir = resolve_berg_dir(args.berg_dir)  # s3://bucket/prefix: this node's verified cached copy
+        self._units: dict[str, ScanUnits] = {sid: read_scan_units(berg_dir, sid) for sid in scan_ids}
         self._body_limits = BodyLimits(args.max_body_bytes, args.body_grace_s, args.body_min_bytes_per_s,
                                        args.body_timeout_s)
         self._uploads = Gate("uploads", args.ingress.max_uploads)

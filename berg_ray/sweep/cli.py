@@ -16,7 +16,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                     "of --sessions and write one Parquet row per (stimulus, scan) under --output. Re-running "
                     "the same command skips work already written. Exit code 1 if any input failed (see "
                     "OUTPUT/_errors/errors.parquet).")
-    parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
+    parser.add_argument("--berg-dir", required=True, help="BERG directory of the release, or s3://bucket/prefix")
     parser.add_argument("--input", required=True, help="local directory or s3://bucket/prefix/ of videos")
     parser.add_argument("--output", required=True, help="local directory or s3://bucket/prefix/ for Parquet")
     parser.add_argument("--sessions", default="all",

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError
-from berg_ray.storage import Store
+from berg_ray.storage import S3Options, Store
 from berg_ray.sweep.layout import RESPONSES_SCHEMAS, part_name, responses_table, write_table
 from berg_ray.sweep.plan import Shard
 from berg_ray.sweep.video import decode_video
@@ -90,7 +91,7 @@ class ShardEncoder:
     """Ray Data callable class (actor): loads the model once, then encodes and writes micro-batches."""
 
     def __init__(self, berg_dir: str, scans: Sequence[str], store: Store, options: dict, chunk_frames: int,
-                 num_cpus: float) -> None:
+                 num_cpus: float, s3: S3Options | None = None) -> None:
         import torch
 
         from berg_ray.checkpoint.release import load_model
@@ -99,7 +100,7 @@ class ShardEncoder:
 
         if not torch.cuda.is_available():  # CPU actor: use the CPUs it reserved, at most those available
             set_torch_threads(cpu_threads(num_cpus))
-        self._model = load_model(berg_dir, list(scans), device="auto", precision=options["precision"])
+        self._model = load_model(resolve_berg_dir(berg_dir, s3), list(scans), device="auto", precision=options["precision"])
         self._store, self._options, self._chunk_frames = store, options, chunk_frames
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -23,8 +23,9 @@ from pydantic import ValidationError
 
 from berg_ray import threads
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
+from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, StorageError
-from berg_ray.storage import Store, open_store, resolve_s3_options
+from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.lease import acquire as acquire_lease
 from berg_ray.sweep.plan import Shard, Stimulus, changed_parts, list_stimuli, plan_shards
@@ -114,7 +115,7 @@ def _sweep(args: SweepArgs, scans: list[str], in_store: Store, out_store: Store)
                            f".npy/.npz/.mp4/.avi/.mov/.mkv files: check --input")
     done, changed = _done_set(out_store, listing.stimuli)
     shards = plan_shards(listing.stimuli, scans, done, args.batch_size)
-    _write_units(args.berg_dir, scans, out_store)
+    _write_units(resolve_berg_dir(args.berg_dir, _release_s3(args)), scans, out_store)
     if needs_manifest:
         layout.write_manifest(out_store, content)
     result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=list(listing.errors),
@@ -151,13 +152,18 @@ def _resolve_scans(args: SweepArgs) -> list[str]:
     from berg_ray.checkpoint.release import available_scans
     from berg_ray.errors import ScanNotAvailableError
 
-    present = [str(s) for s in available_scans(args.berg_dir)]
+    present = [str(s) for s in available_scans(resolve_berg_dir(args.berg_dir, _release_s3(args)))]
     wanted = present if args.sessions == "all" else list(args.sessions)
     missing = [s for s in wanted if s not in present]
     if missing or not wanted:
         raise ScanNotAvailableError(f"scans {missing or wanted} have no weights in {args.berg_dir}; available: "
                                     f"{', '.join(present) or 'none'}")
     return wanted
+
+
+def _release_s3(args: SweepArgs) -> S3Options:
+    """How the driver and the encoder actors reach a ``--berg-dir s3://...`` release (the output's options)."""
+    return resolve_s3_options(args.s3_endpoint_url)
 
 
 def _open_stores(args: SweepArgs) -> tuple[Store, Store]:
@@ -226,5 +232,5 @@ def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_sto
     return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers.count),
                                num_cpus=workers.num_cpus, num_gpus=workers.num_gpus, memory=workers.memory,
                                runtime_env=threads.runtime_env(), fn_constructor_kwargs={
-                                   "berg_dir": args.berg_dir, "scans": scans, "store": out_store, "options": content,
+                                   "berg_dir": args.berg_dir, "s3": _release_s3(args), "scans": scans, "store": out_store, "options": content,
                                    "chunk_frames": args.chunk_frames, "num_cpus": workers.num_cpus})

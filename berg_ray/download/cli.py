@@ -1,0 +1,44 @@
+"""``berg-ray download``: flags -> :func:`~berg_ray.download.download_release`, then the summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``download`` subcommand to the ``berg-ray`` parser."""
+    parser = subparsers.add_parser(
+        "download", help="fetch the trained release into a BERG directory (resumable, verified)",
+        description="Download the trained weights and metadata into DIR in the BERG layout. Sources: berg (BERG's "
+                    "public bucket, default), microns (the MICrONS archive, MD5-checked before unpacking; metadata "
+                    "from BERG's bucket), s3://bucket/prefix/ (a mirror in the BERG layout) or s3://.../X.zip (an "
+                    "archive). Re-running continues an interrupted download; files appear only complete and "
+                    "verified.")
+    add = parser.add_argument
+    add("--to", required=True, type=Path, metavar="DIR", help="BERG directory to install into (created)")
+    add("--source", default="berg", metavar="SOURCE",
+        help="berg (default), microns, s3://bucket/prefix/ or s3://bucket/path/X.zip")
+    add("--md5", default=None, metavar="HEX", help="expected MD5 of an archive source (overrides the published one)")
+    add("--sessions", default="all", metavar="a,b|all", help="comma-separated scans (session-8_scan-5,...) or 'all'")
+    add("--s3-endpoint-url", default=None, metavar="URL",
+        help="S3-compatible endpoint for s3:// sources (default: AWS_ENDPOINT_URL, else AWS)")
+    add("--metadata-source", default=None, metavar="SOURCE",
+        help="berg or s3://bucket/prefix/: where an archive without metadata files gets them (default for "
+             "microns: berg)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.set_defaults(func=run_download_command)
+    return parser
+
+
+def run_download_command(ns: argparse.Namespace) -> int:
+    """Handler of ``berg-ray download``: 0 when the release is installed (or already was)."""
+    from berg_ray.download.files import parse_sessions
+    from berg_ray.download.install import download_release
+    from berg_ray.download.sources import parse_source
+
+    source = parse_source(ns.source, ns.md5, ns.s3_endpoint_url, ns.metadata_source)
+    result = download_release(source, ns.to, parse_sessions(ns.sessions), show_progress=not ns.quiet)
+    if not ns.quiet:
+        print(result.summary(), flush=True)
+    return 0
