@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from berg_ray.checkpoint.manifest import write_manifest
-from berg_ray.config import (DOWNLOAD_STAGING_DIR, DOWNLOAD_STATE_FILE, MANIFEST_FILE, RELEASE_SUBDIR,
-                             WEIGHTS_SUBDIR, ScanId)
+from berg_ray.config import DOWNLOAD_STAGING_DIR, DOWNLOAD_STATE_FILE, MANIFEST_FILE, RELEASE_SUBDIR, ScanId
 from berg_ray.download import archive as zips
 from berg_ray.download.fetch import (RemoteFile, Transfer, digests, fetch, head_object, list_objects, s3_client,
                                      verify)
