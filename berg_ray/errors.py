@@ -53,3 +53,11 @@ class InvalidVideoError(InvalidStimulusError):
 
 class PrecisionError(DeviceError):
     """The requested numeric precision is unknown or the device cannot run it."""
+
+
+class StimulusParameterError(BergRayError):
+    """A stimulus generator got a parameter out of its documented range (names the parameter and the range)."""
+
+
+class AnalysisInputError(BergRayError):
+    """An analysis function got responses or angles of the wrong shape or values."""
