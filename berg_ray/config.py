@@ -273,3 +273,10 @@ RDK_DENSITY_PER_DEG2 = 0.01  # dots per square degree
 RDK_DOT_DIAMETER_DEG = 4.0
 RDK_SPEED_DEG_S = 60.0
 TRIAL_BLANK_FRAMES = 15  # grey frames before and after a stimulus in a trial (0.5 s at 30 Hz)
+# In-silico experiments (berg_ray.experiments, ``berg-ray experiment``).
+EXPERIMENT_DIRECTIONS = 16  # drifting-grating directions, uniformly spaced over 360 deg
+EXPERIMENT_REPEATS = 2  # repeats per direction, each with another spatial phase (the model is deterministic)
+EXPERIMENT_TRIAL_FRAMES = 60  # stimulus frames per trial (2 s at 30 Hz), averaged into one response
+EXPERIMENT_BURN_IN_FRAMES = 30  # grey frames before every stimulus, dropped from the mean (model start-up)
+EXPERIMENT_RF_GRID = (6, 10)  # dot positions (rows, cols) of the RF mapping grid
+EXPERIMENT_RF_DOT_FRAMES = 10  # frames each dot is shown

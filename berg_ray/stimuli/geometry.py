@@ -63,9 +63,10 @@ def to_frames(values: np.ndarray) -> np.ndarray:
 
 
 def check_n_frames(n_frames: int, name: str = "n_frames", minimum: int = 1) -> int:
-    """Return ``n_frames`` as int if it is an integer >= ``minimum``; else raise StimulusParameterError."""
+    """Return a count (frames, grid size) as int if it is an integer >= ``minimum``; else raise
+    StimulusParameterError."""
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < minimum:
-        raise StimulusParameterError(f"{name} must be an integer >= {minimum} (frames at 30 Hz), got {n_frames!r}")
+        raise StimulusParameterError(f"{name} must be an integer >= {minimum}, got {n_frames!r}")
     return int(n_frames)
 
 

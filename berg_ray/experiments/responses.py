@@ -1,0 +1,60 @@
+"""Run a stimulus set through the sweep machinery and read the mean responses back per scan."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from berg_ray.experiments.stimulus_sets import StimulusSet
+from berg_ray.sweep import SweepResult, run
+
+STIMULI_DIR, SWEEP_DIR = "stimuli", "sweep"
+
+
+def write_stimuli(stimulus_set: StimulusSet, directory: Path) -> None:
+    """Save every video as ``{id}.npy`` (skipping files already there with the same content size)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stimulus_id, video in stimulus_set.videos.items():
+        path = directory / f"{stimulus_id}.npy"
+        if path.exists() and np.load(path, mmap_mode="r").shape == video.shape:
+            continue
+        handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy.part")
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, video)
+        os.replace(temp, path)
+
+
+def sweep_mean_responses(stimulus_set: StimulusSet, berg_dir: str, work_dir: Path, sessions: list[str] | str,
+                         address: str | None = None, show_progress: bool = True
+                         ) -> tuple[SweepResult, dict[str, pd.DataFrame]]:
+    """Write the stimuli under ``work_dir/stimuli``, sweep them into ``work_dir/sweep`` (mean over the frames after
+    the burn-in; resumable: a re-run computes only what is missing) and read the responses back.
+
+    Returns:
+        (the sweep's result, scan -> DataFrame indexed by stimulus id (sorted) whose columns are the readout
+        indices 0..U-1).
+    """
+    input_dir, output_dir = work_dir / STIMULI_DIR, work_dir / SWEEP_DIR
+    write_stimuli(stimulus_set, input_dir)
+    result = run(berg_dir=str(berg_dir), input=str(input_dir), output=str(output_dir), sessions=sessions,
+                 reduce="mean", skip_frames=stimulus_set.burn_in, address=address, show_progress=show_progress)
+    rows = pd.read_parquet(output_dir, columns=["stimulus_id", "train_session", "responses"])
+    rows = rows[rows["stimulus_id"].isin(set(stimulus_set.videos))]
+    by_scan = {}
+    for scan, part in rows.groupby("train_session"):
+        part = part.sort_values("stimulus_id")
+        by_scan[str(scan)] = pd.DataFrame(np.stack(part["responses"].to_numpy()).astype(np.float64),
+                                          index=part["stimulus_id"].to_numpy())
+    return result, by_scan
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write a Parquet file so that ``path`` appears only complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    table.to_parquet(temp, index=False)
+    os.replace(temp, path)
