@@ -10,6 +10,7 @@ import pytest
 
 from berg_ray.cli import main
 from berg_ray.experiments.stimulus_sets import rf_set, tuning_set
+from tests.test_experiment_figures import PNG_SIGNATURE
 
 SCAN = "session-8_scan-5"
 
@@ -37,6 +38,8 @@ def test_tuning_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path
         assert table[name].notna().all() and f"invivo_{name}" in table
     assert ((table["pref_dir"] >= 0) & (table["pref_dir"] < 360)).all()
     np.testing.assert_allclose(table["pref_ori"], table["pref_dir"] % 180)
+    assert table[["readout_col", "readout_row"]].notna().all().all()
+    assert (tmp_path / "tuning" / f"{SCAN}.png").read_bytes()[:8] == PNG_SIGNATURE
     summary = pd.read_parquet(tmp_path / "tuning" / "summary.parquet")
     assert summary["area"].iloc[-1] == "all" and summary["n_units"].iloc[-1] == 64
     assert set(summary["area"]) <= {"V1", "LM", "AL", "RL", "all"}
@@ -55,6 +58,7 @@ def test_rf_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: Pa
     assert len(table) == 64
     assert table[["rf_col", "rf_row", "readout_col", "readout_row"]].notna().all().all()
     assert table["rf_col"].between(8, 247).all() and table["rf_row"].between(8, 135).all()  # within the grid
+    assert (tmp_path / "rf" / f"{SCAN}.png").read_bytes()[:8] == PNG_SIGNATURE
     summary = pd.read_parquet(tmp_path / "rf" / "summary.parquet")
     assert summary["n_units"].tolist() == [64]
 

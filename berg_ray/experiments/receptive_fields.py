@@ -30,12 +30,15 @@ def run_rf_experiment(stimulus_set: StimulusSet, grid: tuple[int, int], berg_dir
                       sessions: list[str] | str, address: str | None = None,
                       show_progress: bool = True) -> dict[str, pd.DataFrame]:
     """Run the RF set and write ``out_dir/rf/{scan}.parquet`` (per unit: ids, area, field, ``rf_col``/``rf_row``
-    (RF centre), ``readout_col``/``readout_row`` (readout position on the monitor), ``distance_px``) and
+    (RF centre), ``readout_col``/``readout_row`` (readout position on the monitor), ``distance_px``),
+    ``out_dir/rf/{scan}.png`` (figures.rf_figure) and
     ``out_dir/rf/summary.parquet`` (per scan: units, median distance, correlation of x and of y).
 
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.
     """
+    from berg_ray.experiments.figures import rf_figure
+
     _, responses = sweep_mean_responses(stimulus_set, berg_dir, out_dir, sessions, address, show_progress)
     tables, summary = {}, []
     for scan, scan_responses in sorted(responses.items()):
@@ -48,6 +51,8 @@ def run_rf_experiment(stimulus_set: StimulusSet, grid: tuple[int, int], berg_dir
             "rf_col": centres[:, 0], "rf_row": centres[:, 1], "readout_col": mapped[:, 0],
             "readout_row": mapped[:, 1], "distance_px": np.hypot(*(centres - mapped).T)})
         write_table(table, out_dir / "rf" / f"{scan}.parquet")
+        rf_figure(table, f"{scan}: RF centres (flashing dots, {grid[0]}x{grid[1]} grid) vs readout positions",
+                  out_dir / "rf" / f"{scan}.png")
         tables[scan] = table
         summary.append({"train_session": scan, **rf_agreement(centres, mapped)})
     summary_table = pd.DataFrame(summary)

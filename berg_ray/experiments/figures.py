@@ -1,0 +1,121 @@
+"""Figures of the in-silico experiments (matplotlib, PNG, Agg backend; no display needed).
+
+Needs matplotlib (a dependency in pyproject.toml); the experiments import this module only to draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH, ROIS
+
+AREA_COLOURS = {"V1": "tab:blue", "LM": "tab:orange", "AL": "tab:green", "RL": "tab:red", "": "tab:grey"}
+N_EXAMPLES = 4
+DPI = 110
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def tuning_figure(table: pd.DataFrame, curves: pd.DataFrame, title: str, path: Path) -> Path:
+    """Six panels of one scan's tuning experiment, saved as PNG.
+
+    Args:
+        table: per-unit tuning table (``tuning_table`` plus ``readout_col`` / ``readout_row``).
+        curves: mean response per direction, index directions (deg), columns readout indices.
+        title: figure title (scan and a note on the weights).
+        path: PNG file to write.
+    """
+    plt = _pyplot()
+    fig = plt.figure(figsize=(15, 9))
+    polar = fig.add_subplot(2, 3, 1, projection="polar")
+    examples = table["OSI"].fillna(-1).to_numpy().argsort()[::-1][:N_EXAMPLES]
+    angles = np.radians(np.append(curves.index.to_numpy(dtype=float), curves.index[0]))
+    for unit in examples:
+        values = curves[unit].to_numpy()
+        polar.plot(angles, np.append(values, values[0]) / values.max(),
+                   label=f"unit {unit}: OSI {table['OSI'].iloc[unit]:.2f}, DSI {table['DSI'].iloc[unit]:.2f}")
+    polar.set_rlabel_position(250)
+    polar.set_title("example tuning curves (normalised response vs direction)", fontsize=10)
+    polar.legend(fontsize=7, loc="lower left", bbox_to_anchor=(-0.25, -0.3))
+    for position, name in ((2, "OSI"), (3, "DSI")):
+        ax = fig.add_subplot(2, 3, position)
+        groups = [(area, table.loc[table["area"] == area, name].dropna()) for area in ROIS]
+        groups = [(area, values) for area, values in groups if len(values)]
+        ax.hist([values for _, values in groups], bins=np.linspace(0, 1, 21), color=[AREA_COLOURS[a] for a, _ in groups],
+                label=[f"{a} (n={len(v)})" for a, v in groups], histtype="bar", stacked=True)
+        ax.set(xlabel=f"{name} (in silico)", ylabel="units", title=f"{name} distribution by area")
+        ax.legend(fontsize=8)
+    ax = fig.add_subplot(2, 3, 4)
+    points = ax.scatter(table["readout_col"], table["readout_row"], c=table["pref_ori"], cmap="hsv", vmin=0,
+                        vmax=180, s=14)
+    fig.colorbar(points, ax=ax, label="preferred orientation (deg)")
+    _monitor_axes(ax, "readout positions on the monitor by pref_ori")
+    ax = fig.add_subplot(2, 3, 5)
+    for area, part in table.groupby("area"):
+        ax.scatter(part["readout_col"], part["readout_row"], s=14, color=AREA_COLOURS.get(area, "tab:grey"),
+                   label=area or "none")
+    ax.legend(fontsize=8)
+    _monitor_axes(ax, "readout positions on the monitor by area")
+    ax = fig.add_subplot(2, 3, 6)
+    for name, marker in (("OSI", "o"), ("DSI", "^"), ("gOSI", "s"), ("gDSI", "x")):
+        ax.scatter(table[f"invivo_{name}"], table[name], s=10, marker=marker, label=name)
+    ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, label="identity")
+    ax.set(xlabel="in vivo (metadata)", ylabel="in silico", xlim=(0, 1), ylim=(0, 1),
+           title="in silico vs in vivo tuning indices")
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def rf_figure(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """RF centres against mapped readout positions of one scan (per-unit table of the RF experiment), as PNG."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    ax = axes[0]
+    for _, row in table.iterrows():
+        ax.plot([row["readout_col"], row["rf_col"]], [row["readout_row"], row["rf_row"]], color="0.7", linewidth=0.6)
+    ax.scatter(table["readout_col"], table["readout_row"], s=14, label="readout position (mapped)")
+    ax.scatter(table["rf_col"], table["rf_row"], s=14, marker="x", label="RF centre (dots)")
+    ax.legend(fontsize=8)
+    _monitor_axes(ax, "RF centres and mapped readout positions")
+    for ax, axis, name in ((axes[1], "col", "x (column)"), (axes[2], "row", "y (row)")):
+        ax.scatter(table[f"readout_{axis}"], table[f"rf_{axis}"], s=12)
+        limit = FRAME_WIDTH if axis == "col" else FRAME_HEIGHT
+        ax.plot([0, limit], [0, limit], color="black", linewidth=0.8, label="identity")
+        ax.set(xlabel=f"readout position {name} (monitor px)", ylabel=f"RF centre {name} (monitor px)",
+               title=f"{name}: r = {table[f'readout_{axis}'].corr(table[f'rf_{axis}']):.2f}")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _monitor_axes(ax, title: str) -> None:
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((-0.5, -0.5), FRAME_WIDTH, FRAME_HEIGHT, fill=False, edgecolor="black", linewidth=1))
+    ax.set(xlabel="monitor column (px)", ylabel="monitor row (px)", title=title)
+    ax.set_aspect("equal")
+    ax.invert_yaxis()
+    ax.title.set_fontsize(10)
+
+
+def _save(fig, plt, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(temp, dpi=DPI)
+    plt.close(fig)
+    temp.replace(path)
+    return path
