@@ -280,3 +280,4 @@ EXPERIMENT_TRIAL_FRAMES = 60  # stimulus frames per trial (2 s at 30 Hz), averag
 EXPERIMENT_BURN_IN_FRAMES = 30  # grey frames before every stimulus, dropped from the mean (model start-up)
 EXPERIMENT_RF_GRID = (6, 10)  # dot positions (rows, cols) of the RF mapping grid
 EXPERIMENT_RF_DOT_FRAMES = 10  # frames each dot is shown
+EXPERIMENT_DOMAIN_FRAMES = 60  # frames of each out-of-distribution domain's stimulus

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from berg_ray.analysis.tuning import direction_tuning
-from berg_ray.experiments.figures import rf_figure, tuning_figure
+from berg_ray.experiments.figures import domains_figure, rf_figure, tuning_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -39,4 +39,11 @@ def test_rf_figure_is_a_png(tmp_path: Path) -> None:
     table = pd.DataFrame({"readout_col": readout[:, 0], "readout_row": readout[:, 1], "rf_col": rf[:, 0],
                           "rf_row": rf[:, 1]})
     path = rf_figure(table, "synthetic units", tmp_path / "rf.png")
+    assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 20_000
+
+
+def test_domains_figure_is_a_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    per_frame = {domain: rng.uniform(0.5, 1.5, (12, 20)) for domain in ("blank", "grating", "rdk")}
+    path = domains_figure(per_frame, "synthetic units", tmp_path / "domains.png")
     assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 20_000

@@ -63,6 +63,22 @@ def test_rf_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: Pa
     assert summary["n_units"].tolist() == [64]
 
 
+@pytest.mark.slow
+def test_domains_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: Path, capsys) -> None:
+    argv = ["experiment", "domains", "--berg-dir", str(demo_berg_dir), "--sessions", SCAN, "--out", str(tmp_path),
+            "--frames", "2", "--burn-in-frames", "1", "--quiet"]
+    assert main(argv) == 0
+    assert "domains: 7 stimuli, 21 frames" in capsys.readouterr().out
+    domains = ["blank", "grating", "gabor", "dots", "noise", "rdk", "image"]
+    table = pd.read_parquet(tmp_path / "domains" / f"{SCAN}.parquet")
+    assert len(table) == 64 and [c for c in table.columns if c.startswith("mean_")] == [f"mean_{d}" for d in domains]
+    assert (table.filter(like="mean_") > 0).all().all()
+    rows = pd.read_parquet(tmp_path / "domains" / "sweep")
+    assert sorted(rows["stimulus_id"]) == sorted(domains)
+    assert all(len(r) == 2 for r in rows["responses"])  # per-frame responses after the burn-in
+    assert (tmp_path / "domains" / f"{SCAN}.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
 def test_experiment_bad_options_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["experiment", "rf", "--berg-dir", str(tmp_path), "--out", str(tmp_path), "--grid", "3by4"]) == 2
     assert capsys.readouterr().err.strip() == "error: --grid '3by4' is not ROWSxCOLS with positive integers, e.g. 6x10"

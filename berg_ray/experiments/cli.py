@@ -1,18 +1,18 @@
-"""``berg-ray experiment tuning|rf``: build the stimulus set, run it through the sweep, analyse, print a summary."""
+"""``berg-ray experiment tuning|rf|domains``: build a stimulus set, run it through the sweep, analyse, summarise.
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from berg_ray.config import (EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_REPEATS,
-                             EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
+from berg_ray.config import (EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
+                             EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
 from berg_ray.errors import BergRayError
 
 
 def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``experiment`` with its ``tuning`` and ``rf`` subcommands."""
-    parser = subparsers.add_parser("experiment", help="in-silico experiments: direction tuning, receptive fields",
+    """Add ``experiment`` with its ``tuning``, ``rf`` and ``domains`` subcommands."""
+    parser = subparsers.add_parser("experiment", help="in-silico experiments: tuning, receptive fields, domains",
                                    description="Generate a stimulus set, run it through the sweep machinery "
                                                "(local or --address cluster; resumable), analyse the Parquet output "
                                                "and write per-unit Parquet tables under --out.")
@@ -29,6 +29,11 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
                     help="dot grid ROWSxCOLS (default %(default)s)")
     rf.add_argument("--dot-frames", type=int, default=EXPERIMENT_RF_DOT_FRAMES, help="frames per dot (30 Hz)")
     rf.set_defaults(func=_run_rf)
+    domains = kinds.add_parser("domains", help="one stimulus of each out-of-distribution domain -> responses")
+    _common(domains)
+    domains.add_argument("--frames", type=int, default=EXPERIMENT_DOMAIN_FRAMES, help="frames per domain (30 Hz)")
+    domains.add_argument("--image", default=None, help="image file for the 'image' domain (default: 1/f noise)")
+    domains.set_defaults(func=_run_domains)
     return parser
 
 
@@ -78,6 +83,22 @@ def _run_rf(ns: argparse.Namespace) -> int:
     tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
     print(tables["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"per-unit tables: {ns.out / 'rf'}/<scan>.parquet; summary: {ns.out / 'rf' / 'summary.parquet'}")
+    return 0
+
+
+def _run_domains(ns: argparse.Namespace) -> int:
+    from berg_ray.experiments.domains import run_domains_experiment
+    from berg_ray.experiments.stimulus_sets import domains_set
+
+    stimulus_set = domains_set(ns.frames, ns.burn_in_frames, ns.image)
+    sessions = _sessions(ns.sessions)
+    _announce("domains", stimulus_set, sessions)
+    tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
+    for scan, table in tables.items():
+        means = table[[c for c in table.columns if c.startswith("mean_")]].mean()
+        print(f"{scan}: population mean response " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in means.items()))
+    print(f"per-unit tables and figures: {ns.out / 'domains'}/<scan>.parquet|.png; per-frame responses: "
+          f"{ns.out / 'domains' / 'sweep'}")
     return 0
 
 

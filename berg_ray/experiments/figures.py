@@ -51,8 +51,9 @@ def tuning_figure(table: pd.DataFrame, curves: pd.DataFrame, title: str, path: P
         ax = fig.add_subplot(2, 3, position)
         groups = [(area, table.loc[table["area"] == area, name].dropna()) for area in ROIS]
         groups = [(area, values) for area, values in groups if len(values)]
-        ax.hist([values for _, values in groups], bins=np.linspace(0, 1, 21), color=[AREA_COLOURS[a] for a, _ in groups],
-                label=[f"{a} (n={len(v)})" for a, v in groups], histtype="bar", stacked=True)
+        ax.hist([values for _, values in groups], bins=np.linspace(0, 1, 21),
+                color=[AREA_COLOURS[a] for a, _ in groups], label=[f"{a} (n={len(v)})" for a, v in groups],
+                stacked=True)
         ax.set(xlabel=f"{name} (in silico)", ylabel="units", title=f"{name} distribution by area")
         ax.legend(fontsize=8)
     ax = fig.add_subplot(2, 3, 4)
@@ -119,3 +120,30 @@ def _save(fig, plt, path: Path) -> Path:
     plt.close(fig)
     temp.replace(path)
     return path
+
+
+def domains_figure(per_frame: dict[str, np.ndarray], title: str, path: Path) -> Path:
+    """Population responses per stimulus domain, as PNG.
+
+    Args:
+        per_frame: domain -> responses (T, U) after the burn-in.
+        title: figure title.
+        path: PNG file to write.
+    """
+    from berg_ray.config import FRAME_RATE_HZ
+
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+    for domain, responses in per_frame.items():
+        left.plot(np.arange(responses.shape[0]) / FRAME_RATE_HZ, responses.mean(axis=1), label=domain)
+    left.set(xlabel="time from stimulus onset (s)", ylabel="population mean response (model units)",
+             title="population mean response over time")
+    left.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    names = list(per_frame)
+    right.boxplot([per_frame[d].mean(axis=0) for d in names], showfliers=False)
+    right.set_xticks(range(1, len(names) + 1), names)
+    right.set(xlabel="stimulus domain", ylabel="per-unit mean response (model units)",
+              title="per-unit mean responses by domain")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)

@@ -29,17 +29,19 @@ def rf_from_responses(stimulus_set: StimulusSet, responses: pd.DataFrame, grid: 
 def run_rf_experiment(stimulus_set: StimulusSet, grid: tuple[int, int], berg_dir: str, out_dir: Path,
                       sessions: list[str] | str, address: str | None = None,
                       show_progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Run the RF set and write ``out_dir/rf/{scan}.parquet`` (per unit: ids, area, field, ``rf_col``/``rf_row``
-    (RF centre), ``readout_col``/``readout_row`` (readout position on the monitor), ``distance_px``),
-    ``out_dir/rf/{scan}.png`` (figures.rf_figure) and
-    ``out_dir/rf/summary.parquet`` (per scan: units, median distance, correlation of x and of y).
+    """Run the RF set (its stimuli and sweep under ``out_dir/rf/``) and write, under ``out_dir/rf/``:
+
+    * ``{scan}.parquet``: per unit ids, area, field, ``rf_col`` / ``rf_row`` (RF centre, monitor pixels),
+      ``readout_col`` / ``readout_row`` (readout position mapped to the monitor) and ``distance_px``;
+    * ``{scan}.png``: figures.rf_figure;
+    * ``summary.parquet``: per scan the units, median distance and correlations of x and of y.
 
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.
     """
     from berg_ray.experiments.figures import rf_figure
 
-    _, responses = sweep_mean_responses(stimulus_set, berg_dir, out_dir, sessions, address, show_progress)
+    _, responses = sweep_mean_responses(stimulus_set, berg_dir, out_dir / "rf", sessions, address, show_progress)
     tables, summary = {}, []
     for scan, scan_responses in sorted(responses.items()):
         _, centres = rf_from_responses(stimulus_set, scan_responses, grid)

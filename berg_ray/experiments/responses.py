@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from berg_ray.errors import BergRayError
 from berg_ray.experiments.stimulus_sets import StimulusSet
 from berg_ray.sweep import SweepResult, run
 
@@ -28,28 +29,47 @@ def write_stimuli(stimulus_set: StimulusSet, directory: Path) -> None:
         os.replace(temp, path)
 
 
+def sweep_responses(stimulus_set: StimulusSet, berg_dir: str, work_dir: Path, sessions: list[str] | str,
+                    address: str | None = None, show_progress: bool = True) -> tuple[SweepResult, pd.DataFrame]:
+    """Write the stimuli under ``work_dir/stimuli`` and sweep them into ``work_dir/sweep`` with per-frame responses
+    after the burn-in (resumable: a re-run computes only what is missing).
+
+    Returns:
+        (the sweep's result, its rows: ``stimulus_id``, ``train_session`` and ``responses``, per row an object
+        array of (U,) float32 arrays, one per frame after the burn-in).
+    """
+    return _sweep(stimulus_set, berg_dir, work_dir, sessions, "none", address, show_progress)
+
+
 def sweep_mean_responses(stimulus_set: StimulusSet, berg_dir: str, work_dir: Path, sessions: list[str] | str,
                          address: str | None = None, show_progress: bool = True
                          ) -> tuple[SweepResult, dict[str, pd.DataFrame]]:
-    """Write the stimuli under ``work_dir/stimuli``, sweep them into ``work_dir/sweep`` (mean over the frames after
-    the burn-in; resumable: a re-run computes only what is missing) and read the responses back.
+    """As :func:`sweep_responses`, with the mean over the frames after the burn-in.
 
     Returns:
         (the sweep's result, scan -> DataFrame indexed by stimulus id (sorted) whose columns are the readout
         indices 0..U-1).
     """
-    input_dir, output_dir = work_dir / STIMULI_DIR, work_dir / SWEEP_DIR
-    write_stimuli(stimulus_set, input_dir)
-    result = run(berg_dir=str(berg_dir), input=str(input_dir), output=str(output_dir), sessions=sessions,
-                 reduce="mean", skip_frames=stimulus_set.burn_in, address=address, show_progress=show_progress)
-    rows = pd.read_parquet(output_dir, columns=["stimulus_id", "train_session", "responses"])
-    rows = rows[rows["stimulus_id"].isin(set(stimulus_set.videos))]
+    result, rows = _sweep(stimulus_set, berg_dir, work_dir, sessions, "mean", address, show_progress)
     by_scan = {}
     for scan, part in rows.groupby("train_session"):
         part = part.sort_values("stimulus_id")
         by_scan[str(scan)] = pd.DataFrame(np.stack(part["responses"].to_numpy()).astype(np.float64),
                                           index=part["stimulus_id"].to_numpy())
     return result, by_scan
+
+
+def _sweep(stimulus_set: StimulusSet, berg_dir: str, work_dir: Path, sessions: list[str] | str, reduce: str,
+           address: str | None, show_progress: bool) -> tuple[SweepResult, pd.DataFrame]:
+    input_dir, output_dir = work_dir / STIMULI_DIR, work_dir / SWEEP_DIR
+    write_stimuli(stimulus_set, input_dir)
+    result = run(berg_dir=str(berg_dir), input=str(input_dir), output=str(output_dir), sessions=sessions,
+                 reduce=reduce, skip_frames=stimulus_set.burn_in, address=address, show_progress=show_progress)
+    if not result.ok:
+        raise BergRayError(f"the sweep failed for {len(result.errors)} stimuli (see {output_dir}/_errors/); first: "
+                           f"{result.errors[0]}")
+    rows = pd.read_parquet(output_dir, columns=["stimulus_id", "train_session", "responses"])
+    return result, rows[rows["stimulus_id"].isin(set(stimulus_set.videos))]
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

@@ -74,3 +74,39 @@ def rf_set(grid: tuple[int, int] = EXPERIMENT_RF_GRID, dot_frames: int = EXPERIM
             videos[stimulus_id] = trial(dot, blank_before=burn_in, blank_after=0)[0]
             conditions[stimulus_id] = {"index": k, "col": position[0], "row": position[1], "polarity": polarity}
     return StimulusSet(videos, burn_in, conditions)
+
+
+DOMAINS = ("blank", "grating", "gabor", "dots", "noise", "rdk", "image")
+
+
+def domains_set(n_frames: int, burn_in: int = EXPERIMENT_BURN_IN_FRAMES, image: np.ndarray | str | None = None,
+                seed: int = 0) -> StimulusSet:
+    """One stimulus of each domain, id = domain name (see ``DOMAINS``), all drifting rightward where they move.
+
+    Args:
+        n_frames: stimulus frames per domain (after the burn-in).
+        burn_in: grey frames before each stimulus.
+        image: the "image" domain's picture (a file path or array, see ``static_image``); None: a static isotropic
+            pink-noise image (1/f amplitude spectrum, like natural images), generated from ``seed``.
+        seed: seed of the noise, dot kinematogram and default image.
+    """
+    from berg_ray.stimuli import directional_pink_noise, drifting_gabor, random_dot_kinematogram, static_image
+    from berg_ray.stimuli.geometry import SCREEN_CENTRE_PX
+
+    n_frames = check_n_frames(n_frames)
+    if image is None:
+        still = directional_pink_noise(0.0, 1, seed=seed, speed_deg_s=0.0, orientation_bandwidth_deg=1000.0)
+        picture = np.repeat(still, n_frames, axis=0)
+    else:
+        picture = static_image(image, n_frames)
+    stimuli = {
+        "blank": blank(n_frames),
+        "grating": drifting_grating(0.0, n_frames),
+        "gabor": drifting_gabor(0.0, n_frames, position_px=SCREEN_CENTRE_PX),
+        "dots": flashing_dot(SCREEN_CENTRE_PX, n_frames),
+        "noise": directional_pink_noise(0.0, n_frames, seed=seed),
+        "rdk": random_dot_kinematogram(0.0, n_frames, seed=seed),
+        "image": picture,
+    }
+    videos = {name: trial(stimuli[name], blank_before=burn_in, blank_after=0)[0] for name in DOMAINS}
+    return StimulusSet(videos, burn_in, {name: {"domain": name} for name in DOMAINS})

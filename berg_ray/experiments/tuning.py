@@ -24,15 +24,19 @@ def direction_curves(stimulus_set: StimulusSet, responses: pd.DataFrame) -> pd.D
 
 def run_tuning_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: Path, sessions: list[str] | str,
                           address: str | None = None, show_progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Run the tuning set and write ``out_dir/tuning/{scan}.parquet`` (one row per unit: ids, area, field, the
-    six tuning columns, ``invivo_*``, and ``readout_col`` / ``readout_row``, the readout position on the monitor),
-    ``out_dir/tuning/{scan}.png`` (figures.tuning_figure) and ``out_dir/tuning/summary.parquet`` (per scan and area: units,
-    median |d pref_ori| and |d pref_dir| in degrees, correlations of OSI, DSI, gOSI, gDSI with in vivo).
+    """Run the tuning set (its stimuli and sweep under ``out_dir/tuning/``) and write, under ``out_dir/tuning/``:
+
+    * ``{scan}.parquet``: one row per unit: ids, area, field, the six tuning columns, ``invivo_*`` and
+      ``readout_col`` / ``readout_row`` (the readout position mapped to the monitor, pixels);
+    * ``{scan}.png``: figures.tuning_figure;
+    * ``summary.parquet``: per scan and area the units, median |d pref_ori| and |d pref_dir| (deg) and the
+      correlations of OSI, DSI, gOSI, gDSI with in vivo.
 
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.
     """
-    _, responses = sweep_mean_responses(stimulus_set, berg_dir, out_dir, sessions, address, show_progress)
+    _, responses = sweep_mean_responses(stimulus_set, berg_dir, out_dir / "tuning", sessions, address,
+                                        show_progress)
     from berg_ray.experiments.figures import tuning_figure
 
     tables, summaries = {}, []
