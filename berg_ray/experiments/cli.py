@@ -1,4 +1,4 @@
-"""``berg-ray experiment tuning|rf|domains``: build a stimulus set, run it through the sweep, analyse, summarise.
+"""``berg-ray experiment tuning|rf|domains``: build a stimulus set, run it through the sweep, analyse it."""
 
 from __future__ import annotations
 
