@@ -1,8 +1,9 @@
 """The ``berg-ray`` command: flags -> validated arguments -> the package's functions.
 
 Subcommands: ``encode`` (one video file through one scan), ``demo-release`` (write a generated release),
-``demo`` (the README's main job), ``serve`` (Ray Serve service), ``sweep`` (Ray Data sweep) and ``experiment``
-(in-silico experiments). Every user error prints one line ``error: ...`` and exits with status 2; no traceback.
+``demo`` (the README's main job), ``serve`` (Ray Serve service), ``sweep`` (Ray Data sweep), ``experiment``
+(in-silico experiments) and ``plot`` (figures of sweep outputs). Every user error prints one line ``error: ...``
+and exits with status 2; no traceback.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_release(commands)
     _add_demo(commands)
     from berg_ray.experiments.cli import add_experiment_command
+    from berg_ray.experiments.plot_cli import add_plot_command
     from berg_ray.serve.cli import add_serve_command
     from berg_ray.sweep.cli import add_sweep_command
 
     add_serve_command(commands)
     add_sweep_command(commands)
     add_experiment_command(commands)
+    add_plot_command(commands)
     return parser
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from berg_ray.analysis.tuning import direction_tuning
-from berg_ray.experiments.figures import domains_figure, rf_figure, tuning_figure
+from berg_ray.experiments.figures import domains_figure, raster_figure, rf_figure, tuning_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -47,3 +47,13 @@ def test_domains_figure_is_a_png(tmp_path: Path) -> None:
     per_frame = {domain: rng.uniform(0.5, 1.5, (12, 20)) for domain in ("blank", "grating", "rdk")}
     path = domains_figure(per_frame, "synthetic units", tmp_path / "domains.png")
     assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 20_000
+
+
+def test_raster_figure_is_a_png(tmp_path: Path) -> None:
+    from berg_ray.stimuli import drifting_grating
+
+    responses = np.random.default_rng(3).uniform(0.1, 1.0, (20, 50))
+    path = raster_figure(responses, drifting_grating(0.0, 20), "synthetic units", tmp_path / "raster.png")
+    assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 20_000
+    without_frames = raster_figure(responses, None, "synthetic units", tmp_path / "raster_only.png")
+    assert without_frames.read_bytes()[:8] == PNG_SIGNATURE

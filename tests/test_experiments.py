@@ -43,6 +43,9 @@ def test_tuning_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path
     summary = pd.read_parquet(tmp_path / "tuning" / "summary.parquet")
     assert summary["area"].iloc[-1] == "all" and summary["n_units"].iloc[-1] == 64
     assert set(summary["area"]) <= {"V1", "LM", "AL", "RL", "all"}
+    assert main(["plot", "responses", "--input", str(tmp_path / "tuning" / "sweep"), "--stimulus", "dir-000_rep-00",
+                 "--session", SCAN]) == 2
+    assert "needs a sweep run with --reduce none" in capsys.readouterr().err
     # Resumable: a second run computes nothing new and gives the same table.
     assert main(argv) == 0
     assert pd.read_parquet(tmp_path / "tuning" / f"{SCAN}.parquet").equals(table)
@@ -80,6 +83,13 @@ def test_domains_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_pat
     assert sorted(rows["stimulus_id"]) == sorted(domains)
     assert all(len(r) == 2 for r in rows["responses"])  # per-frame responses after the burn-in
     assert (tmp_path / "domains" / f"{SCAN}.png").read_bytes()[:8] == PNG_SIGNATURE
+    raster = tmp_path / "raster.png"
+    assert main(["plot", "responses", "--input", str(tmp_path / "domains" / "sweep"), "--stimulus", "grating",
+                 "--session", SCAN, "--stimuli", str(tmp_path / "domains" / "stimuli"), "--out", str(raster)]) == 0
+    assert raster.read_bytes()[:8] == PNG_SIGNATURE and "64 units x 2 frames" in capsys.readouterr().out
+    assert main(["plot", "responses", "--input", str(tmp_path / "domains" / "sweep"), "--stimulus", "nothing",
+                 "--session", SCAN]) == 2
+    assert "no row for stimulus 'nothing'" in capsys.readouterr().err
 
 
 def test_experiment_bad_options_exit_2(tmp_path: Path, capsys) -> None:

@@ -147,3 +147,40 @@ def domains_figure(per_frame: dict[str, np.ndarray], title: str, path: Path) -> 
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, plt, path)
+
+
+N_THUMBNAILS = 6
+
+
+def raster_figure(responses: np.ndarray, frames: np.ndarray | None, title: str, path: Path) -> Path:
+    """Units x frames raster (each unit scaled to its own maximum, sorted by the frame of its peak), with up to six
+    evenly spaced stimulus frames above it.
+
+    Args:
+        responses: (T, U) responses.
+        frames: uint8 (T, 144, 256) stimulus frames aligned with ``responses``, or None.
+        title: figure title.
+        path: PNG file to write.
+    """
+    from berg_ray.config import FRAME_RATE_HZ
+
+    plt = _pyplot()
+    n_frames = responses.shape[0]
+    rows = 2 if frames is not None else 1
+    fig = plt.figure(figsize=(12, 7 if frames is not None else 5))
+    grid = fig.add_gridspec(rows, N_THUMBNAILS, height_ratios=[1, 4] if frames is not None else [1])
+    if frames is not None:
+        for slot, t in enumerate(np.linspace(0, min(len(frames), n_frames) - 1, N_THUMBNAILS).round().astype(int)):
+            ax = fig.add_subplot(grid[0, slot])
+            ax.imshow(frames[t], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"t = {t / FRAME_RATE_HZ:.2f} s", fontsize=8)
+            ax.axis("off")
+    ax = fig.add_subplot(grid[rows - 1, :])
+    scaled = responses / np.maximum(responses.max(axis=0, keepdims=True), 1e-12)
+    order = np.argsort(np.argmax(responses, axis=0), kind="stable")
+    image = ax.imshow(scaled[:, order].T, aspect="auto", cmap="viridis", interpolation="nearest",
+                      extent=(0, n_frames / FRAME_RATE_HZ, len(order), 0))
+    fig.colorbar(image, ax=ax, label="response / unit's maximum")
+    ax.set(xlabel="time (s, frames at 30 Hz)", ylabel="unit (sorted by time of peak)")
+    fig.suptitle(title)
+    return _save(fig, plt, path)
