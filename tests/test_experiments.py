@@ -98,3 +98,5 @@ def test_experiment_bad_options_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["experiment", "tuning", "--berg-dir", str(tmp_path), "--out", str(tmp_path),
                  "--directions", "3"]) == 2
     assert "directions must be an integer >= 4" in capsys.readouterr().err
+    assert main(["experiment", "domains", "--berg-dir", str(tmp_path), "--out", "s3://bucket/prefix"]) == 2
+    assert "is not a local directory" in capsys.readouterr().err

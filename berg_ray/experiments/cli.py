@@ -40,11 +40,18 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
     parser.add_argument("--sessions", default="all", help="comma-separated scans or 'all' (default)")
-    parser.add_argument("--out", required=True, type=Path, help="local output directory (stimuli, sweep, tables)")
+    parser.add_argument("--out", required=True, help="local output directory (stimuli, sweep, tables)")
     parser.add_argument("--burn-in-frames", type=int, default=EXPERIMENT_BURN_IN_FRAMES,
                         help="grey frames before every stimulus, dropped from the mean (model start-up)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _local_dir(value: str) -> Path:
+    if "://" in value:
+        raise BergRayError(f"--out {value!r} is not a local directory: experiments write their stimuli, tables and "
+                           "figures locally (berg-ray sweep writes S3 outputs)")
+    return Path(value)
 
 
 def _sessions(value: str) -> list[str] | str:
@@ -63,6 +70,7 @@ def _run_tuning(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.stimulus_sets import tuning_set
     from berg_ray.experiments.tuning import run_tuning_experiment
 
+    ns.out = _local_dir(ns.out)
     stimulus_set = tuning_set(ns.directions, ns.repeats, ns.trial_frames, ns.burn_in_frames)
     sessions = _sessions(ns.sessions)
     _announce("tuning", stimulus_set, sessions)
@@ -76,6 +84,7 @@ def _run_rf(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.receptive_fields import run_rf_experiment
     from berg_ray.experiments.stimulus_sets import rf_set
 
+    ns.out = _local_dir(ns.out)
     grid = _grid(ns.grid)
     stimulus_set = rf_set(grid, ns.dot_frames, ns.burn_in_frames)
     sessions = _sessions(ns.sessions)
@@ -90,6 +99,7 @@ def _run_domains(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.domains import run_domains_experiment
     from berg_ray.experiments.stimulus_sets import domains_set
 
+    ns.out = _local_dir(ns.out)
     stimulus_set = domains_set(ns.frames, ns.burn_in_frames, ns.image)
     sessions = _sessions(ns.sessions)
     _announce("domains", stimulus_set, sessions)
