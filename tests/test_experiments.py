@@ -49,6 +49,9 @@ def test_tuning_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path
     # Resumable: a second run computes nothing new and gives the same table.
     assert main(argv) == 0
     assert pd.read_parquet(tmp_path / "tuning" / f"{SCAN}.parquet").equals(table)
+    # Other settings into the same output would reuse rows of same-named stimuli: refused.
+    assert main([*argv[:-1], "--directions", "8", "--quiet"]) == 2
+    assert "already holds an experiment made with" in capsys.readouterr().err
 
 
 @pytest.mark.slow

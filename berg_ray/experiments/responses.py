@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -13,15 +14,16 @@ from berg_ray.errors import BergRayError
 from berg_ray.experiments.stimulus_sets import StimulusSet
 from berg_ray.sweep import SweepResult, run
 
-STIMULI_DIR, SWEEP_DIR = "stimuli", "sweep"
+STIMULI_DIR, SWEEP_DIR, EXPERIMENT_MANIFEST = "stimuli", "sweep", "_experiment.json"
 
 
 def write_stimuli(stimulus_set: StimulusSet, directory: Path) -> None:
-    """Save every video as ``{id}.npy`` (skipping files already there with the same content size)."""
+    """Save every video as ``{id}.npy`` (skipping files already there: :func:`claim_work_dir` guarantees they come
+    from the same parameters)."""
     directory.mkdir(parents=True, exist_ok=True)
     for stimulus_id, video in stimulus_set.videos.items():
         path = directory / f"{stimulus_id}.npy"
-        if path.exists() and np.load(path, mmap_mode="r").shape == video.shape:
+        if path.exists():
             continue
         handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy.part")
         with os.fdopen(handle, "wb") as file:
@@ -62,6 +64,7 @@ def sweep_mean_responses(stimulus_set: StimulusSet, berg_dir: str, work_dir: Pat
 def _sweep(stimulus_set: StimulusSet, berg_dir: str, work_dir: Path, sessions: list[str] | str, reduce: str,
            address: str | None, show_progress: bool) -> tuple[SweepResult, pd.DataFrame]:
     input_dir, output_dir = work_dir / STIMULI_DIR, work_dir / SWEEP_DIR
+    claim_work_dir(stimulus_set, work_dir)
     write_stimuli(stimulus_set, input_dir)
     result = run(berg_dir=str(berg_dir), input=str(input_dir), output=str(output_dir), sessions=sessions,
                  reduce=reduce, skip_frames=stimulus_set.burn_in, address=address, show_progress=show_progress)
@@ -70,6 +73,27 @@ def _sweep(stimulus_set: StimulusSet, berg_dir: str, work_dir: Path, sessions: l
                            f"{result.errors[0]}")
     rows = pd.read_parquet(output_dir, columns=["stimulus_id", "train_session", "responses"])
     return result, rows[rows["stimulus_id"].isin(set(stimulus_set.videos))]
+
+
+def claim_work_dir(stimulus_set: StimulusSet, work_dir: Path) -> None:
+    """Record the set's parameters in ``work_dir/_experiment.json``, or check they match the recorded ones (the
+    sweep would otherwise reuse rows of same-named stimuli made with other settings).
+
+    Raises:
+        BergRayError: ``work_dir`` holds an experiment made with other parameters.
+    """
+    manifest = work_dir / EXPERIMENT_MANIFEST
+    wanted = json.loads(json.dumps(stimulus_set.parameters))
+    if manifest.is_file():
+        found = json.loads(manifest.read_text())
+        if found != wanted:
+            raise BergRayError(f"{work_dir} already holds an experiment made with {found}, but this run asks for "
+                               f"{wanted}; re-run with the same settings (it resumes) or use another --out")
+        return
+    work_dir.mkdir(parents=True, exist_ok=True)
+    temp = manifest.with_name(f".{manifest.name}.tmp")
+    temp.write_text(json.dumps(wanted, sort_keys=True, indent=1))
+    os.replace(temp, manifest)
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

@@ -26,11 +26,13 @@ class StimulusSet:
         videos: stimulus id -> uint8 (T, 144, 256); ids sort in the order the analysis expects.
         burn_in: leading grey frames of every video (drop them before averaging).
         conditions: stimulus id -> its parameters (direction, repeat, position, polarity).
+        parameters: the arguments that made the set (JSON-serialisable); an output directory holds one set only.
     """
 
     videos: dict[str, np.ndarray]
     burn_in: int
     conditions: dict[str, dict]
+    parameters: dict
 
     @property
     def n_frames(self) -> int:
@@ -54,7 +56,9 @@ def tuning_set(n_directions: int = EXPERIMENT_DIRECTIONS, repeats: int = EXPERIM
             stimulus_id = f"dir-{k:03d}_rep-{r:02d}"
             videos[stimulus_id] = trial(grating, blank_before=burn_in, blank_after=0)[0]
             conditions[stimulus_id] = {"direction_deg": direction, "repeat": r}
-    return StimulusSet(videos, burn_in, conditions)
+    parameters = {"set": "tuning", "n_directions": n_directions, "repeats": repeats, "trial_frames": trial_frames,
+                  "burn_in": burn_in, **grating_options}
+    return StimulusSet(videos, burn_in, conditions, parameters)
 
 
 def rf_set(grid: tuple[int, int] = EXPERIMENT_RF_GRID, dot_frames: int = EXPERIMENT_RF_DOT_FRAMES,
@@ -73,7 +77,9 @@ def rf_set(grid: tuple[int, int] = EXPERIMENT_RF_GRID, dot_frames: int = EXPERIM
             stimulus_id = f"dot-{k:04d}_{polarity}"
             videos[stimulus_id] = trial(dot, blank_before=burn_in, blank_after=0)[0]
             conditions[stimulus_id] = {"index": k, "col": position[0], "row": position[1], "polarity": polarity}
-    return StimulusSet(videos, burn_in, conditions)
+    parameters = {"set": "rf", "grid": list(grid), "dot_frames": dot_frames, "burn_in": burn_in,
+                  "sigma_deg": sigma_deg, "margin_px": margin_px}
+    return StimulusSet(videos, burn_in, conditions, parameters)
 
 
 DOMAINS = ("blank", "grating", "gabor", "dots", "noise", "rdk", "image")
@@ -109,4 +115,6 @@ def domains_set(n_frames: int, burn_in: int = EXPERIMENT_BURN_IN_FRAMES, image: 
         "image": picture,
     }
     videos = {name: trial(stimuli[name], blank_before=burn_in, blank_after=0)[0] for name in DOMAINS}
-    return StimulusSet(videos, burn_in, {name: {"domain": name} for name in DOMAINS})
+    parameters = {"set": "domains", "n_frames": n_frames, "burn_in": burn_in, "seed": seed,
+                  "image": None if image is None else (str(image) if not isinstance(image, np.ndarray) else "array")}
+    return StimulusSet(videos, burn_in, {name: {"domain": name} for name in DOMAINS}, parameters)
