@@ -1,9 +1,10 @@
 """The ``berg-ray`` command: flags -> validated arguments -> the package's functions.
 
 Subcommands: ``encode`` (one video file through one scan), ``demo-release`` (write a generated release),
-``demo`` (the README's main job), ``serve`` (Ray Serve service) and ``sweep`` (Ray Data sweep). Every user error
-prints one line ``error: ...`` and exits with status 2; no traceback. ``--help`` of every subcommand shows each
-option's default. Importing this module (through the package) sets the OpenMP wait policy before torch loads
+``demo`` (the README's main job), ``serve`` (Ray Serve service), ``sweep`` (Ray Data sweep), ``download``
+(the trained release), ``experiment`` (in-silico experiments) and ``plot`` (figures of sweep outputs). Every user
+error prints one line ``error: ...`` and exits with status 2; no traceback. ``--help`` of every subcommand shows
+each option's default. Importing this module (through the package) sets the OpenMP wait policy before torch loads
 (:mod:`berg_ray.threads`); commands that compute here set torch's threads from the CPUs available.
 """
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode(commands)
     _add_demo_release(commands)
     _add_demo(commands)
+    from berg_ray.experiments.cli import add_experiment_command
+    from berg_ray.experiments.plot_cli import add_plot_command
     from berg_ray.serve.cli import add_serve_command
     from berg_ray.sweep.cli import add_sweep_command
 
@@ -40,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     from berg_ray.download.cli import add_download_command
 
     add_download_command(commands)
+    add_experiment_command(commands)
+    add_plot_command(commands)
     for subparser in commands.choices.values():
         subparser.formatter_class = DefaultsHelpFormatter
     return parser

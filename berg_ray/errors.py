@@ -61,3 +61,11 @@ class PrecisionError(DeviceError):
 
 class InvalidArgumentError(BergRayError):
     """An option of an API call (such as ``chunk_frames``) has the wrong type or value."""
+
+
+class StimulusParameterError(BergRayError):
+    """A stimulus generator got a parameter out of its documented range (names the parameter and the range)."""
+
+
+class AnalysisInputError(BergRayError):
+    """An analysis function got responses or angles of the wrong shape or values."""

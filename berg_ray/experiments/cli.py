@@ -1,0 +1,119 @@
+"""``berg-ray experiment tuning|rf|domains``: build a stimulus set, run it through the sweep, analyse it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from berg_ray.config import (EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
+                             EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
+from berg_ray.errors import BergRayError
+
+
+def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``experiment`` with its ``tuning``, ``rf`` and ``domains`` subcommands."""
+    parser = subparsers.add_parser("experiment", help="in-silico experiments: tuning, receptive fields, domains",
+                                   description="Generate a stimulus set, run it through the sweep machinery "
+                                               "(local or --address cluster; resumable), analyse the Parquet output "
+                                               "and write per-unit Parquet tables under --out.")
+    kinds = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    tuning = kinds.add_parser("tuning", help="drifting gratings -> pref_dir, pref_ori, OSI, DSI, gOSI, gDSI vs in vivo")
+    _common(tuning)
+    tuning.add_argument("--directions", type=int, default=EXPERIMENT_DIRECTIONS, help="directions over 360 deg")
+    tuning.add_argument("--repeats", type=int, default=EXPERIMENT_REPEATS, help="spatial phases per direction")
+    tuning.add_argument("--trial-frames", type=int, default=EXPERIMENT_TRIAL_FRAMES, help="grating frames (30 Hz)")
+    tuning.set_defaults(func=_run_tuning)
+    rf = kinds.add_parser("rf", help="flashing ON/OFF dots on a grid -> RF centres vs readout positions")
+    _common(rf)
+    rf.add_argument("--grid", default=f"{EXPERIMENT_RF_GRID[0]}x{EXPERIMENT_RF_GRID[1]}",
+                    help="dot grid ROWSxCOLS (default %(default)s)")
+    rf.add_argument("--dot-frames", type=int, default=EXPERIMENT_RF_DOT_FRAMES, help="frames per dot (30 Hz)")
+    rf.set_defaults(func=_run_rf)
+    domains = kinds.add_parser("domains", help="one stimulus of each out-of-distribution domain -> responses")
+    _common(domains)
+    domains.add_argument("--frames", type=int, default=EXPERIMENT_DOMAIN_FRAMES, help="frames per domain (30 Hz)")
+    domains.add_argument("--image", default=None, help="image file for the 'image' domain (default: 1/f noise)")
+    domains.set_defaults(func=_run_domains)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
+    parser.add_argument("--sessions", default="all", help="comma-separated scans or 'all' (default)")
+    parser.add_argument("--out", required=True, help="local output directory (stimuli, sweep, tables)")
+    parser.add_argument("--burn-in-frames", type=int, default=EXPERIMENT_BURN_IN_FRAMES,
+                        help="grey frames before every stimulus, dropped from the mean (model start-up)")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _local_dir(value: str) -> Path:
+    if "://" in value:
+        raise BergRayError(f"--out {value!r} is not a local directory: experiments write their stimuli, tables and "
+                           "figures locally (berg-ray sweep writes S3 outputs)")
+    return Path(value)
+
+
+def _sessions(value: str) -> list[str] | str:
+    return value if value.strip() == "all" else [s.strip() for s in value.split(",") if s.strip()]
+
+
+def _announce(name: str, stimulus_set, sessions) -> None:
+    from berg_ray.config import FRAME_RATE_HZ
+
+    scans = "every scan in the release" if sessions == "all" else f"{len(sessions)} scan(s)"
+    print(f"{name}: {len(stimulus_set.videos)} stimuli, {stimulus_set.n_frames} frames "
+          f"({stimulus_set.n_frames / FRAME_RATE_HZ:.0f} s of video) x {scans}", flush=True)
+
+
+def _run_tuning(ns: argparse.Namespace) -> int:
+    from berg_ray.experiments.stimulus_sets import tuning_set
+    from berg_ray.experiments.tuning import run_tuning_experiment
+
+    ns.out = _local_dir(ns.out)
+    stimulus_set = tuning_set(ns.directions, ns.repeats, ns.trial_frames, ns.burn_in_frames)
+    sessions = _sessions(ns.sessions)
+    _announce("tuning", stimulus_set, sessions)
+    tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
+    print(tables["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"per-unit tables: {ns.out / 'tuning'}/<scan>.parquet; summary: {ns.out / 'tuning' / 'summary.parquet'}")
+    return 0
+
+
+def _run_rf(ns: argparse.Namespace) -> int:
+    from berg_ray.experiments.receptive_fields import run_rf_experiment
+    from berg_ray.experiments.stimulus_sets import rf_set
+
+    ns.out = _local_dir(ns.out)
+    grid = _grid(ns.grid)
+    stimulus_set = rf_set(grid, ns.dot_frames, ns.burn_in_frames)
+    sessions = _sessions(ns.sessions)
+    _announce("rf", stimulus_set, sessions)
+    tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
+    print(tables["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"per-unit tables: {ns.out / 'rf'}/<scan>.parquet; summary: {ns.out / 'rf' / 'summary.parquet'}")
+    return 0
+
+
+def _run_domains(ns: argparse.Namespace) -> int:
+    from berg_ray.experiments.domains import run_domains_experiment
+    from berg_ray.experiments.stimulus_sets import domains_set
+
+    ns.out = _local_dir(ns.out)
+    stimulus_set = domains_set(ns.frames, ns.burn_in_frames, ns.image)
+    sessions = _sessions(ns.sessions)
+    _announce("domains", stimulus_set, sessions)
+    tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
+    for scan, table in tables.items():
+        means = table[[c for c in table.columns if c.startswith("mean_")]].mean()
+        print(f"{scan}: population mean response " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in means.items()))
+    print(f"per-unit tables and figures: {ns.out / 'domains'}/<scan>.parquet|.png; per-frame responses: "
+          f"{ns.out / 'domains' / 'sweep'}")
+    return 0
+
+
+def _grid(value: str) -> tuple[int, int]:
+    parts = value.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise BergRayError(f"--grid {value!r} is not ROWSxCOLS with positive integers, e.g. 6x10")
+    return int(parts[0]), int(parts[1])

@@ -1,0 +1,44 @@
+"""Out-of-distribution domains experiment: one stimulus per domain -> per-frame responses -> population summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from berg_ray.checkpoint.release import read_scan_units
+from berg_ray.experiments.responses import sweep_responses, write_table
+from berg_ray.experiments.stimulus_sets import DOMAINS, StimulusSet
+
+
+def run_domains_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: Path, sessions: list[str] | str,
+                           address: str | None = None, show_progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Run the domain set (its stimuli and the per-frame sweep under ``out_dir/domains/``) and write, there:
+
+    * ``{scan}.parquet``: per unit ids, area, field and ``mean_{domain}``, the unit's mean response to each domain
+      over the frames after the burn-in (the per-frame responses stay in ``sweep/``);
+    * ``{scan}.png``: figures.domains_figure (population mean response over time, per-unit means per domain).
+
+    Returns:
+        scan -> per-unit table.
+    """
+    from berg_ray.experiments.figures import domains_figure
+
+    work_dir = out_dir / "domains"
+    _, rows = sweep_responses(stimulus_set, berg_dir, work_dir, sessions, address, show_progress)
+    tables = {}
+    for scan, part in rows.groupby("train_session"):
+        scan = str(scan)
+        per_frame = {row.stimulus_id: np.stack(row.responses).astype(np.float64) for row in part.itertuples()}
+        units = read_scan_units(berg_dir, scan)
+        table = pd.DataFrame({"session": units.scan_id.session, "scan": units.scan_id.scan,
+                              "readout_id": units.readout_id, "unit_id": units.unit_id, "area": units.area,
+                              "field": units.field})
+        for domain in DOMAINS:
+            table[f"mean_{domain}"] = per_frame[domain].mean(axis=0)
+        write_table(table, work_dir / f"{scan}.parquet")
+        domains_figure({d: per_frame[d] for d in DOMAINS}, f"{scan}: population responses per stimulus domain",
+                       work_dir / f"{scan}.png")
+        tables[scan] = table
+    return tables
