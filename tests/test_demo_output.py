@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,12 +19,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # worker output forwarded to the driver "(ServeController pid=1) ...", and raylet/GCS messages.
 RAY_LOG_LINE = re.compile(r"\b(INFO|WARNING|DEBUG)\b|\(\w[\w:]* pid=\d+\)|\braylet\b|\bgcs_server\b")
 RERUN_SWEEP = ("import sys; from pathlib import Path; from berg_ray.sweep.demo import run_sweep_demo; "
-               "run_sweep_demo(Path(sys.argv[1]), Path(sys.argv[2])); import ray; "
-               "print('ray started:', ray.is_initialized())")
+               "run_sweep_demo(Path(sys.argv[1]), Path(sys.argv[2]))")
 
 
-def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+def _run(argv: list[str], cwd: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **env_vars)
     env.pop("RAY_ADDRESS", None)
     return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
 
@@ -35,7 +36,11 @@ def test_demo_prints_only_its_own_lines_and_a_finished_sweep_reruns_without_ray(
     assert not noise, "\n".join(noise[:20])
     assert "demo finished" in first.stdout and "[4/4]" in first.stdout
 
-    again = _run(["-c", RERUN_SWEEP, str(work / "berg"), str(work)], tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "output already complete" in again.stdout and "frames/s" not in again.stdout
-    assert "ray started: False" in again.stdout  # the done set is read before Ray would start
+    ray_tmp = Path(tempfile.mkdtemp(prefix="br-"))  # the re-run's own Ray temp root: empty if Ray never started
+    try:
+        again = _run(["-c", RERUN_SWEEP, str(work / "berg"), str(work)], tmp_path, RAY_TMPDIR=str(ray_tmp))
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "output already complete" in again.stdout and "frames/s" not in again.stdout, again.stdout
+        assert not list(ray_tmp.rglob("session_*")), "the re-run started Ray"  # the done set is read first
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -18,7 +18,7 @@ def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     add = parser.add_argument
     add("--to", required=True, type=Path, metavar="DIR", help="BERG directory to install into (created)")
     add("--source", default="berg", metavar="SOURCE",
-        help="berg (default), microns, s3://bucket/prefix/ or s3://bucket/path/X.zip")
+        help="berg, microns, s3://bucket/prefix/ or s3://bucket/path/X.zip")
     add("--md5", default=None, metavar="HEX", help="expected MD5 of an archive source (overrides the published one)")
     add("--sessions", default="all", metavar="a,b|all", help="comma-separated scans (session-8_scan-5,...) or 'all'")
     add("--s3-endpoint-url", default=None, metavar="URL",

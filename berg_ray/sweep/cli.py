@@ -32,8 +32,8 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs; part of the output's content")
     parser.add_argument("--resize", action="store_true", help="resize other frame sizes to 144x256 (bilinear)")
     parser.add_argument("--max-frames", type=int, default=DEFAULT_SWEEP_MAX_FRAMES,
-                        help=f"most frames at 30 Hz per stimulus (default {DEFAULT_SWEEP_MAX_FRAMES} = 10 min); "
-                             f"longer inputs are listed as errors")
+                        help=f"most frames at 30 Hz per stimulus ({DEFAULT_SWEEP_MAX_FRAMES} = 10 min); longer inputs "
+                             "are listed as errors")
     parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)")
     parser.add_argument("--anonymous", action="store_true", help="read a public input bucket without credentials")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")

@@ -25,7 +25,9 @@ def run_sweep_demo(berg_dir: Path, work_dir: Path, verbose: bool = False) -> Non
     input_dir, output_dir = Path(work_dir) / "sweep_input", Path(work_dir) / "sweep_output"
     input_dir.mkdir(parents=True, exist_ok=True)
     for index, video in enumerate(demo_videos(DEMO_VIDEOS, DEMO_FRAMES, seed=7)):
-        np.save(input_dir / f"clip_{index:02d}.npy", video)
+        path = input_dir / f"clip_{index:02d}.npy"
+        if not (path.is_file() and np.array_equal(np.load(path), video)):  # rewriting would mark it changed
+            np.save(path, video)
     result = run(berg_dir=str(berg_dir), input=str(input_dir), output=str(output_dir), sessions="all",
                  batch_size=2, reduce="mean", show_progress=False, verbose=verbose)
     table = pq.read_table(output_dir).sort_by([("stimulus_id", "ascending"), ("train_session", "ascending")])

@@ -112,6 +112,7 @@ def test_sweep_driver_and_encoder_actors_resolve_an_s3_release(s3_release, relea
     from berg_ray.config import SweepArgs
     from berg_ray.download import cache
     from berg_ray.storage import open_store
+    from berg_ray.sweep import layout
     from berg_ray.sweep.pipeline import ShardEncoder
     from berg_ray.sweep.runner import _resolve_scans, _write_units
 
@@ -120,7 +121,7 @@ def test_sweep_driver_and_encoder_actors_resolve_an_s3_release(s3_release, relea
     store = open_store(str(tmp_path / "out"))
     _write_units(resolve_berg_dir(s3_release), list(SCANS), store)
     assert {f.name for f in store.list_files()} == {f"_units/{s}.parquet" for s in SCANS}
-    options = {"reduce": "none", "skip_frames": 0, "resize": False}
+    options = layout.content_options("none", 0, False, "float32")
     cache._RESOLVED.clear()  # as in a fresh actor process of this node
     encoder = ShardEncoder(s3_release, list(SCANS), store, options, 8, 1.0, s3=resolve_s3_options())
     assert sorted(encoder._model.scan_ids) == sorted(SCANS)
