@@ -18,6 +18,7 @@ prints an ``{"section": ..., "error": ...}`` line and the check goes on. Section
    launch-bound floor of one recurrent step (eager step vs the same step replayed from a CUDA graph).
 5. ``fanout``: device->host copy of one frame's features (512x16x24) in float32 and bf16 (pageable and pinned),
    against the core's time per frame; the 9,941-unit readout on the GPU vs on the CPU.
+6. ``cudnn``: cuDNN's autotuner (``torch.backends.cudnn.benchmark``) on vs off at B=32, float32 and bfloat16.
 """
 
 from __future__ import annotations
@@ -151,6 +152,27 @@ def throughput(report: Report, device: str, sizes: dict, release: Path, budget_s
             report.emit("throughput", **record)
 
 
+def cudnn_autotune(report: Report, device: str, sizes: dict, release: Path) -> None:
+    """B=32 (CPU: the largest batch) x T frames with cuDNN's autotuner on vs off, float32 and bfloat16: whether the
+    3-D convolutions (23% of GPU time) gain from benchmark mode. Results must not change beyond float32 rounding."""
+    batch = sizes["profile_batch"]
+    videos = torch.randint(0, 256, (batch, sizes["frames"], 144, 256), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(11))
+    model = scan_model(release, FIXTURE_SCANS[0], device)
+    for mode in ["float32", "bfloat16"]:
+        model.set_precision(mode)
+        outputs, fps = {}, {}
+        for autotune in (False, True):
+            torch.backends.cudnn.benchmark = autotune
+            responses_of(model, videos[:, :8], FIXTURE_SCANS[0], DEFAULT_CHUNK_FRAMES)  # warm-up / autotune
+            start = time.perf_counter()
+            outputs[autotune] = responses_of(model, videos, FIXTURE_SCANS[0], DEFAULT_CHUNK_FRAMES)
+            fps[autotune] = batch * sizes["frames"] / (time.perf_counter() - start)
+        torch.backends.cudnn.benchmark = False
+        report.emit("cudnn_autotune", precision=mode, batch=batch, frames=sizes["frames"], fps_default=fps[False],
+                    fps_autotune=fps[True], max_rel_difference=max_relative_error(outputs[True], outputs[False]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu",
@@ -158,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for device_check.jsonl and profile.txt")
     parser.add_argument("--throughput-budget-s", type=float, default=150.0,
                         help="wall-time budget of the throughput section (default: %(default)s)")
-    parser.add_argument("--sections", default="fidelity,agreement,throughput,profile,fanout",
+    parser.add_argument("--sections", default="fidelity,agreement,throughput,profile,fanout,cudnn",
                         help="comma list of sections to run (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -169,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     report.emit("start", device=args.device, sizes=sizes, sections=sorted(wanted))
     with tempfile.TemporaryDirectory() as tmp:
         release = None
-        if wanted & {"agreement", "throughput", "profile", "fanout"}:
+        if wanted & {"agreement", "throughput", "profile", "fanout", "cudnn"}:
             from berg_ray.checkpoint.demo import write_demo_release
             release = write_demo_release(Path(tmp) / "berg", [FIXTURE_SCANS[0]], n_units=sizes["units"], seed=7)
         if "fidelity" in wanted:
@@ -182,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             report.run("profile", profile_section, args.device, sizes, release, args.out)
         if "fanout" in wanted:
             report.run("fanout", fanout_section, args.device, sizes, release)
+        if "cudnn" in wanted:
+            report.run("cudnn_autotune", cudnn_autotune, args.device, sizes, release)
     report.emit("done")
     return 0
 

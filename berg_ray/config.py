@@ -269,8 +269,10 @@ class ServeArgs(BaseModel):
     body_timeout_s: float = Field(DEFAULT_BODY_TIMEOUT_S, gt=0, description="hard deadline for a whole request "
                                   "body, whatever its rate, else 408")
     retry_after_s: int = Field(1, ge=0, description="Retry-After header of 503 responses")
-    heads: Literal["multiplexed", "per_scan"] = Field(
-        "multiplexed", description="one readout deployment multiplexed by scan id, or one deployment per scan")
+    heads: Literal["auto", "in_core", "multiplexed", "per_scan"] = Field(
+        "auto", description="where the readout runs: 'in_core' on the core replica's device (only responses leave "
+        "it; the choice for GPUs, benchmarks/RESULTS.md 'GPU'), 'multiplexed' one CPU deployment multiplexed by scan "
+        "id, 'per_scan' one CPU deployment per scan; 'auto': in_core when the core has a GPU, else multiplexed")
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     core: CoreArgs = Field(default_factory=CoreArgs)
     ingress: IngressArgs = Field(default_factory=lambda: IngressArgs(num_cpus=0.5))

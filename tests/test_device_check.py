@@ -19,7 +19,7 @@ def test_device_check_runs_on_cpu(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "device_check.jsonl").read_text().splitlines()]
     assert [r for r in records if "error" in r] == []
     sections = {r["section"] for r in records}
-    assert sections == {"start", "fidelity", "agreement", "throughput", "profile", "fanout", "done"}
+    assert sections == {"start", "fidelity", "agreement", "throughput", "profile", "fanout", "cudnn_autotune", "done"}
     fidelity = [r for r in records if r["section"] == "fidelity"]
     assert len(fidelity) == 2 and all(r["max_rel_error_batched"] <= 1e-5 and r["max_rel_error_single"] <= 1e-5
                                       for r in fidelity)
@@ -32,4 +32,7 @@ def test_device_check_runs_on_cpu(tmp_path):
     assert all(r["fps_best"] > 0 for r in throughput)
     assert {r["what"] for r in records if r["section"] == "profile"} == {"time_shares", "ops"}
     assert (tmp_path / "profile.txt").read_text().count("aten::") > 5
+    autotune = [r for r in records if r["section"] == "cudnn_autotune"]
+    assert {r["precision"] for r in autotune} == {"float32", "bfloat16"}
+    assert all(r["fps_autotune"] > 0 and r["max_rel_difference"] < 1e-5 for r in autotune if r["precision"] == "float32")
     assert all(r["machine"]["cores"] >= 1 for r in records)

@@ -42,17 +42,28 @@ def build_app(args: ServeArgs | dict[str, Any]) -> Application:
     args = ServeArgs.model_validate(args)
     scan_ids = resolve_scan_ids(args)
     digest = _token_digest(args.token_env)
-    if args.heads == "multiplexed":
-        heads: Any = _deployment(ReadoutServer, "ReadoutServer", args.readout).bind(args.berg_dir)
-    else:
+    num_gpus = _core_gpus(args.core)
+    placement = heads_placement(args.heads, num_gpus)
+    heads: Any = None  # in_core: the core replica runs the readout itself
+    if placement == "multiplexed":
+        heads = _deployment(ReadoutServer, "ReadoutServer", args.readout).bind(args.berg_dir)
+    elif placement == "per_scan":
         heads = {sid: _deployment(ReadoutServer, f"ReadoutServer_{sid}", args.readout).bind(args.berg_dir)
                  for sid in scan_ids}
-    num_gpus = _core_gpus(args.core)
     device = args.device if num_gpus > 0 or args.device != "auto" else "cpu"
     core = serve.deployment(CoreServer).options(
         name="CoreServer", num_replicas=1, user_config=args.batching.model_dump(),
         **_replica_options(args.core, num_gpus)).bind(args.berg_dir, scan_ids, device, args.core, heads)
     return _deployment(Ingress, "Ingress", args.ingress).bind(args, scan_ids, digest, core)
+
+
+def heads_placement(heads: str, core_gpus: float) -> str:
+    """Resolve ``ServeArgs.heads``: 'auto' runs the readout in the core replica when it has a GPU (a CPU head costs
+    ~50x the core's time per frame there, and features are 20x the bytes of responses), else in a multiplexed
+    CPU deployment (on CPU the core is the slow part and heads scale out)."""
+    if heads == "auto":
+        return "in_core" if core_gpus > 0 else "multiplexed"
+    return heads
 
 
 def resolve_scan_ids(args: ServeArgs) -> list[str]:

@@ -121,11 +121,12 @@ class CoreServer:
     """The shared core + per-scan front ends of the loaded scans; one replica, on the GPU when there is one."""
 
     def __init__(self, berg_dir: str, scan_ids: list[str], device: str, core: CoreArgs,
-                 heads: DeploymentHandle | dict[str, DeploymentHandle]) -> None:
+                 heads: DeploymentHandle | dict[str, DeploymentHandle] | None) -> None:
+        """``heads`` None: the readout runs here, on the core's device, and only responses leave it (in_core)."""
         set_torch_threads(core.torch_threads)  # None: the CPUs Ray reserved for this replica
         self._model: EncodingModel = load_model(resolve_berg_dir(berg_dir), scan_ids, device=device,
                                                 precision=core.precision)
-        self._heads = HeadRouter(heads)
+        self._heads = None if heads is None else HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._chunk_frames = BatchingConfig().chunk_frames
         self._batch_videos: Counter[int] = Counter()  # videos per core batch -> number of batches, for stats()
@@ -150,20 +151,38 @@ class CoreServer:
     @serve.batch
     async def _run_jobs(self, jobs: list[VideoJob]) -> list[list[Any]]:
         self._batch_videos[len(jobs)] += 1
-        return await run_batch(jobs, self._chunk_frames, lambda *a: asyncio.to_thread(self._forward, jobs, *a),
-                               lambda job, features: self._heads.readout(job.scan_id, features, job.units))
+        return await self._run(jobs)
+
+    async def _run(self, jobs: list[VideoJob]) -> list[list[Any]]:
+        """One batch through ``run_batch``: features to the heads, or (in_core) the responses _forward computed."""
+        if self._heads is None:
+            def send(job: VideoJob, responses: np.ndarray) -> np.ndarray:
+                return responses
+        else:
+            def send(job: VideoJob, features: np.ndarray) -> DeploymentResponse:
+                return self._heads.readout(job.scan_id, features, job.units)
+        return await run_batch(jobs, self._chunk_frames, lambda *a: asyncio.to_thread(self._forward, jobs, *a), send)
 
     def _forward(self, jobs: Sequence[VideoJob], active: list[int], start: int, stop: int, state: Any
                  ) -> tuple[np.ndarray, Any]:
+        """Features (B_active, t, F, h, w) for the heads, or with the readout in core the responses of each active
+        video (a list of (t, U') arrays), computed on the device so that only responses are copied to the host."""
         frames = np.stack([jobs[i].frames[start:stop] for i in active])  # (B_active, t, 144, 256)
         with torch.inference_mode():
             chunk = torch.from_numpy(frames).to(self._model.device)
             features, state = self._model.forward_features(chunk, [jobs[i].scan_id for i in active], state)
-            return features.cpu().numpy().astype(self._feature_dtype, copy=False), state  # (B_active, t, F, h, w)
+            if self._heads is None:
+                return [self._readout(features[row:row + 1], jobs[i]) for row, i in enumerate(active)], state
+            return features.cpu().numpy().astype(self._feature_dtype, copy=False), state
+
+    def _readout(self, features: torch.Tensor, job: VideoJob) -> np.ndarray:
+        units = None if job.units is None else torch.as_tensor(job.units, dtype=torch.long, device=features.device)
+        return self._model.forward_readout(features, job.scan_id, units)[0].cpu().numpy()  # (t, U')
 
     async def ready(self) -> list[str]:
         """The loaded scans, once every scan's readout head has answered."""
-        await asyncio.gather(*(self._heads.ready(sid) for sid in self._model.scan_ids))
+        if self._heads is not None:
+            await asyncio.gather(*(self._heads.ready(sid) for sid in self._model.scan_ids))
         return self._model.scan_ids
 
     def stats(self) -> dict[str, Any]:

@@ -46,6 +46,39 @@ def test_build_app_graph(fixture_berg_dir, monkeypatch):
     heads = per_scan._bound_deployment.init_args[3]._bound_deployment.init_args[4]
     assert sorted(h._bound_deployment.name for h in heads.values()) == [
         "ReadoutServer_session-4_scan-7", "ReadoutServer_session-8_scan-5"]
+    auto_cpu = build_app(args)._bound_deployment.init_args[3]._bound_deployment.init_args[4]
+    assert auto_cpu._bound_deployment.name == "ReadoutServer"  # auto without a GPU: the multiplexed CPU head
+    in_core = build_app(dict(args, heads="in_core"))._bound_deployment.init_args[3]._bound_deployment.init_args[4]
+    assert in_core is None
+
+
+def test_heads_placement_follows_the_core_device():
+    from berg_ray.serve.app import heads_placement
+
+    assert heads_placement("auto", 1.0) == "in_core" and heads_placement("auto", 0.0) == "multiplexed"
+    assert heads_placement("per_scan", 1.0) == "per_scan" and heads_placement("in_core", 0.0) == "in_core"
+    with pytest.raises(ValueError, match="heads"):
+        ServeArgs.model_validate({"berg_dir": "x", "heads": "gpu"})
+
+
+def test_readout_in_core_equals_the_local_api(fixture_berg_dir, fixture_stimuli):
+    """heads=in_core: the core replica computes the readout on its device (a unit subset too) and returns the
+    responses that the local API gives."""
+    from berg_ray.config import CoreArgs
+    from berg_ray.serve.core import CoreServer
+
+    scans = ["session-8_scan-5", "session-4_scan-7"]
+    server = CoreServer(str(fixture_berg_dir), scans, "cpu", CoreArgs(), None)
+    server._chunk_frames = 2  # several segments: state carried across them
+    videos, units = fixture_stimuli[:2, :5], np.array([3, 0, 7])
+    model = load_model(fixture_berg_dir)
+    for scan, subset in ((scans[0], units), (scans[1], None)):  # the batch body of _run_jobs (@serve.batch)
+        parts = asyncio.run(server._run([VideoJob(video, scan, subset) for video in videos]))
+        got = np.stack([np.concatenate(p) for p in parts])
+        want = np.stack(encode_videos(model, videos, [scan] * 2, {scan: subset}))
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    assert asyncio.run(server.ready()) == scans
 
 
 def test_build_app_fails_loudly(fixture_berg_dir, monkeypatch):
