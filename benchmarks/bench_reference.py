@@ -142,6 +142,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
                     pair = {"round": round_, "units": units, "threads": threads, "order": list(order),
                             "ours": runs["ours"], "reference": runs["reference"],
                             "ratio": runs["ours"]["fps"] / runs["reference"]["fps"],
+                            "cpu_ratio": runs["reference"]["cpu_ms_per_frame"] / runs["ours"]["cpu_ms_per_frame"],
                             "max_rel_error": _max_rel_error(Path(tmp) / "ours.npy", Path(tmp) / "reference.npy"),
                             "machine": machine("cpu")}
                     print(json.dumps(pair), flush=True)
@@ -159,6 +160,8 @@ def summarize(pairs: list[dict]) -> list[dict]:
         loads = [p[side]["load_average_1min_before"] for p in group for side in ("ours", "reference")]
         row = {"metric": "summary", "units": units, "threads": threads, "rounds": len(group),
                "ratio_min": min(ratios), "ratio_median": statistics.median(ratios), "ratio_max": max(ratios),
+               "cpu_ratio_median": statistics.median(p["reference"]["cpu_ms_per_frame"] / p["ours"]["cpu_ms_per_frame"]
+                                                     for p in group),
                "load_min": min(loads), "load_max": max(loads),
                "max_rel_error": max(p["max_rel_error"] for p in group)}
         for side in ("ours", "reference"):
@@ -176,7 +179,7 @@ def summarize(pairs: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| units | threads | rounds | ours fps (median / best) | reference fps (median / best) | ratio "
-             "min / median / max | ours / ref CPU ms per frame | scaling vs 1 thread (ours / ref) | load | "
+             "min / median / max | ours / ref CPU ms per frame (ratio) | scaling vs 1 thread (ours / ref) | load | "
              "max rel error |", "| " + " | ".join(["---"] * 10) + " |"]
     for r in rows:
         scaling = (f"{r['ours_scaling_vs_1_thread']:.2f} / {r['reference_scaling_vs_1_thread']:.2f}"
@@ -184,14 +187,15 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['units']:,} | {r['threads']} | {r['rounds']} | {r['ours_fps_median']:.2f} / "
                      f"{r['ours_fps_best']:.2f} | {r['reference_fps_median']:.2f} / {r['reference_fps_best']:.2f} | "
                      f"{r['ratio_min']:.2f} / **{r['ratio_median']:.2f}** / {r['ratio_max']:.2f} | "
-                     f"{r['ours_cpu_ms_per_frame_median']:.0f} / {r['reference_cpu_ms_per_frame_median']:.0f} | "
+                     f"{r['ours_cpu_ms_per_frame_median']:.0f} / {r['reference_cpu_ms_per_frame_median']:.0f} "
+                     f"({r['cpu_ratio_median']:.2f}) | "
                      f"{scaling} | {r['load_min']:.1f}-{r['load_max']:.1f} | {r['max_rel_error']:.1e} |")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference", type=Path, required=True, help="directory holding the reference's fnn/")
+    parser.add_argument("--reference", type=Path, help="directory holding the reference's fnn/ (required to measure)")
     parser.add_argument("--reference-python", default=sys.executable, help="interpreter for the reference runs")
     parser.add_argument("--units", type=int, nargs="+", default=[150, 9941], help="unit counts (one release each)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads")
@@ -201,6 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "berg-ray-refbench",
                         help="where the generated releases are written (reused)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for one run")
+    parser.add_argument("--summarize", type=Path, help="only summarize the pair lines of an earlier run's output")
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--berg-dir", help=argparse.SUPPRESS)
     parser.add_argument("--weights-dir", help=argparse.SUPPRESS)
@@ -214,9 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         _child(args)
         return
-    if not (args.reference / "fnn" / "microns" / "__init__.py").is_file():
+    if args.summarize:
+        lines = args.summarize.read_text().splitlines()
+        pairs = [json.loads(line) for line in lines if line.startswith('{"round"')]
+    elif args.reference is None or not (args.reference / "fnn" / "microns" / "__init__.py").is_file():
         raise SystemExit(f"error: {args.reference} does not hold the reference's fnn package (fnn/microns)")
-    rows = summarize(measure(args))
+    else:
+        pairs = measure(args)
+    rows = summarize(pairs)
     for row in rows:
         print(json.dumps(row), flush=True)
     print("\n" + markdown(rows))
