@@ -2,6 +2,7 @@
 
     python benchmarks/bench_reference.py --reference /path/to/fnn-c34328c --reference-python /path/to/venv/bin/python
     python benchmarks/bench_reference.py --reference REF --units 150 9941 --threads 1 2 --rounds 5 --frames 90
+    python benchmarks/bench_reference.py --summarize run.jsonl    # the summary of an earlier (or cut-off) run
 
 The reference is NOT part of this repository: ``--reference`` is a directory holding its ``fnn`` package (e.g.
 ``git archive c34328c fnn | tar -x -C DIR`` of github.com/cajal/fnn, MIT), and ``--reference-python`` an
@@ -15,7 +16,8 @@ written under ``--data-dir`` (reused when present) and BOTH implementations load
 read by every run. Every measurement runs in a fresh subprocess with ``torch.set_num_threads(N)``; after a short
 warm-up (4 frames) the whole video is timed once (wall and process CPU seconds). Rounds alternate the two
 implementations (ours first in even rounds, the reference first in odd ones) over every (units, threads) pair,
-so machine drift hits both alike; each pair's ratio is ours fps / reference fps of the same round, and the
+so machine drift hits both alike; each pair's ratio is ours fps / reference fps of the same round (and
+``cpu_ratio`` the reference's process CPU time per frame / ours, steadier on a shared machine), and the
 responses of the pair are compared (max relative error). Prints one JSON line per measurement (with the machine
 and the 1-minute load average before the run), then per-(units, threads) summaries and a Markdown table.
 """
