@@ -19,8 +19,9 @@ def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     add("--to", required=True, type=Path, metavar="DIR", help="BERG directory to install into (created)")
     add("--source", default="berg", metavar="SOURCE",
         help="berg, microns, s3://bucket/prefix/ or s3://bucket/path/X.zip")
-    add("--md5", default=None, metavar="HEX", help="expected MD5 of an archive source (default: the published one for microns; for an s3:// "
-             "archive, its ETag when that is an MD5)")
+    add("--md5", default=None, metavar="HEX",
+        help="expected MD5 of an archive source (default: the published one for microns; for an s3:// archive, "
+             "its ETag when that is an MD5)")
     add("--sessions", default="all", metavar="a,b|all", help="comma-separated scans (session-8_scan-5,...) or 'all'")
     add("--s3-endpoint-url", default=None, metavar="URL",
         help="S3-compatible endpoint for s3:// sources (default: AWS_ENDPOINT_URL, else AWS)")
