@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from berg_ray.errors import InvalidSessionError, MalformedSessionError, UnknownModelError
 
@@ -147,13 +150,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 ARRAY_SUFFIXES = (".npy", ".npz")
 NPZ_VIDEO_KEY = "video"  # array name looked up in a multi-array .npz
 
-
 # --- Serve (berg_ray.serve): every knob of the Ray Serve application, validated once by build_app ---
-
-from typing import Literal  # noqa: E402
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator  # noqa: E402
-
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024  # largest accepted POST /v1/encode body
 # A request body must keep arriving: after a grace period its average rate must stay above a minimum, and it must
 # be complete within a hard deadline; otherwise 408. Slow clients thus hold an ingress slot for bounded time.
@@ -347,8 +344,7 @@ class SweepArgs(BaseModel):
                                               "else sized from the cluster")
     lease_ttl_s: float = Field(SWEEP_LEASE_TTL_S, gt=0, description="seconds after its last renewal that the "
                                "output's lease of a dead sweep expires (then the next sweep takes it over)")
-    show_progress: bool = Field(True, description="show progress bars (run() prints nothing else; the CLI prints "
-                                "the summary)")
+    show_progress: bool = Field(True, description="show progress bars (run() prints nothing; the CLI the summary)")
     verbose: bool = Field(False, description="also show Ray's own INFO/WARNING logs and the workers' output on the "
                           "console (else they go to Ray's log files)")
 
@@ -367,8 +363,7 @@ class SweepArgs(BaseModel):
 # The two public sources of the trained release, read without credentials (unsigned requests).
 BERG_BUCKET = "brain-encoding-response-generator"  # BERG's bucket; the release is at RELEASE_SUBDIR inside it
 MICRONS_BUCKET = "bossdb-open-data"
-MICRONS_KEY = ("iarpa_microns/minnie/functional_data/foundation_model/"
-               "foundational_model_weights_and_metadata_v1.zip")
+MICRONS_KEY = "iarpa_microns/minnie/functional_data/foundation_model/foundational_model_weights_and_metadata_v1.zip"
 MICRONS_MD5 = "58fcac4b31ad2902c81e339432cec787"  # published checksum of the MICrONS archive
 DOWNLOAD_RANGE_BYTES = 32 * 1024 * 1024  # one ranged GET fetches at most this much (the resume granularity)
 DOWNLOAD_MAX_MEMBER_BYTES = 4 * 1024 ** 3  # an archive member larger than this is refused (zip bomb guard)
@@ -377,12 +372,9 @@ DOWNLOAD_STATE_FILE = ".berg-ray-download.json"  # under the target directory: w
 CACHE_ENV = "BERG_RAY_CACHE"  # node-local cache of s3:// releases; default: $XDG_CACHE_HOME/berg_ray
 CACHE_FETCH_LOG = ".fetch-log.jsonl"  # in a cached release: one line per process that resolved it (GETs made)
 
-# --- In-silico experiments (berg_ray.stimuli, berg_ray.analysis) ---
-
-# Screen geometry assumed to convert degrees of visual angle to monitor pixels: the MICrONS monitor, 55.2 x 31.0 cm
-# (16:9) at 15 cm from the eye, shown as 256 x 144 pixels. The trained model's own monitor plane sits at about half
-# its half-width from the eye (wang2025-model-spec.md §3.2.3: monitor.center initialised at (0, 0, 0.5) in units
-# of the half-width), i.e. width / distance = 4 against 55.2 / 15 = 3.68 here: the same wide-field geometry.
+# --- In-silico experiments (berg_ray.stimuli, berg_ray.analysis, berg_ray.experiments: `berg-ray experiment`) ---
+# Degrees -> monitor pixels: the MICrONS monitor, 55.2 x 31.0 cm at 15 cm from the eye, as 256 x 144 pixels (width /
+# distance 3.68; the model's own monitor plane, spec §3.2.3, has 4: the same wide-field geometry).
 MONITOR_WIDTH_CM, MONITOR_HEIGHT_CM = 55.2, 31.0
 MONITOR_DISTANCE_CM = 15.0
 # Stimulus defaults (uint8 pixel values; luminance is the pixel value, the model's input).
@@ -398,7 +390,6 @@ RDK_DENSITY_PER_DEG2 = 0.01  # dots per square degree
 RDK_DOT_DIAMETER_DEG = 4.0
 RDK_SPEED_DEG_S = 60.0
 TRIAL_BLANK_FRAMES = 15  # grey frames before and after a stimulus in a trial (0.5 s at 30 Hz)
-# In-silico experiments (berg_ray.experiments, ``berg-ray experiment``).
 EXPERIMENT_DIRECTIONS = 16  # drifting-grating directions, uniformly spaced over 360 deg
 EXPERIMENT_REPEATS = 2  # repeats per direction, each with another spatial phase (the model is deterministic)
 EXPERIMENT_TRIAL_FRAMES = 60  # stimulus frames per trial (2 s at 30 Hz), averaged into one response
