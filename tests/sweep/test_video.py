@@ -75,3 +75,10 @@ def test_resize_is_opt_in_and_bilinear(clip):
 def test_unsupported_suffix():
     with pytest.raises(InvalidVideoError, match="unsupported file type"):
         decode_video("a.gif", b"")
+
+
+@pytest.mark.parametrize("dtype", ["timedelta64[s]", "datetime64[s]", "bool", "complex64"])
+def test_resize_refuses_what_the_api_refuses(dtype):
+    """--resize converts pixels before the frame-size check: the same dtype rule as validate_stimulus applies."""
+    with pytest.raises(InvalidVideoError, match="dtype"):
+        decode_video("odd.npy", npy_bytes(np.zeros((2, 10, 10), dtype=dtype)), resize=True)
