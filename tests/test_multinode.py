@@ -123,10 +123,35 @@ def read_parts(server: S3Server, bucket: str) -> list[dict]:
 
     fs = server.arrow_fs()
     rows = []
-    for info in fs.get_file_info(FileSelector(f"{bucket}/out")):
+    for info in fs.get_file_info(FileSelector(f"{bucket}/out", allow_not_found=True)):
         if is_part_name(info.base_name):
             rows += pq.read_table(info.path, filesystem=fs).to_pylist()
     return rows
+
+
+def put_inputs(server: S3Server, bucket: str, release: Path, n_videos: int, n_frames: int) -> np.ndarray:
+    """The release under s3://bucket/release/ and n_videos random videos under s3://bucket/in/ (v0.npy, ...)."""
+    upload_mirror(server, bucket, "release/", release)
+    videos = np.random.default_rng(3).integers(0, 256, (n_videos, n_frames, 144, 256), dtype=np.uint8)
+    client = server.client()
+    for index, video in enumerate(videos):
+        client.put_object(Bucket=bucket, Key=f"in/v{index}.npy", Body=npy_bytes(video))
+    return videos
+
+
+def sweep_job(server: S3Server, bucket: str) -> tuple[str, dict[str, str]]:
+    """(entrypoint, env_vars) of `berg-ray sweep` (as `python -m berg_ray.cli`: the same entry point, whatever
+    PATH holds) over s3://bucket/in/ -> s3://bucket/out/ with the release at s3://bucket/release/."""
+    entrypoint = (f"{sys.executable} -m berg_ray.cli sweep --berg-dir s3://{bucket}/release/ --input s3://{bucket}/in/ "
+                  f"--output s3://{bucket}/out/ --sessions all --batch-size 1 --num-workers 2 "
+                  f"--num-cpus-per-worker 1")
+    env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
+           "AWS_ENDPOINT_URL": server.endpoint, "PYTHONPATH": str(REPO_ROOT)}
+    return entrypoint, env
+
+
+def written_keys(server: S3Server, bucket: str) -> list[tuple[str, str]]:
+    return sorted((row["stimulus_id"], row["train_session"]) for row in read_parts(server, bucket))
 
 
 def test_sweep_job_on_three_nodes_runs_everywhere_exactly_once(cluster, s3_env, release):
@@ -136,16 +161,8 @@ def test_sweep_job_on_three_nodes_runs_everywhere_exactly_once(cluster, s3_env, 
 
     _, url, node_caches = cluster
     bucket = s3_env.new_bucket()
-    upload_mirror(s3_env, bucket, "release/", release)
-    videos = np.random.default_rng(3).integers(0, 256, (N_VIDEOS, N_FRAMES, 144, 256), dtype=np.uint8)
-    client = s3_env.client()
-    for index, video in enumerate(videos):
-        client.put_object(Bucket=bucket, Key=f"in/v{index}.npy", Body=npy_bytes(video))
-    entrypoint = (f"{sys.executable} -m berg_ray.cli sweep --berg-dir s3://{bucket}/release/ --input s3://{bucket}/in/ "
-                  f"--output s3://{bucket}/out/ --sessions all --batch-size 1 --num-workers 2 "
-                  f"--num-cpus-per-worker 1")
-    env = {"AWS_ACCESS_KEY_ID": s3_env.access_key, "AWS_SECRET_ACCESS_KEY": s3_env.secret_key,
-           "AWS_ENDPOINT_URL": s3_env.endpoint, "PYTHONPATH": str(REPO_ROOT)}
+    videos = put_inputs(s3_env, bucket, release, N_VIDEOS, N_FRAMES)
+    entrypoint, env = sweep_job(s3_env, bucket)
     start = time.monotonic()
     job_client, job_id = submit(url, entrypoint, env)
     status = wait_for_job(job_client, job_id, JOB_TIMEOUT_S)
@@ -163,8 +180,7 @@ def test_sweep_job_on_three_nodes_runs_everywhere_exactly_once(cluster, s3_env, 
 
     # every (stimulus, scan) exactly once, equal to the local API
     rows = read_parts(s3_env, bucket)
-    keys = sorted((row["stimulus_id"], row["train_session"]) for row in rows)
-    assert keys == sorted((f"v{i}", scan) for i in range(N_VIDEOS) for scan in SCANS)
+    assert written_keys(s3_env, bucket) == sorted((f"v{i}", scan) for i in range(N_VIDEOS) for scan in SCANS)
     local = BERG(release)
     for scan in SCANS:
         model = local.get_encoding_model("calcium_2p-wang_2025-3DCNN", scan)
@@ -181,3 +197,45 @@ def test_sweep_job_on_three_nodes_runs_everywhere_exactly_once(cluster, s3_env, 
         assert sorted(line["files"] for line in lines)[-1] == n_files, lines
         assert sum(line["files"] for line in lines) == n_files, lines  # downloaded once on this node
         assert (node_caches[node] / entry.relative_to(entry.parents[1]) / RELEASE_SUBDIR).is_dir()
+
+
+def encoder_nodes(url: str) -> set[str]:
+    """Node ids of the alive Ray Data map actors (the sweep's encoders), from the cluster's state API."""
+    from ray.util.state import list_actors
+
+    return {actor.node_id for actor in list_actors(address=url, filters=[("state", "=", "ALIVE")], limit=1000)
+            if "MapWorker" in actor.class_name}
+
+
+def test_sweep_job_survives_losing_a_worker_node(cluster, s3_env, release):
+    """A worker node running an encoder is killed mid-sweep: the job completes with every (stimulus, scan)
+    exactly once, or, if it fails, submitting it again completes it with no duplicate."""
+    from ray.job_submission import JobStatus
+
+    ray_cluster, url, _ = cluster
+    bucket = s3_env.new_bucket()
+    n_videos = 16
+    put_inputs(s3_env, bucket, release, n_videos, 8)
+    entrypoint, env = sweep_job(s3_env, bucket)
+    job_client, job_id = submit(url, entrypoint, env)
+    expected = sorted((f"v{i}", scan) for i in range(n_videos) for scan in SCANS)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not written_keys(s3_env, bucket):  # mid-sweep: the first part file is out
+        assert job_client.get_job_status(job_id) in {JobStatus.PENDING, JobStatus.RUNNING}, \
+            job_client.get_job_logs(job_id)[-3000:]
+        assert time.monotonic() < deadline, "no part file written"
+        time.sleep(0.5)
+    workers = {node.node_id: node for node in ray_cluster.worker_nodes}
+    victims = sorted(encoder_nodes(url) & set(workers))
+    assert victims, "no encoder actor on a worker node"
+    ray_cluster.remove_node(workers[victims[0]], allow_graceful=False)
+    done_at_loss = len(written_keys(s3_env, bucket))
+    assert done_at_loss < len(expected), "the sweep ended before the node was removed: nothing was tested"
+    status = wait_for_job(job_client, job_id, JOB_TIMEOUT_S)
+    print(f"node loss after {done_at_loss}/{len(expected)} files: job {status}")
+    if status != JobStatus.SUCCEEDED:  # Ray could not finish it: a re-submission completes it
+        job_client, job_id = submit(url, entrypoint, env)
+        status = wait_for_job(job_client, job_id, JOB_TIMEOUT_S)
+        print(f"re-submitted: job {status}")
+    assert status == JobStatus.SUCCEEDED, job_client.get_job_logs(job_id)[-4000:]
+    assert written_keys(s3_env, bucket) == expected  # exactly once: no duplicate, no missing row
