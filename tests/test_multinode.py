@@ -146,7 +146,10 @@ def sweep_job(server: S3Server, bucket: str) -> tuple[str, dict[str, str]]:
                   f"--output s3://{bucket}/out/ --sessions all --batch-size 1 --num-workers 2 "
                   f"--num-cpus-per-worker 1")
     env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
-           "AWS_ENDPOINT_URL": server.endpoint, "PYTHONPATH": str(REPO_ROOT)}
+           "AWS_ENDPOINT_URL": server.endpoint, "PYTHONPATH": str(REPO_ROOT),
+           # Ray Data starts the pool's actors asynchronously; waiting for both before the first micro-batch makes
+           # both encoders (one per node) take work, however slowly a loaded machine loads the model
+           "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "180"}
     return entrypoint, env
 
 
@@ -223,7 +226,8 @@ def test_sweep_job_survives_losing_a_worker_node(cluster, s3_env, release):
     while not written_keys(s3_env, bucket):  # mid-sweep: the first part file is out
         assert job_client.get_job_status(job_id) in {JobStatus.PENDING, JobStatus.RUNNING}, \
             job_client.get_job_logs(job_id)[-3000:]
-        assert time.monotonic() < deadline, "no part file written"
+        assert time.monotonic() < deadline, f"no part file written in {JOB_TIMEOUT_S} s; job " \
+            f"{job_client.get_job_status(job_id)}:\n{job_client.get_job_logs(job_id)[-3000:]}"
         time.sleep(0.5)
     workers = {node.node_id: node for node in ray_cluster.worker_nodes}
     victims = sorted(encoder_nodes(url) & set(workers))
