@@ -7,6 +7,7 @@ from_items(shards)                        one row per micro-batch (planned on th
                                           actors: model loaded once; encode each scan of the micro-batch,
                                           write one Parquet file per scan (staged, then published atomically)
   -> one summary row per file written     streamed back to the driver for progress and the final summary
+                                          (with the Ray node id of the actor that wrote it)
 ```
 The actors write the files themselves (rather than ``Dataset.write_parquet``) because each file's name must be a
 pure function of its micro-batch: a retried micro-batch then rewrites the same name, never adds a second copy,
@@ -92,6 +93,7 @@ class ShardEncoder:
 
     def __init__(self, berg_dir: str, scans: Sequence[str], store: Store, options: dict, chunk_frames: int,
                  num_cpus: float, s3: S3Options | None = None) -> None:
+        import ray
         import torch
 
         from berg_ray.checkpoint.release import load_model
@@ -102,6 +104,7 @@ class ShardEncoder:
             set_torch_threads(cpu_threads(num_cpus))
         self._model = load_model(resolve_berg_dir(berg_dir, s3), list(scans), device="auto", precision=options["precision"])
         self._store, self._options, self._chunk_frames = store, options, chunk_frames
+        self._node = ray.get_runtime_context().get_node_id()  # recorded with each file in the run summary
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows: list[dict] = []
@@ -110,6 +113,8 @@ class ShardEncoder:
             written = self._encode_shard(shard, _split_videos(frames, lengths), [sid for sid, _ in lengths])
             rows.extend(written or [_summary_row("", "", 0, 0, 0, 0.0, 0.0)])
             rows[-1]["errors"] = str(errors)
+        for row in rows:
+            row["node"] = self._node
         return {key: np.array([row[key] for row in rows]) for key in rows[0]}
 
     def _encode_shard(self, shard: Shard, videos: list[np.ndarray], stimulus_ids: list[str]) -> list[dict]:
@@ -167,4 +172,4 @@ def _split_videos(frames: bytes, lengths: list) -> list[np.ndarray]:
 def _summary_row(scan: str, name: str, n_stimuli: int, n_frames: int, n_bytes: int, encode_s: float,
                  write_s: float) -> dict:
     return {"scan": scan, "file": name, "n_stimuli": n_stimuli, "n_frames": n_frames, "n_bytes": n_bytes,
-            "encode_s": encode_s, "write_s": write_s, "decoded_frames": 0, "errors": "[]"}
+            "encode_s": encode_s, "write_s": write_s, "decoded_frames": 0, "errors": "[]", "node": ""}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -35,7 +36,8 @@ from berg_ray.sweep.resources import size_workers
 @dataclass
 class SweepResult:
     """What a sweep did in this run. ``frames``: video frames decoded; ``frame_scans``: (frame, scan) pairs run
-    through the model (the work measure behind frames/s)."""
+    through the model (the work measure behind frames/s); ``part_nodes``: the Ray node id of the encoder actor that
+    wrote each part file of this run."""
 
     output: str
     scans: list[str]
@@ -50,6 +52,7 @@ class SweepResult:
     write_s: float = 0.0
     wall_s: float = 0.0
     errors: list[dict] = field(default_factory=list)
+    part_nodes: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -64,6 +67,10 @@ class SweepResult:
     def frames_per_s(self) -> float:
         return self.frame_scans / self.wall_s if self.wall_s > 0 else 0.0
 
+    def _nodes_line(self) -> str:
+        counts = Counter(self.part_nodes.values())
+        return f"{len(counts)} (" + ", ".join(f"{node}: {n} files" for node, n in sorted(counts.items())) + ")"
+
     def summary(self) -> str:
         changed = f", {self.inputs_changed} recomputed: input changed" if self.inputs_changed else ""
         speed = ("output already complete, nothing computed" if self.complete_before
@@ -74,6 +81,7 @@ class SweepResult:
                  f"  frames: {self.frames} decoded, {self.frame_scans} frame x scan computed, "
                  f"files written: {self.files_written} ({self.bytes_written / 1e6:.1f} MB)",
                  f"  wall time: {self.wall_s:.1f} s, {speed}",
+                 *([f"  encoder nodes: {self._nodes_line()}"] if self.part_nodes else []),
                  f"  errors: {len(self.errors)}" + (f" (listed in {layout.ERRORS_FILE})" if self.errors else "")]
         lines += [f"    {e['stimulus_id']}: {e['error']}" for e in self.errors[:10]]
         return "\n".join(lines)
@@ -209,6 +217,7 @@ def _add_row(result: SweepResult, row: dict) -> None:
     result.errors.extend(json.loads(row["errors"]))
     if row["scan"]:
         result.files_written += 1
+        result.part_nodes[str(row["file"])] = str(row["node"])
         result.frame_scans += int(row["n_frames"])
         result.frames += int(row["decoded_frames"])
         result.bytes_written += int(row["n_bytes"])
