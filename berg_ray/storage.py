@@ -21,8 +21,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from berg_ray.errors import StorageError
+
+if TYPE_CHECKING:  # defined in storage_s3, which imports this module
+    from berg_ray.storage_s3 import S3Options
 
 TMP_DIR = "_tmp"  # local staging directory inside an output root (ignored by pyarrow: leading underscore)
 _S3_NAMES = ("S3Options", "S3Store", "resolve_s3_options")  # defined in berg_ray.storage_s3, importable from here

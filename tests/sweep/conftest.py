@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ACCESS_KEY, SECRET_KEY = "berg-test-key", "berg-test-secret"
