@@ -11,10 +11,13 @@ release fetched it once (the cache's ``.fetch-log.jsonl``). The cluster is stopp
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,15 +53,21 @@ def release(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def cluster(s3_env, tmp_path, monkeypatch):
+def cluster(ray_cluster, s3_env, tmp_path, monkeypatch):
     """(Cluster, dashboard URL, {node id: cache dir}); every process gets the S3 variables (s3_env) and a test
-    token auth, each node its own cache."""
+    token auth, each node its own cache. The test session's local Ray (ray_cluster) runs beside it, as in a full
+    test run: a second Ray instance on the machine must not capture this cluster's jobs."""
     import ray
     from ray.cluster_utils import Cluster
 
-    # cluster_utils records the head in /tmp/ray/ray_current_cluster, where a plain ray.init() of any process on
-    # this machine would find and join it: keep other users' (and tests') Ray sessions out of this cluster
-    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *args, **kwargs: None)
+    # The cluster lives in its own Ray temp dir and records its address there, not in /tmp/ray/ray_current_cluster
+    # (where cluster_utils writes it and a plain ray.init() of any process on this machine would join it). The job
+    # supervisor resolves the driver's RAY_ADDRESS from "auto" in the head's temp dir: with the address written
+    # there, a job joins this cluster even while another Ray instance runs on the machine (this test process's
+    # session cluster); without it, "auto" picked any running GCS (a job once ran on the wrong cluster and hung).
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths live under it
+    monkeypatch.setattr(ray._private.utils, "write_ray_address",
+                        functools.partial(ray._private.utils.write_ray_address, temp_dir=temp_dir))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # token auth as on a `ray start` cluster: RAY_AUTH_MODE=token and the token in ~/.ray/auth_token (created as
     # ray.init creates it for a new local cluster); the mode is re-read by this process like ray.init does
@@ -72,19 +81,22 @@ def cluster(s3_env, tmp_path, monkeypatch):
     dashboard_port = free_port()
     caches = {name: tmp_path / f"cache-{name}" for name in ("head", "worker-1", "worker-2")}
     cluster = Cluster(initialize_head=True, shutdown_at_exit=True, head_node_args=dict(
-        num_cpus=1, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
-        dashboard_agent_listen_port=free_port(), env_vars={"BERG_RAY_CACHE": str(caches["head"])}))
+        num_cpus=1, temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port, dashboard_agent_listen_port=free_port(),
+        env_vars={"BERG_RAY_CACHE": str(caches["head"])}))
     try:
         nodes = {cluster.head_node.node_id: caches["head"]}
         for name in ("worker-1", "worker-2"):
-            node = cluster.add_node(num_cpus=1, env_vars={"BERG_RAY_CACHE": str(caches[name])})
+            node = cluster.add_node(num_cpus=1, temp_dir=temp_dir, env_vars={"BERG_RAY_CACHE": str(caches[name])})
             nodes[node.node_id] = caches[name]
         cluster.wait_for_nodes()
+        assert ray._private.services.canonicalize_bootstrap_address_or_die("auto", temp_dir) == cluster.gcs_address
         yield cluster, f"http://127.0.0.1:{dashboard_port}", nodes
     finally:
         cluster.shutdown()
         monkeypatch.undo()
         Config.initialize("")  # this process's Ray config back to its environment
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def submit(url: str, entrypoint: str, env_vars: dict[str, str], timeout_s: float = 120.0) -> tuple:
