@@ -1,4 +1,5 @@
-"""Shared fixtures: the reference fixture (golden outputs), a generated demo release, one local Ray cluster."""
+"""Shared fixtures: the reference fixture (golden outputs), a generated demo release, one local Ray cluster, a real
+S3 server (tests/s3_server.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.s3_server import s3_env, s3_server  # noqa: F401 - fixtures for every test directory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = REPO_ROOT / "tests" / "fixtures" / "wang2025-reference"

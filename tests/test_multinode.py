@@ -29,7 +29,7 @@ from berg_ray.download.cache import cache_entry
 from berg_ray.download.sources import MirrorSource
 from berg_ray.storage import resolve_s3_options
 from tests.download.conftest import release_files, upload_mirror
-from tests.sweep.conftest import S3Server, s3_env, s3_server  # noqa: F401 - fixtures
+from tests.s3_server import S3Server
 from tests.sweep.helpers import npy_bytes
 
 pytestmark = pytest.mark.slow

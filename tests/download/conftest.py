@@ -1,4 +1,4 @@
-"""Download fixtures: the SeaweedFS server of the sweep tests, a generated release, and helpers that lay it out in
+"""Download fixtures: a generated release, and helpers that lay it out in
 S3 like each source (a BERG-layout mirror, a MICrONS-like zip with its files in a nested folder)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, WEIGHTS_SUBDIR
-from tests.sweep.conftest import S3Server, s3_env, s3_server  # noqa: F401 - fixtures shared with the sweep tests
+from tests.s3_server import S3Server
 
 SCANS = ("session-8_scan-5", "session-4_scan-7")
 

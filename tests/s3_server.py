@@ -1,4 +1,5 @@
-"""Sweep fixtures: a real SeaweedFS S3 server (``weed mini`` on 127.0.0.1, with credentials) and input helpers."""
+"""A real SeaweedFS S3 server for tests (``weed mini`` on 127.0.0.1, with credentials): the session-wide ``s3_server``
+fixture and ``s3_env`` (the standard credential chain pointed at it), registered for every test in tests/conftest.py."""
 
 from __future__ import annotations
 
