@@ -18,6 +18,9 @@ from berg_ray.config import ROIS, ScanId
 from berg_ray.errors import InvalidSelectionError
 
 SELECTION_KEYS = ("roi", "field", "unit_index")
+# Top-level metadata key that marks a generated release (`berg-ray demo-release`: seeded random weights). It travels
+# with the metadata files (S3 mirrors, downloads, node caches), so whatever reads the release can label its results.
+GENERATED_KEY = "generated_by"
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +48,12 @@ class ScanUnits:
     @property
     def n_units(self) -> int:
         return int(self.readout_id.shape[0])
+
+    @property
+    def weights(self) -> str:
+        """"generated weights" when the scan's metadata marks a generated release, else "released weights"
+        (for labelling figures and reports)."""
+        return "generated weights" if GENERATED_KEY in self.metadata else "released weights"
 
 
 def take_per_unit(value: Any, index: np.ndarray, n_units: int) -> Any:

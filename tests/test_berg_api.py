@@ -11,6 +11,7 @@ from berg_ray import BERG
 from berg_ray.config import MODEL_ID
 from berg_ray.errors import (BergRayError, DeviceError, InvalidArgumentError, InvalidSelectionError,
                              InvalidSessionError, InvalidStimulusError, ScanNotAvailableError, UnknownModelError)
+from berg_ray.units import GENERATED_KEY
 
 SESSION = "session-8_scan-5"
 
@@ -63,7 +64,7 @@ def test_selection_is_the_union_of_masks_in_readout_order(berg, model, video, fu
 def test_metadata_is_in_readout_order(berg, model):
     metadata = berg.get_model_metadata(MODEL_ID, train_session=SESSION)
     np.testing.assert_array_equal(metadata["calcium_2p"]["unit_id"], model.units.unit_id)
-    assert set(metadata) == {"calcium_2p", "encoding_model"}
+    assert set(metadata) == {"calcium_2p", "encoding_model", GENERATED_KEY}  # BERG's keys + the generated mark
 
 
 def test_progress_bar_shows_frames(berg, model, video, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,19 @@ import pytest
 
 from berg_ray.cli import main
 from berg_ray.experiments.stimulus_sets import rf_set, tuning_set
+from tests.download.conftest import upload_mirror
 from tests.test_experiment_figures import PNG_SIGNATURE
 
 SCAN = "session-8_scan-5"
+TUNING_OPTIONS = ["--sessions", SCAN, "--directions", "4", "--repeats", "1", "--trial-frames", "3",
+                  "--burn-in-frames", "2", "--quiet"]
+
+
+def png_title(data: bytes) -> str:
+    """The ``Title`` text chunk of a PNG (figures record their title there)."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).text.get("Title", "")
 
 
 def test_stimulus_sets_ids_and_burn_in() -> None:
@@ -27,8 +38,7 @@ def test_stimulus_sets_ids_and_burn_in() -> None:
 
 @pytest.mark.slow
 def test_tuning_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: Path, capsys) -> None:
-    argv = ["experiment", "tuning", "--berg-dir", str(demo_berg_dir), "--sessions", SCAN, "--out", str(tmp_path),
-            "--directions", "4", "--repeats", "1", "--trial-frames", "3", "--burn-in-frames", "2", "--quiet"]
+    argv = ["experiment", "tuning", "--berg-dir", str(demo_berg_dir), "--out", str(tmp_path), *TUNING_OPTIONS]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "tuning: 4 stimuli, 20 frames" in printed and "median_dori" in printed
@@ -39,7 +49,9 @@ def test_tuning_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path
     assert ((table["pref_dir"] >= 0) & (table["pref_dir"] < 360)).all()
     np.testing.assert_allclose(table["pref_ori"], table["pref_dir"] % 180)
     assert table[["readout_col", "readout_row"]].notna().all().all()
-    assert (tmp_path / "tuning" / f"{SCAN}.png").read_bytes()[:8] == PNG_SIGNATURE
+    figure = (tmp_path / "tuning" / f"{SCAN}.png").read_bytes()
+    assert figure[:8] == PNG_SIGNATURE
+    assert png_title(figure) == f"{SCAN}: direction tuning in silico (4 directions; generated weights)"
     summary = pd.read_parquet(tmp_path / "tuning" / "summary.parquet")
     assert summary["area"].iloc[-1] == "all" and summary["n_units"].iloc[-1] == 64
     assert set(summary["area"]) <= {"V1", "LM", "AL", "RL", "all"}
@@ -65,6 +77,7 @@ def test_rf_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: Pa
     assert table[["rf_col", "rf_row", "readout_col", "readout_row"]].notna().all().all()
     assert table["rf_col"].between(8, 247).all() and table["rf_row"].between(8, 135).all()  # within the grid
     assert (tmp_path / "rf" / f"{SCAN}.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert png_title((tmp_path / "rf" / f"{SCAN}.png").read_bytes()).endswith("; generated weights")
     summary = pd.read_parquet(tmp_path / "rf" / "summary.parquet")
     assert summary["n_units"].tolist() == [64]
     # What holds on the generated weights: RF centres follow the mapped readout positions (the feed-forward core
@@ -86,6 +99,7 @@ def test_domains_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_pat
     assert sorted(rows["stimulus_id"]) == sorted(domains)
     assert all(len(r) == 2 for r in rows["responses"])  # per-frame responses after the burn-in
     assert (tmp_path / "domains" / f"{SCAN}.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert png_title((tmp_path / "domains" / f"{SCAN}.png").read_bytes()).endswith("(generated weights)")
     raster = tmp_path / "raster.png"
     assert main(["plot", "responses", "--input", str(tmp_path / "domains" / "sweep"), "--stimulus", "grating",
                  "--session", SCAN, "--stimuli", str(tmp_path / "domains" / "stimuli"), "--out", str(raster)]) == 0
@@ -101,5 +115,46 @@ def test_experiment_bad_options_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["experiment", "tuning", "--berg-dir", str(tmp_path), "--out", str(tmp_path),
                  "--directions", "3"]) == 2
     assert "directions must be an integer >= 4" in capsys.readouterr().err
-    assert main(["experiment", "domains", "--berg-dir", str(tmp_path), "--out", "s3://bucket/prefix"]) == 2
-    assert "is not a local directory" in capsys.readouterr().err
+    assert main(["experiment", "domains", "--berg-dir", str(tmp_path), "--out", "ftp://host/x"]) == 2
+    assert "unsupported location 'ftp://host/x/domains'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tuning_experiment_with_release_and_output_in_s3(ray_cluster, s3_env, demo_berg_dir: Path, tmp_path: Path,
+                                                          monkeypatch, capsys) -> None:
+    """--berg-dir s3://... and --out s3://...: stimuli, sweep, tables and figures in S3 (readable by every node of a
+    cluster), each object whole; the tables equal those of a local run; resumable; other settings refused."""
+    monkeypatch.setenv("BERG_RAY_CACHE", str(tmp_path / "cache"))
+    bucket = s3_env.new_bucket()
+    upload_mirror(s3_env, bucket, "release/", demo_berg_dir)
+    out = f"s3://{bucket}/experiments"
+    argv = ["experiment", "tuning", "--berg-dir", f"s3://{bucket}/release/", "--out", out, *TUNING_OPTIONS]
+    assert main(argv) == 0
+    assert f"summary: {out}/tuning/summary.parquet" in capsys.readouterr().out
+    client = s3_env.client()
+
+    def objects() -> dict[str, bytes]:
+        listed = client.list_objects_v2(Bucket=bucket, Prefix="experiments/tuning/").get("Contents", [])
+        return {o["Key"].removeprefix("experiments/tuning/"): client.get_object(Bucket=bucket, Key=o["Key"])["Body"]
+                .read() for o in listed}
+
+    stored = objects()
+    assert {f"stimuli/dir-{k:03d}_rep-00.npy" for k in range(4)} | {"_experiment.json", f"{SCAN}.parquet",
+                                                                    f"{SCAN}.png", "summary.parquet"} <= set(stored)
+    assert any(name.startswith("sweep/") and name.endswith(".parquet") for name in stored)
+    assert not [name for name in stored if "_tmp" in name or name.endswith(".tmp")]  # nothing half-written
+    assert png_title(stored[f"{SCAN}.png"]).endswith("(4 directions; generated weights)")
+    local_argv = ["experiment", "tuning", "--berg-dir", str(demo_berg_dir), "--out", str(tmp_path / "local"),
+                  *TUNING_OPTIONS]
+    assert main(local_argv) == 0
+    for name in (f"{SCAN}.parquet", "summary.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(stored[name])),
+                                      pd.read_parquet(tmp_path / "local" / "tuning" / name))
+    assert main(argv) == 0  # resumes: nothing new to compute, the same objects
+    again = objects()
+    assert again[f"{SCAN}.parquet"] == stored[f"{SCAN}.parquet"] and set(again) == set(stored)
+    assert main(["plot", "responses", "--input", f"{out}/tuning/sweep", "--stimulus", "dir-000_rep-00",
+                 "--session", SCAN]) == 2  # the sweep's record read from S3: mean responses, no raster
+    assert "holds mean responses (reduce='mean')" in capsys.readouterr().err
+    assert main([*argv[:-1], "--directions", "8", "--quiet"]) == 2
+    assert "already holds an experiment made with" in capsys.readouterr().err

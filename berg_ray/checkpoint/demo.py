@@ -24,6 +24,7 @@ from berg_ray.checkpoint.release import CORE_FILE, SCANS_FILE, UNITS_FILE
 from berg_ray.config import (ANIMAL_ID, FRAME_HEIGHT, FRAME_WIDTH, METADATA_SUBDIR, RELEASE_SUBDIR,
                              RELEASED_UNIT_COUNTS, ROIS, WEIGHTS_SUBDIR, ScanId, all_scans)
 from berg_ray.publish import publish_directory
+from berg_ray.units import GENERATED_KEY
 
 DEMO_UNITS = 256  # units per scan unless told otherwise (the real scans have 5,130-9,941)
 DEMO_SCANS = ("session-8_scan-5", "session-4_scan-7")
@@ -140,7 +141,8 @@ def _demo_metadata(scan_id: ScanId, unit_ids: np.ndarray, rng: np.random.Generat
     }
     cc_max = rng.uniform(0.5, 0.9, n)
     cc_abs = cc_max * rng.uniform(0.2, 0.9, n)
-    return {"calcium_2p": calcium, "encoding_model": {"cc_abs": cc_abs, "cc_max": cc_max, "cc_norm": cc_abs / cc_max}}
+    return {"calcium_2p": calcium, "encoding_model": {"cc_abs": cc_abs, "cc_max": cc_max, "cc_norm": cc_abs / cc_max},
+            GENERATED_KEY: "berg-ray demo-release: seeded random weights and metadata, not the trained model"}
 
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from berg_ray.config import (EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
                              EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
@@ -15,7 +14,8 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
     parser = subparsers.add_parser("experiment", help="in-silico experiments: tuning, receptive fields, domains",
                                    description="Generate a stimulus set, run it through the sweep machinery "
                                                "(local or --address cluster; resumable), analyse the Parquet output "
-                                               "and write per-unit Parquet tables under --out.")
+                                               "and write per-unit Parquet tables and figures under --out "
+                                               "(a local directory or s3://bucket/prefix).")
     kinds = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     tuning = kinds.add_parser("tuning", help="drifting gratings -> pref_dir, pref_ori, OSI, DSI, gOSI, gDSI vs in vivo")
     _common(tuning)
@@ -40,18 +40,14 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
     parser.add_argument("--sessions", default="all", help="comma-separated scans or 'all' (default)")
-    parser.add_argument("--out", required=True, help="local output directory (stimuli, sweep, tables)")
+    parser.add_argument("--out", required=True, help="output: a local directory or s3://bucket/prefix (stimuli, "
+                        "sweep, tables, figures under <out>/<experiment>/; use S3 on a multi-node cluster)")
+    parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// --out/--berg-dir "
+                        "(default: AWS_ENDPOINT_URL or AWS)")
     parser.add_argument("--burn-in-frames", type=int, default=EXPERIMENT_BURN_IN_FRAMES,
                         help="grey frames before every stimulus, dropped from the mean (model start-up)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _local_dir(value: str) -> Path:
-    if "://" in value:
-        raise BergRayError(f"--out {value!r} is not a local directory: experiments write their stimuli, tables and "
-                           "figures locally (berg-ray sweep writes S3 outputs)")
-    return Path(value)
 
 
 def _sessions(value: str) -> list[str] | str:
@@ -67,48 +63,53 @@ def _announce(name: str, stimulus_set, sessions) -> None:
 
 
 def _run_tuning(ns: argparse.Namespace) -> int:
+    from berg_ray.experiments.outputs import join_uri
     from berg_ray.experiments.stimulus_sets import tuning_set
     from berg_ray.experiments.tuning import run_tuning_experiment
 
-    ns.out = _local_dir(ns.out)
     stimulus_set = tuning_set(ns.directions, ns.repeats, ns.trial_frames, ns.burn_in_frames)
     sessions = _sessions(ns.sessions)
     _announce("tuning", stimulus_set, sessions)
-    tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
+    tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
+                                   ns.s3_endpoint_url)
     print(tables["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"per-unit tables: {ns.out / 'tuning'}/<scan>.parquet; summary: {ns.out / 'tuning' / 'summary.parquet'}")
+    where = join_uri(ns.out, "tuning")
+    print(f"per-unit tables and figures: {where}/<scan>.parquet|.png; summary: {where}/summary.parquet")
     return 0
 
 
 def _run_rf(ns: argparse.Namespace) -> int:
+    from berg_ray.experiments.outputs import join_uri
     from berg_ray.experiments.receptive_fields import run_rf_experiment
     from berg_ray.experiments.stimulus_sets import rf_set
 
-    ns.out = _local_dir(ns.out)
     grid = _grid(ns.grid)
     stimulus_set = rf_set(grid, ns.dot_frames, ns.burn_in_frames)
     sessions = _sessions(ns.sessions)
     _announce("rf", stimulus_set, sessions)
-    tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
+    tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
+                               ns.s3_endpoint_url)
     print(tables["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"per-unit tables: {ns.out / 'rf'}/<scan>.parquet; summary: {ns.out / 'rf' / 'summary.parquet'}")
+    where = join_uri(ns.out, "rf")
+    print(f"per-unit tables and figures: {where}/<scan>.parquet|.png; summary: {where}/summary.parquet")
     return 0
 
 
 def _run_domains(ns: argparse.Namespace) -> int:
+    from berg_ray.experiments.outputs import join_uri
     from berg_ray.experiments.domains import run_domains_experiment
     from berg_ray.experiments.stimulus_sets import domains_set
 
-    ns.out = _local_dir(ns.out)
     stimulus_set = domains_set(ns.frames, ns.burn_in_frames, ns.image)
     sessions = _sessions(ns.sessions)
     _announce("domains", stimulus_set, sessions)
-    tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet)
+    tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
+                                    ns.s3_endpoint_url)
     for scan, table in tables.items():
         means = table[[c for c in table.columns if c.startswith("mean_")]].mean()
         print(f"{scan}: population mean response " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in means.items()))
-    print(f"per-unit tables and figures: {ns.out / 'domains'}/<scan>.parquet|.png; per-frame responses: "
-          f"{ns.out / 'domains' / 'sweep'}")
+    where = join_uri(ns.out, "domains")
+    print(f"per-unit tables and figures: {where}/<scan>.parquet|.png; per-frame responses: {where}/sweep")
     return 0
 
 

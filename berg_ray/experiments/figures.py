@@ -76,7 +76,7 @@ def tuning_figure(table: pd.DataFrame, curves: pd.DataFrame, title: str, path: P
     ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return _save(fig, plt, path, title)
 
 
 def rf_figure(table: pd.DataFrame, title: str, path: Path) -> Path:
@@ -99,7 +99,7 @@ def rf_figure(table: pd.DataFrame, title: str, path: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return _save(fig, plt, path, title)
 
 
 def _monitor_axes(ax, title: str) -> None:
@@ -112,11 +112,13 @@ def _monitor_axes(ax, title: str) -> None:
     ax.title.set_fontsize(10)
 
 
-def _save(fig, plt, path: Path) -> Path:
+def _save(fig, plt, path: Path, title: str) -> Path:
+    """Write the PNG (its ``Title`` text chunk = the figure title, for catalogues and tests) so ``path`` appears
+    complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(temp, dpi=DPI)
+    fig.savefig(temp, dpi=DPI, format="png", metadata={"Title": title})
     plt.close(fig)
     temp.replace(path)
     return path
@@ -146,7 +148,7 @@ def domains_figure(per_frame: dict[str, np.ndarray], title: str, path: Path) -> 
               title="per-unit mean responses by domain")
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return _save(fig, plt, path, title)
 
 
 N_THUMBNAILS = 6
@@ -183,4 +185,4 @@ def raster_figure(responses: np.ndarray, frames: np.ndarray | None, title: str, 
     fig.colorbar(image, ax=ax, label="response / unit's maximum")
     ax.set(xlabel="time (s, frames at 30 Hz)", ylabel="unit (sorted by time of peak)")
     fig.suptitle(title)
-    return _save(fig, plt, path)
+    return _save(fig, plt, path, title)

@@ -1,17 +1,18 @@
-"""``berg-ray plot responses``: a response raster (units x frames) of one stimulus and scan of a local sweep output,
-with the stimulus's frames above it."""
+"""``berg-ray plot responses``: a response raster (units x frames) of one stimulus and scan of a sweep output (a local
+directory or s3://bucket/prefix), with the stimulus's frames above it."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from berg_ray.config import ScanId
-from berg_ray.errors import BergRayError
+from berg_ray.errors import BergRayError, StorageError
+from berg_ray.storage import Store, open_store
 from berg_ray.sweep.layout import MANIFEST_FILE
 
 
@@ -22,45 +23,65 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     responses = kinds.add_parser("responses", help="response raster of one stimulus and scan of a sweep output",
                                  description="Units x frames raster (units sorted by the frame of their peak) of "
                                              "a --reduce none sweep output, with the stimulus frames above it.")
-    responses.add_argument("--input", required=True, type=Path, help="local sweep output directory (Parquet)")
+    responses.add_argument("--input", required=True, help="sweep output: a local directory or s3://bucket/prefix")
     responses.add_argument("--stimulus", required=True, help="stimulus_id (input path without suffix)")
     responses.add_argument("--session", required=True, help="scan, e.g. session-8_scan-5")
-    responses.add_argument("--stimuli", type=Path, default=None,
-                           help="the sweep's input directory, to show the stimulus frames (.npy inputs)")
+    responses.add_argument("--stimuli", default=None, help="the sweep's input (local or s3://), to show the "
+                           "stimulus frames (.npy inputs)")
+    responses.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// locations "
+                           "(default: AWS_ENDPOINT_URL or AWS)")
     responses.add_argument("--out", type=Path, default=None, help="PNG to write (default: responses_<scan>.png)")
     responses.set_defaults(func=_run_plot_responses)
     return parser
 
 
-def read_stimulus_responses(sweep_dir: Path, stimulus_id: str, scan: str) -> tuple[np.ndarray, int]:
-    """Per-frame responses (T, U) of one stimulus and scan from a local ``--reduce none`` sweep output, and the
-    number of leading frames the sweep skipped."""
-    manifest = sweep_dir / MANIFEST_FILE
-    if not manifest.is_file():
-        raise BergRayError(f"{sweep_dir} is not a sweep output (no {MANIFEST_FILE}); pass the sweep's --output")
-    options = json.loads(manifest.read_text())
+def read_stimulus_responses(sweep: Store, stimulus_id: str, scan: str) -> tuple[np.ndarray, int]:
+    """Per-frame responses (T, U) of one stimulus and scan from a ``--reduce none`` sweep output, and the number
+    of leading frames the sweep skipped."""
+    try:
+        options = json.loads(sweep.read_bytes(MANIFEST_FILE))
+    except StorageError:
+        raise BergRayError(f"{sweep.uri} is not a sweep output (no readable {MANIFEST_FILE}); pass the sweep's "
+                           "--output") from None
     if options.get("reduce") != "none":
-        raise BergRayError(f"{sweep_dir} holds mean responses (reduce={options.get('reduce')!r}); a raster needs a "
+        raise BergRayError(f"{sweep.uri} holds mean responses (reduce={options.get('reduce')!r}); a raster needs a "
                            "sweep run with --reduce none")
-    rows = pd.read_parquet(sweep_dir, filters=[("stimulus_id", "==", stimulus_id), ("train_session", "==", scan)])
+    import pyarrow.parquet as pq
+
+    filesystem, path = sweep.arrow_path("")
+    rows = pq.read_table(path.rstrip("/"), filesystem=filesystem, columns=["responses"],
+                         filters=[("stimulus_id", "==", stimulus_id), ("train_session", "==", scan)]).to_pandas()
     if rows.empty:
-        raise BergRayError(f"no row for stimulus {stimulus_id!r} and {scan} in {sweep_dir}; check --stimulus "
+        raise BergRayError(f"no row for stimulus {stimulus_id!r} and {scan} in {sweep.uri}; check --stimulus "
                            "(input path without suffix) and --session")
     return np.stack(rows["responses"].iloc[0]).astype(np.float64), int(options.get("skip_frames", 0))
+
+
+def read_stimulus_frames(stimuli: Store, stimulus_id: str) -> np.ndarray:
+    """The uint8 (T, 144, 256) frames of ``{stimulus_id}.npy`` in the sweep's input."""
+    try:
+        data = stimuli.read_bytes(f"{stimulus_id}.npy")
+    except StorageError:
+        raise BergRayError(f"{stimuli.uri_of(stimulus_id + '.npy')} cannot be read; --stimuli must be the sweep's "
+                           "input holding the .npy videos") from None
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def _run_plot_responses(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.figures import raster_figure
 
     scan = str(ScanId.parse(ns.session))
-    responses, skipped = read_stimulus_responses(ns.input, ns.stimulus, scan)
+    responses, skipped = read_stimulus_responses(_store(ns.input, ns.s3_endpoint_url), ns.stimulus, scan)
     frames = None
     if ns.stimuli is not None:
-        path = ns.stimuli / f"{ns.stimulus}.npy"
-        if not path.is_file():
-            raise BergRayError(f"{path} does not exist; --stimuli must be the sweep's input directory of .npy files")
-        frames = np.load(path, mmap_mode="r")[skipped:]
-    out = ns.out or Path(f"responses_{scan}_{ns.stimulus.replace('/', '_')}.png")
+        frames = read_stimulus_frames(_store(ns.stimuli, ns.s3_endpoint_url), ns.stimulus)[skipped:]
+    out = Path(ns.out) if ns.out else Path(f"responses_{scan}_{ns.stimulus.replace('/', '_')}.png")
     raster_figure(responses, frames, f"{scan}: responses to {ns.stimulus}", out)
     print(f"wrote {out}: {responses.shape[1]} units x {responses.shape[0]} frames")
     return 0
+
+
+def _store(location: str, endpoint_url: str | None) -> Store:
+    from berg_ray.storage_s3 import resolve_s3_options
+
+    return open_store(location, resolve_s3_options(endpoint_url) if location.startswith("s3://") else None)
