@@ -1,4 +1,4 @@
-"""The core deployment: one replica owns the shared core and the per-scan front ends, and batches videos.
+"""The core deployment: each replica holds the shared core and the per-scan front ends, and batches videos.
 
 Videos of different clients and scans are batched with ``@serve.batch`` (one item per video). A batch runs in
 lock-step from frame 0: the time axis is cut at every video's end and every ``chunk_frames``, each segment runs
@@ -118,7 +118,7 @@ async def _resolve(parts: list[list[Any]], where: list[tuple[int, int]]) -> None
 
 
 class CoreServer:
-    """The shared core + per-scan front ends of the loaded scans; one replica, on the GPU when there is one."""
+    """The shared core + per-scan front ends of the loaded scans; every replica one copy, on its own GPU if any."""
 
     def __init__(self, berg_dir: str, scan_ids: list[str], device: str, core: CoreArgs,
                  heads: DeploymentHandle | dict[str, DeploymentHandle] | None) -> None:
