@@ -10,8 +10,9 @@ cluster from it. Checked:
 - responses over HTTP equal the local API (``BERG.encode``);
 - both core replicas served requests: each replica's own Serve access log (``CALL encode OK``, one line per
   request it completed, in the cluster's log dir) has lines; the replicas run on both nodes (state API);
-- one core replica's process is SIGKILLed (its pid from the state API) while requests are in flight: each of those
-  gets a correct response or a 503 JSON error with Retry-After, none hangs (client timeout), at least one was cut;
+- one core replica's process is SIGKILLed (its pid from the state API) once it reports requests in progress (its
+  own ``GET /v1/stats``): each request in flight gets a correct response or a 503 JSON error with Retry-After, none
+  hangs (client timeout), and at least one was cut;
 - once Serve has replaced the replica, every request succeeds, and the new replica serves requests too.
 """
 
@@ -118,6 +119,12 @@ def check_ok(result: tuple, expected: np.ndarray) -> None:
     np.testing.assert_allclose(np.load(io.BytesIO(body)), expected, rtol=1e-5, atol=1e-6)
 
 
+def core_stats(url: str) -> dict:
+    """GET /v1/stats: the id and requests in progress of the core replica that answered."""
+    with urllib.request.urlopen(f"{url}/v1/stats", timeout=REQUEST_TIMEOUT_S) as response:
+        return json.loads(response.read())
+
+
 def core_replicas(dashboard: str) -> list:
     """The alive core replica actors (pid, node id, name ``SERVE_REPLICA::berg#CoreServer#<id>``)."""
     from ray.util.state import list_actors
@@ -166,11 +173,15 @@ def test_two_core_replicas_serve_and_survive_losing_one(service, release):
     assert min(counts.values()) > 0, f"requests per core replica: {counts}"
     print(f"requests per core replica before the kill: {counts}")
 
-    # kill one replica's process while long requests are in flight on both
+    # kill one replica's process while it works on requests (its own count, from GET /v1/stats answered by it)
     victim_id, victim = sorted(replicas.items())[0]
     with ThreadPoolExecutor(len(long)) as pool:
         futures = [pool.submit(post_encode, url, video) for video in long]
-        time.sleep(3)  # the requests reach the replicas, each takes seconds on a CPU core
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while (stats := core_stats(url))["replica"] != victim_id or stats["ongoing_requests"] == 0:
+            assert time.monotonic() < deadline and not all(f.done() for f in futures), \
+                f"core replica {victim_id} never had a request in progress"
+            time.sleep(0.05)
         os.kill(victim.pid, signal.SIGKILL)
         results = [future.result() for future in futures]
     statuses = [result[0] for result in results]
