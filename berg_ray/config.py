@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from berg_ray.errors import InvalidSessionError, MalformedSessionError, UnknownModelError
 
@@ -167,12 +167,6 @@ DEFAULT_SERVE_PORT = 8000
 SERVE_APP_NAME = "berg"
 
 
-def validation_summary(error: ValidationError) -> str:
-    """One line naming every invalid field of a pydantic ValidationError: ``core.max_batch: Extra inputs ...``."""
-    return "; ".join(f"{'.'.join(str(p) for p in item['loc']) or 'value'}: {item['msg']}"
-                     for item in error.errors())
-
-
 class BatchingConfig(BaseModel):
     """How the core deployment batches videos of different clients and scans into one forward pass."""
 
@@ -201,6 +195,12 @@ class ScaledDeploymentArgs(ReplicaArgs):
     max_replicas: int = Field(1, ge=1, description="autoscaling upper bound")
     target_ongoing_requests: float = Field(2.0, gt=0, description="autoscaling target per replica")
 
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> "ScaledDeploymentArgs":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}; make min <= max")
+        return self
+
 
 class IngressArgs(ScaledDeploymentArgs):
     """The ingress: our own admission limits, and Serve's slots sized above them (never Serve's text 503)."""
@@ -228,8 +228,8 @@ class IngressArgs(ScaledDeploymentArgs):
         return self
 
 
-class CoreArgs(ReplicaArgs):
-    """The core deployment: always one replica (it owns the accelerator)."""
+class CoreArgs(ScaledDeploymentArgs):
+    """The core deployment: fixed or autoscaled replicas, each owning ``num_gpus`` (one GPU per replica)."""
 
     num_gpus: float | None = Field(None, ge=0, description="GPUs per replica; None: 1 if the cluster has a GPU")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: num_cpus "

@@ -6,6 +6,11 @@ names the bad value and what is allowed, so callers never see a traceback from d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class BergRayError(ValueError):
     """Base class of every user-facing berg_ray error."""
@@ -69,3 +74,9 @@ class StimulusParameterError(BergRayError):
 
 class AnalysisInputError(BergRayError):
     """An analysis function got responses or angles of the wrong shape or values."""
+
+
+def validation_summary(error: "ValidationError") -> str:
+    """One line naming every invalid field of a pydantic ValidationError: ``core.max_batch: Extra inputs ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in item['loc']) or 'value'}: {item['msg']}"
+                     for item in error.errors())

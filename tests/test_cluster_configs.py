@@ -239,3 +239,13 @@ def test_command_check_catches_a_wrong_flag_and_a_bad_value(capsys):
         check_command(["sweep", "--berg-dir", "b", "--input", "i", "--output", "o", "--batch-size", "0"])
     with pytest.raises(BergRayError):
         check_command(["download", "--to", "d", "--source", "gs://bucket/berg/"])
+
+
+def test_rayservice_gpu_group_holds_every_core_replica():
+    """The GPU worker group scales to the core's bounds: min_replicas..max_replicas replicas of num_gpus each."""
+    core = serve_configs()["rayservice serveConfigV2"]["applications"][0]["args"]["core"]
+    groups = load(CLUSTER / "kuberay-rayservice.yaml")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    gpu = next(group for group in groups if group["groupName"] == "gpu")
+    per_pod = int(gpu["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+    assert gpu["minReplicas"] * per_pod >= core["min_replicas"] * core["num_gpus"]
+    assert gpu["maxReplicas"] * per_pod >= core["max_replicas"] * core["num_gpus"]

@@ -11,13 +11,9 @@ release fetched it once (the cache's ``.fetch-log.jsonl``). The cluster is stopp
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import shutil
-import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +25,7 @@ from berg_ray.download.cache import cache_entry
 from berg_ray.download.sources import MirrorSource
 from berg_ray.storage import resolve_s3_options
 from tests.download.conftest import release_files, upload_mirror
+from tests.multinode_cluster import multinode_cluster
 from tests.s3_server import S3Server
 from tests.sweep.helpers import npy_bytes
 
@@ -37,12 +34,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCANS = ("session-8_scan-5", "session-4_scan-7")
 N_VIDEOS, N_FRAMES = 6, 4
 JOB_TIMEOUT_S = 420
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -56,47 +47,12 @@ def release(tmp_path_factory) -> Path:
 def cluster(ray_cluster, s3_env, tmp_path, monkeypatch):
     """(Cluster, dashboard URL, {node id: cache dir}); every process gets the S3 variables (s3_env) and a test
     token auth, each node its own cache. The test session's local Ray (ray_cluster) runs beside it, as in a full
-    test run: a second Ray instance on the machine must not capture this cluster's jobs."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    # The cluster lives in its own Ray temp dir and records its address there, not in /tmp/ray/ray_current_cluster
-    # (where cluster_utils writes it and a plain ray.init() of any process on this machine would join it). The job
-    # supervisor resolves the driver's RAY_ADDRESS from "auto" in the head's temp dir: with the address written
-    # there, a job joins this cluster even while another Ray instance runs on the machine (this test process's
-    # session cluster); without it, "auto" picked any running GCS (a job once ran on the wrong cluster and hung).
-    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths live under it
-    monkeypatch.setattr(ray._private.utils, "write_ray_address",
-                        functools.partial(ray._private.utils.write_ray_address, temp_dir=temp_dir))
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    # token auth as on a `ray start` cluster: RAY_AUTH_MODE=token and the token in ~/.ray/auth_token (created as
-    # ray.init creates it for a new local cluster); the mode is re-read by this process like ray.init does
-    from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
-    from ray._raylet import Config
-
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    Config.initialize("")
-    ensure_token_if_auth_enabled(None, create_token_if_missing=True)
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    dashboard_port = free_port()
+    test run: a second Ray instance on the machine must not capture this cluster's jobs (tests/multinode_cluster)."""
     caches = {name: tmp_path / f"cache-{name}" for name in ("head", "worker-1", "worker-2")}
-    cluster = Cluster(initialize_head=True, shutdown_at_exit=True, head_node_args=dict(
-        num_cpus=1, temp_dir=temp_dir, include_dashboard=True, dashboard_host="127.0.0.1",
-        dashboard_port=dashboard_port, dashboard_agent_listen_port=free_port(),
-        env_vars={"BERG_RAY_CACHE": str(caches["head"])}))
-    try:
-        nodes = {cluster.head_node.node_id: caches["head"]}
-        for name in ("worker-1", "worker-2"):
-            node = cluster.add_node(num_cpus=1, temp_dir=temp_dir, env_vars={"BERG_RAY_CACHE": str(caches[name])})
-            nodes[node.node_id] = caches[name]
-        cluster.wait_for_nodes()
-        assert ray._private.services.canonicalize_bootstrap_address_or_die("auto", temp_dir) == cluster.gcs_address
-        yield cluster, f"http://127.0.0.1:{dashboard_port}", nodes
-    finally:
-        cluster.shutdown()
-        monkeypatch.undo()
-        Config.initialize("")  # this process's Ray config back to its environment
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    node_args = {name: dict(num_cpus=1, env_vars={"BERG_RAY_CACHE": str(cache)}) for name, cache in caches.items()}
+    with multinode_cluster(monkeypatch, node_args["head"], [node_args["worker-1"], node_args["worker-2"]]) as (
+            cluster, url, node_ids):
+        yield cluster, url, dict(zip(node_ids, caches.values()))
 
 
 def submit(url: str, entrypoint: str, env_vars: dict[str, str], timeout_s: float = 120.0) -> tuple:

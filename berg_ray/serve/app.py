@@ -1,9 +1,9 @@
 """``build_app``: the Serve application graph from one ServeArgs (``import_path: berg_ray.serve.app:build_app``).
 
-Topology (design.md): ``Ingress`` (HTTP + handle; autoscaled, CPU) -> ``CoreServer`` (1 replica, the GPU where
-the cluster has one; batches videos of all clients and scans) -> ``ReadoutServer`` (readout heads; one deployment
-multiplexed by scan id, autoscaled, CPU). Every option comes from ServeArgs; nothing is started here, so tests
-can inspect the graph without a cluster.
+Topology (design.md): ``Ingress`` (HTTP + handle; autoscaled, CPU) -> ``CoreServer`` (fixed or autoscaled replicas,
+one GPU each where the cluster has GPUs; each batches the videos routed to it, of all clients and scans) ->
+``ReadoutServer`` (readout heads; one deployment multiplexed by scan id, autoscaled, CPU). Every option comes from
+ServeArgs; nothing is started here, so tests can inspect the graph without a cluster.
 """
 
 from __future__ import annotations
@@ -51,9 +51,8 @@ def build_app(args: ServeArgs | dict[str, Any]) -> Application:
         heads = {sid: _deployment(ReadoutServer, f"ReadoutServer_{sid}", args.readout).bind(args.berg_dir)
                  for sid in scan_ids}
     device = args.device if num_gpus > 0 or args.device != "auto" else "cpu"
-    core = serve.deployment(CoreServer).options(
-        name="CoreServer", num_replicas=1, user_config=args.batching.model_dump(),
-        **_replica_options(args.core, num_gpus)).bind(args.berg_dir, scan_ids, device, args.core, heads)
+    core = _deployment(CoreServer, "CoreServer", args.core, num_gpus).options(
+        user_config=args.batching.model_dump()).bind(args.berg_dir, scan_ids, device, args.core, heads)
     return _deployment(Ingress, "Ingress", args.ingress).bind(args, scan_ids, digest, core)
 
 
@@ -88,13 +87,15 @@ def resolve_scan_ids(args: ServeArgs) -> list[str]:
     return list(wanted)
 
 
-def _deployment(cls: type, name: str, options: ScaledDeploymentArgs) -> serve.Deployment:
+def _deployment(cls: type, name: str, options: ScaledDeploymentArgs, num_gpus: float = 0) -> serve.Deployment:
+    """``cls`` as a deployment of a fixed replica count (equal bounds) or autoscaled on ongoing requests, each
+    replica reserving ``options.num_cpus`` CPUs and ``num_gpus`` GPUs."""
     if options.min_replicas == options.max_replicas:
         scaling: dict[str, Any] = {"num_replicas": options.min_replicas}
     else:
         scaling = {"autoscaling_config": {"min_replicas": options.min_replicas, "max_replicas": options.max_replicas,
                                           "target_ongoing_requests": options.target_ongoing_requests}}
-    return serve.deployment(cls).options(name=name, **scaling, **_replica_options(options, 0))
+    return serve.deployment(cls).options(name=name, **scaling, **_replica_options(options, num_gpus))
 
 
 def _replica_options(options: ReplicaArgs, num_gpus: float) -> dict[str, Any]:

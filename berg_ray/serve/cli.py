@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from berg_ray.config import DEFAULT_SERVE_PORT, PRECISIONS, SERVE_APP_NAME, ServeArgs, validation_summary
-from berg_ray.errors import BergRayError
+from berg_ray.config import DEFAULT_SERVE_PORT, PRECISIONS, SERVE_APP_NAME, ServeArgs
+from berg_ray.errors import BergRayError, validation_summary
+
+PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")  # Serve's proxy_location values
 
 
 def add_serve_command(subparsers: Any) -> None:
@@ -97,14 +99,15 @@ def check_port_free(host: str, port: int) -> None:
 
 
 @contextlib.contextmanager
-def running_service(args: ServeArgs, host: str, port: int, address: str | None = None, verbose: bool = False
-                    ) -> Iterator[str]:
+def running_service(args: ServeArgs, host: str, port: int, address: str | None = None, verbose: bool = False,
+                    proxy_location: str | None = None) -> Iterator[str]:
     """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after.
 
     Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup). A cluster started here is shut
     down whole, Serve with it, without ``serve.shutdown()`` (that kills Serve's controller while the controller's
     shutdown task runs, and Ray prints the killed task on the console), and its processes are reaped even if this
-    process is killed (berg_ray.local_ray); on a joined cluster only our application and Serve are removed."""
+    process is killed (berg_ray.local_ray); on a joined cluster only our application and Serve are removed.
+    ``proxy_location``: where Serve runs HTTP proxies (HeadOnly, EveryNode; None: Serve's default)."""
     from ray import serve
 
     from berg_ray.local_ray import ray_session
@@ -112,7 +115,7 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
 
     with ray_session(address, verbose=verbose) as owns:
         try:
-            serve.start(http_options={"host": host, "port": port})
+            serve.start(proxy_location=proxy_location, http_options={"host": host, "port": port})
             serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
             yield f"http://{host}:{port}"
         finally:
@@ -153,9 +156,12 @@ def _serve_command(ns: argparse.Namespace) -> int:
     host, port = ns.host or http.get("host", "127.0.0.1"), ns.port or http.get("port", DEFAULT_SERVE_PORT)
     if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
         raise BergRayError(f"http_options: host {host!r} must be a string and port {port!r} a number in 1..65535")
+    proxies = config.get("proxy_location")
+    if proxies not in (None, *PROXY_LOCATIONS):
+        raise BergRayError(f"config: proxy_location {proxies!r} must be one of {', '.join(PROXY_LOCATIONS)}")
     check_port_free(host, port)
     stop = threading.Event()
-    with running_service(args, host, port, ns.address, ns.verbose) as url:
+    with running_service(args, host, port, ns.address, ns.verbose, proxies) as url:
         for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, whose own SIGTERM handler aborts
             signal.signal(signum, lambda *_: stop.set())
         print(f"berg-ray service ready at {url} (scans: {', '.join(scans)}); Ctrl-C or SIGTERM stops it", flush=True)

@@ -1,4 +1,4 @@
-"""The core deployment: one replica owns the shared core and the per-scan front ends, and batches videos.
+"""The core deployment: each replica holds the shared core and the per-scan front ends, and batches videos.
 
 Videos of different clients and scans are batched with ``@serve.batch`` (one item per video). A batch runs in
 lock-step from frame 0: the time axis is cut at every video's end and every ``chunk_frames``, each segment runs
@@ -118,7 +118,7 @@ async def _resolve(parts: list[list[Any]], where: list[tuple[int, int]]) -> None
 
 
 class CoreServer:
-    """The shared core + per-scan front ends of the loaded scans; one replica, on the GPU when there is one."""
+    """The shared core + per-scan front ends of the loaded scans; every replica one copy, on its own GPU if any."""
 
     def __init__(self, berg_dir: str, scan_ids: list[str], device: str, core: CoreArgs,
                  heads: DeploymentHandle | dict[str, DeploymentHandle] | None) -> None:
@@ -130,6 +130,7 @@ class CoreServer:
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._chunk_frames = BatchingConfig().chunk_frames
         self._batch_videos: Counter[int] = Counter()  # videos per core batch -> number of batches, for stats()
+        self._ongoing = 0  # encode requests in progress on this replica, for stats()
 
     def reconfigure(self, batching: dict) -> None:
         """Apply a BatchingConfig (``user_config``): batch size, wait and chunk length change without restart."""
@@ -142,10 +143,14 @@ class CoreServer:
         """Responses float32 (B, T, U') of validated uint8 videos (B, T, 144, 256) of one loaded scan."""
         if scan_id not in self._model.scan_ids:
             raise ScanNotAvailableError(f"scan {scan_id} is not loaded; loaded: {self._model.scan_ids}")
-        per_video = await asyncio.gather(*(self._run_jobs(VideoJob(v, scan_id, units)) for v in videos))
-        outputs = []
-        for parts in per_video:
-            outputs.append(np.concatenate([await p if isinstance(p, Awaitable) else p for p in parts]))
+        self._ongoing += 1
+        try:
+            per_video = await asyncio.gather(*(self._run_jobs(VideoJob(v, scan_id, units)) for v in videos))
+            outputs = []
+            for parts in per_video:
+                outputs.append(np.concatenate([await p if isinstance(p, Awaitable) else p for p in parts]))
+        finally:
+            self._ongoing -= 1
         return np.stack(outputs)  # (B, T, U')
 
     @serve.batch
@@ -186,9 +191,11 @@ class CoreServer:
         return self._model.scan_ids
 
     def stats(self) -> dict[str, Any]:
-        """Batching statistics: number of core batches, videos per batch (histogram, max, mean)."""
+        """This replica's id, its encode requests in progress and its batching statistics: number of core batches,
+        videos per batch (histogram, max, mean)."""
         batches = sum(self._batch_videos.values())
         videos = sum(size * count for size, count in self._batch_videos.items())
-        return {"batches": batches, "max_batch_videos": max(self._batch_videos, default=0),
+        return {"replica": serve.get_replica_context().replica_id.unique_id, "ongoing_requests": self._ongoing,
+                "batches": batches, "max_batch_videos": max(self._batch_videos, default=0),
                 "mean_batch_videos": videos / max(batches, 1),
                 "batch_videos_histogram": dict(sorted(self._batch_videos.items()))}

@@ -2,7 +2,8 @@
 
 Every request is validated here, once; the core and heads receive only clean uint8 videos of loaded scans. Any
 failure becomes a JSON ``{"error": ..., "type": ...}`` response with its 4xx status (500 only for a bug), so a bad
-request never takes a replica down.
+request never takes a replica down. A core (or head) replica that dies while it holds a request makes that request
+a 503 with Retry-After (ReplicaLostError); Serve routes later requests to the other replicas and replaces it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from ray.serve.exceptions import BackPressureError
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,12 +26,15 @@ from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.serve.admission import Gate
 from berg_ray.serve.body import BodyLimits, read_body
-from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, check_token, decode_encode_body,
-                                     encode_npy, error_body, status_of)
+from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, ReplicaLostError, check_token,
+                                     decode_encode_body, encode_npy, error_body, status_of)
 from berg_ray.stimulus import validate_stimulus
 from berg_ray.units import ScanUnits, select_units
 
 logger = logging.getLogger("ray.serve")
+# A replica that held the request is gone: its actor died (RayActorError, also a RayTaskError of a core whose head
+# died) or the router's chosen replica vanished before taking it (ReplicaUnavailableError).
+REPLICA_LOST_ERRORS = (RayActorError, ReplicaUnavailableError)
 
 
 class Ingress:
@@ -68,10 +73,7 @@ class Ingress:
         videos, batched = validate_stimulus(stimulus)
         units = select_units(self._units[scan_id], selection)
         with self._encodes.admit():
-            try:
-                responses = await self._core.encode.remote(videos, scan_id, units)
-            except BackPressureError:
-                raise OverloadedError("the service is at capacity (core queue full); retry later") from None
+            responses = await self._call_core("encode", videos, scan_id, units)
         return responses if batched else responses[0]
 
     async def healthz(self) -> dict[str, Any]:
@@ -80,12 +82,24 @@ class Ingress:
         The core is asked until it has answered once; after that the ingress answers alone, so health stays
         fast whatever the load on the core (Serve restarts a replica whose own health check fails)."""
         if self._ready_sessions is None:
-            self._ready_sessions = await self._core.ready.remote()
+            self._ready_sessions = await self._call_core("ready")
         return {"status": "ok", "sessions": self._ready_sessions}
 
     async def stats(self) -> dict[str, Any]:
-        """The core's batching statistics (see ``CoreServer.stats``)."""
-        return await self._core.stats.remote()
+        """Batching statistics of the core replica that answers (one of them when there are several)."""
+        return await self._call_core("stats")
+
+    async def _call_core(self, method: str, *args: Any) -> Any:
+        """``CoreServer.<method>(*args)`` through the handle (any replica); a full queue or a replica lost while it
+        worked on the call become 503 errors (OverloadedError, ReplicaLostError) that name the retry."""
+        try:
+            return await getattr(self._core, method).remote(*args)
+        except BackPressureError:
+            raise OverloadedError("the service is at capacity (core queue full); retry later") from None
+        except REPLICA_LOST_ERRORS as exc:
+            logger.warning("a replica stopped during CoreServer.%s: %s", method, type(exc).__name__)
+            raise ReplicaLostError(f"a replica working on this request stopped ({type(exc).__name__}); the service "
+                                   "replaces it: retry after Retry-After seconds") from None
 
     def sessions(self) -> list[dict[str, Any]]:
         """Loaded scans with their unit counts, fields and units per area."""

@@ -49,6 +49,10 @@ class OverloadedError(BergRayError):
     """The service's bounded queue is full; retry after the Retry-After seconds (HTTP 503)."""
 
 
+class ReplicaLostError(BergRayError):
+    """A replica working on the request stopped (killed, crashed, node lost); Serve replaces it: retry (HTTP 503)."""
+
+
 class NotFoundError(BergRayError):
     """No such route (HTTP 404)."""
 
@@ -59,6 +63,7 @@ STATUS_OF_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (RequestTooLargeError, 413),
     (RequestTimeoutError, 408),
     (OverloadedError, 503),
+    (ReplicaLostError, 503),
     (NotFoundError, 404),
     (ScanNotAvailableError, 404),
     (MalformedSessionError, 400),

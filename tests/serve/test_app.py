@@ -16,8 +16,8 @@ from berg_ray.inference import encode_videos
 from berg_ray.serve.app import build_app
 from berg_ray.serve.client import _error_of, _selection_query
 from berg_ray.serve.core import VideoJob, plan_segments, run_batch, take_rows
-from berg_ray.serve.protocol import (OverloadedError, RequestTooLargeError, UnauthorizedError, check_token,
-                                     decode_encode_body, decode_npy, encode_npy, encode_npz, status_of,
+from berg_ray.serve.protocol import (OverloadedError, ReplicaLostError, RequestTooLargeError, UnauthorizedError,
+                                     check_token, decode_encode_body, decode_npy, encode_npy, encode_npz, status_of,
                                      token_digest)
 
 
@@ -50,6 +50,34 @@ def test_build_app_graph(fixture_berg_dir, monkeypatch):
     assert auto_cpu._bound_deployment.name == "ReadoutServer"  # auto without a GPU: the multiplexed CPU head
     in_core = build_app(dict(args, heads="in_core"))._bound_deployment.init_args[3]._bound_deployment.init_args[4]
     assert in_core is None
+
+
+def test_core_replicas_fixed_or_autoscaled_one_gpu_each(fixture_berg_dir):
+    def core(options: dict):
+        app = build_app({"berg_dir": str(fixture_berg_dir), "core": dict(options, num_gpus=1)})
+        return app._bound_deployment.init_args[3]._bound_deployment
+
+    single = core({})
+    assert single._deployment_config.num_replicas == 1 and single._deployment_config.autoscaling_config is None
+    fixed = core({"min_replicas": 2, "max_replicas": 2})
+    assert fixed._deployment_config.num_replicas == 2 and fixed.ray_actor_options["num_gpus"] == 1
+    scaled = core({"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16})._deployment_config
+    assert (scaled.autoscaling_config.min_replicas, scaled.autoscaling_config.max_replicas) == (1, 4)
+    assert scaled.autoscaling_config.target_ongoing_requests == 16
+    assert core({"min_replicas": 1, "max_replicas": 4}).ray_actor_options["num_gpus"] == 1  # per replica
+    for part in ("core", "ingress", "readout"):
+        with pytest.raises(ValueError, match=f"{part}\\n.*min_replicas 3 > max_replicas 2"):
+            ServeArgs.model_validate({"berg_dir": "x", part: {"min_replicas": 3, "max_replicas": 2}})
+
+
+def test_serve_refuses_an_unknown_proxy_location(fixture_berg_dir, tmp_path, capsys):
+    from berg_ray.cli import main
+
+    config = tmp_path / "serve.yaml"
+    config.write_text("proxy_location: Everywhere\n")
+    assert main(["serve", "--berg-dir", str(fixture_berg_dir), "--config", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == ("error: config: proxy_location 'Everywhere' must be one of HeadOnly, "
+                                               "EveryNode, Disabled")
 
 
 def test_heads_placement_follows_the_core_device():
@@ -130,10 +158,10 @@ def test_protocol_round_trip_and_errors():
         decode_npy(b"not an npy file")
     with pytest.raises(InvalidStimulusError, match="empty"):
         decode_npy(b"")
-    assert [status_of(e("x")) for e in (UnauthorizedError, RequestTooLargeError, OverloadedError,
+    assert [status_of(e("x")) for e in (UnauthorizedError, RequestTooLargeError, OverloadedError, ReplicaLostError,
                                          ScanNotAvailableError, InvalidSessionError, InvalidStimulusError,
-                                         InvalidSelectionError, RuntimeError)] == [401, 413, 503, 404, 404, 400,
-                                                                                   400, 500]
+                                         InvalidSelectionError, RuntimeError)] == [401, 413, 503, 503, 404, 404,
+                                                                                   400, 400, 500]
 
 
 def test_check_token():
