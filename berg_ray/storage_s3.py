@@ -81,7 +81,7 @@ class S3Store(Store):
     @property
     def client(self):
         if self._client is None:
-            self._client = _s3_client(self.options, S3_MAX_ATTEMPTS)
+            self._client = s3_client(self.options, S3_MAX_ATTEMPTS)
         return self._client
 
     def list_files(self, recursive: bool = True) -> list[FileInfo]:
@@ -99,14 +99,14 @@ class S3Store(Store):
                     if name and not name.endswith("/"):
                         infos.append(FileInfo(name, int(item["Size"]), item["ETag"].strip('"')))
         except Exception as exc:
-            raise _storage_error(exc, self.uri, self.options, "list") from None
+            raise storage_error(exc, self.uri, self.options, "list") from None
         return sorted(infos, key=lambda info: info.name)
 
     def read_bytes(self, name: str) -> bytes:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
         except Exception as exc:
-            raise _storage_error(exc, self.uri_of(name), self.options, "read") from None
+            raise storage_error(exc, self.uri_of(name), self.options, "read") from None
 
     def staging_path(self, name: str) -> Path:
         staging = Path(tempfile.gettempdir()) / "berg_ray_staging"
@@ -122,7 +122,7 @@ class S3Store(Store):
             # and boto3 aborts an upload that fails part-way.
             self.client.upload_file(str(staged), self.bucket, self.prefix + name, Config=config)
         except Exception as exc:
-            raise _storage_error(exc, self.uri_of(name), self.options, "write") from None
+            raise storage_error(exc, self.uri_of(name), self.options, "write") from None
         finally:
             staged.unlink(missing_ok=True)
 
@@ -138,11 +138,11 @@ class S3Store(Store):
         return fs, f"{self.bucket}/{self.prefix}{name}"
 
     def check_readable(self) -> None:
-        self._list(_s3_client(self.options, S3_CHECK_MAX_ATTEMPTS), recursive=False, limit=1)
+        self._list(s3_client(self.options, S3_CHECK_MAX_ATTEMPTS), recursive=False, limit=1)
 
     def check_writable(self) -> None:
         """Write, conditionally re-create (must be refused: the lease relies on it) and delete a probe."""
-        client = _s3_client(self.options, S3_CHECK_MAX_ATTEMPTS)
+        client = s3_client(self.options, S3_CHECK_MAX_ATTEMPTS)
         key = f"{self.prefix}{TMP_DIR}/.probe-{uuid.uuid4().hex}"
         try:
             client.put_object(Bucket=self.bucket, Key=key, Body=b"", IfNoneMatch="*")
@@ -150,7 +150,7 @@ class S3Store(Store):
             honoured = False
         except Exception as exc:
             if _error_code(exc) not in _CONDITION_FAILED:
-                raise _storage_error(exc, self.uri, self.options, "write") from None
+                raise storage_error(exc, self.uri, self.options, "write") from None
             honoured = True
         try:
             client.delete_object(Bucket=self.bucket, Key=key)
@@ -165,7 +165,7 @@ class S3Store(Store):
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + name)
         except Exception as exc:
-            raise _storage_error(exc, self.uri_of(name), self.options, "delete") from None
+            raise storage_error(exc, self.uri_of(name), self.options, "delete") from None
 
     def put_if(self, name: str, data: bytes, expected: str | None) -> str | None:
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
@@ -174,7 +174,7 @@ class S3Store(Store):
         except Exception as exc:
             if _error_code(exc) in _CONDITION_FAILED:
                 return None
-            raise _storage_error(exc, self.uri_of(name), self.options, "write") from None
+            raise storage_error(exc, self.uri_of(name), self.options, "write") from None
 
     def delete_if(self, name: str, expected: str) -> bool:
         try:
@@ -185,7 +185,7 @@ class S3Store(Store):
             if code in _CONDITION_FAILED:
                 return False
             if code not in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
-                raise _storage_error(exc, self.uri_of(name), self.options, "delete") from None
+                raise storage_error(exc, self.uri_of(name), self.options, "delete") from None
         # a store without conditional deletes: compare, then delete (while a lease is live only its holder writes it)
         current = self.read_versioned(name)
         if current is None or current[1] != expected:
@@ -199,7 +199,7 @@ class S3Store(Store):
         except Exception as exc:
             if _error_code(exc) in ("NoSuchKey", "404"):
                 return None
-            raise _storage_error(exc, self.uri_of(name), self.options, "read") from None
+            raise storage_error(exc, self.uri_of(name), self.options, "read") from None
         from email.utils import parsedate_to_datetime
 
         now = parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])  # the store's clock
@@ -220,7 +220,8 @@ def _error_code(exc: Exception) -> str:
     return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
-def _s3_client(options: S3Options, max_attempts: int):
+def s3_client(options: S3Options, max_attempts: int):
+    """A boto3 S3 client for ``options`` with ``max_attempts`` standard retries and our timeouts."""
     import boto3
     import botocore
     from botocore.config import Config
@@ -234,7 +235,7 @@ def _s3_client(options: S3Options, max_attempts: int):
                         aws_session_token=options.session_token)
 
 
-def _storage_error(exc: Exception, uri: str, options: S3Options, action: str) -> StorageError:
+def storage_error(exc: Exception, uri: str, options: S3Options, action: str) -> StorageError:
     """Translate a boto3/botocore failure into a StorageError that names the URI, the endpoint and the fix."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from berg_ray.config import DOWNLOAD_RANGE_BYTES, S3_MAX_ATTEMPTS
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.storage import S3Options
-from berg_ray.storage_s3 import _s3_client, _storage_error
+from berg_ray import storage_s3
+from berg_ray.storage_s3 import storage_error
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _READ_BYTES = 1024 * 1024
@@ -56,7 +57,7 @@ def s3_client(options: S3Options):
     import boto3
     from botocore.config import Config
 
-    client = _s3_client(options, S3_MAX_ATTEMPTS)
+    client = storage_s3.s3_client(options, S3_MAX_ATTEMPTS)
     if options.anonymous and options.endpoint_url is None:
         config = client.meta.config.merge(Config(ignore_configured_endpoint_urls=True))
         client = boto3.client("s3", region_name=options.region, config=config)
@@ -73,7 +74,7 @@ def list_objects(client, bucket: str, prefix: str, options: S3Options) -> list[R
                 if key and not key.endswith("/"):
                     files.append(RemoteFile(key, int(item["Size"]), item["ETag"].strip('"')))
     except Exception as exc:
-        raise _storage_error(exc, f"s3://{bucket}/{prefix}", options, "list") from None
+        raise storage_error(exc, f"s3://{bucket}/{prefix}", options, "list") from None
     return sorted(files, key=lambda f: f.key)
 
 
@@ -86,7 +87,7 @@ def head_object(client, bucket: str, key: str, options: S3Options) -> RemoteFile
         if isinstance(exc, ClientError) and str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
             raise StorageError(f"s3://{bucket}/{key} does not exist (endpoint {options.endpoint_name}); check "
                                "--source") from None
-        raise _storage_error(exc, f"s3://{bucket}/{key}", options, "read") from None
+        raise storage_error(exc, f"s3://{bucket}/{key}", options, "read") from None
     return RemoteFile(key, int(head["ContentLength"]), head["ETag"].strip('"'))
 
 
@@ -124,7 +125,7 @@ def fetch(client, bucket: str, remote: RemoteFile, prefix: str, staged: Path, op
                 raise
             except Exception as exc:  # partial bytes stay in staging: the next run continues from them
                 out.flush()
-                raise _storage_error(exc, uri, options, "read") from None
+                raise storage_error(exc, uri, options, "read") from None
             if offset <= end:
                 raise StorageError(f"{uri}: the server sent {offset - transfer.resumed} bytes, fewer than asked; "
                                    "run the command again (the download continues)")
