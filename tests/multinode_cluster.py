@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
 import socket
 import tempfile
@@ -66,7 +67,11 @@ def multinode_cluster(monkeypatch: Any, head_args: dict[str, Any], worker_args: 
         for args in worker_args:
             nodes.append(cluster.add_node(**args, temp_dir=temp_dir).node_id)
         cluster.wait_for_nodes()
-        assert ray._private.services.canonicalize_bootstrap_address_or_die("auto", temp_dir) == cluster.gcs_address
+        recorded = ray._private.utils.read_ray_address(temp_dir)  # what a job's supervisor resolves "auto" to
+        assert recorded == cluster.gcs_address, (
+            f"{temp_dir} records {recorded!r}, not this cluster's GCS {cluster.gcs_address}; 'auto' resolves to "
+            f"{ray._private.services.canonicalize_bootstrap_address('auto', temp_dir)} here "
+            f"(RAY_ADDRESS={os.environ.get('RAY_ADDRESS')!r})")
         yield cluster, f"http://127.0.0.1:{dashboard_port}", nodes
     finally:
         if cluster is not None:
