@@ -66,6 +66,12 @@ def resolve_s3_options(endpoint_url: str | None = None, anonymous: bool = False)
     return S3Options(endpoint, region, False, frozen.access_key, frozen.secret_key, frozen.token)
 
 
+def s3_options_for(location: str, endpoint_url: str | None = None) -> S3Options | None:
+    """:func:`resolve_s3_options` for an ``s3://`` location; None for any other (a local path needs no credential
+    lookup, and ``open_store`` names an unsupported scheme)."""
+    return resolve_s3_options(endpoint_url) if str(location).startswith("s3://") else None
+
+
 class S3Store(Store):
     """A prefix of an S3 bucket (or of an S3-compatible store)."""
 

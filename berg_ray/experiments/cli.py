@@ -72,9 +72,7 @@ def _run_tuning(ns: argparse.Namespace) -> int:
     _announce("tuning", stimulus_set, sessions)
     tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
                                    ns.s3_endpoint_url)
-    print(tables["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    where = join_uri(ns.out, "tuning")
-    print(f"per-unit tables and figures: {where}/<scan>.parquet|.png; summary: {where}/summary.parquet")
+    _print_summary(tables["summary"], join_uri(ns.out, "tuning"))
     return 0
 
 
@@ -89,9 +87,7 @@ def _run_rf(ns: argparse.Namespace) -> int:
     _announce("rf", stimulus_set, sessions)
     tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
                                ns.s3_endpoint_url)
-    print(tables["summary"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    where = join_uri(ns.out, "rf")
-    print(f"per-unit tables and figures: {where}/<scan>.parquet|.png; summary: {where}/summary.parquet")
+    _print_summary(tables["summary"], join_uri(ns.out, "rf"))
     return 0
 
 
@@ -111,6 +107,12 @@ def _run_domains(ns: argparse.Namespace) -> int:
     where = join_uri(ns.out, "domains")
     print(f"per-unit tables and figures: {where}/<scan>.parquet|.png; per-frame responses: {where}/sweep")
     return 0
+
+
+def _print_summary(summary, where: str) -> None:
+    """The summary table, then where the per-unit tables, figures and summary are."""
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"per-unit tables and figures: {where}/<scan>.parquet|.png; summary: {where}/summary.parquet")
 
 
 def _grid(value: str) -> tuple[int, int]:

@@ -23,7 +23,7 @@ import pandas as pd
 from berg_ray.errors import BergRayError
 from berg_ray.experiments.stimulus_sets import StimulusSet
 from berg_ray.storage import Store, open_store
-from berg_ray.storage_s3 import S3Options, resolve_s3_options
+from berg_ray.storage_s3 import S3Options, s3_options_for
 
 STIMULI_DIR, SWEEP_DIR, EXPERIMENT_MANIFEST = "stimuli", "sweep", "_experiment.json"
 
@@ -43,7 +43,7 @@ class ExperimentDir:
         s3_endpoint_url: S3-compatible endpoint for s3:// locations (None: AWS_ENDPOINT_URL or AWS)."""
         self.uri = join_uri(str(out), kind)
         self.s3_endpoint_url = s3_endpoint_url
-        self.s3: S3Options | None = resolve_s3_options(s3_endpoint_url) if "://" in self.uri else None
+        self.s3: S3Options | None = s3_options_for(self.uri, s3_endpoint_url)
         self.store: Store = open_store(self.uri, self.s3)
 
     def local_release(self, berg_dir: str) -> Path:
@@ -51,8 +51,7 @@ class ExperimentDir:
         node's verified cache, reached with this location's endpoint)."""
         from berg_ray.download import resolve_berg_dir
 
-        is_s3 = str(berg_dir).startswith("s3://")
-        return resolve_berg_dir(berg_dir, resolve_s3_options(self.s3_endpoint_url) if is_s3 else None)
+        return resolve_berg_dir(berg_dir, s3_options_for(berg_dir, self.s3_endpoint_url))
 
     def uri_of(self, name: str) -> str:
         return join_uri(self.uri, name)

@@ -82,6 +82,6 @@ def _run_plot_responses(ns: argparse.Namespace) -> int:
 
 
 def _store(location: str, endpoint_url: str | None) -> Store:
-    from berg_ray.storage_s3 import resolve_s3_options
+    from berg_ray.storage_s3 import s3_options_for
 
-    return open_store(location, resolve_s3_options(endpoint_url) if location.startswith("s3://") else None)
+    return open_store(location, s3_options_for(location, endpoint_url))
