@@ -34,12 +34,12 @@ CORE_CHANNELS_PER_STREAM = 128
 N_FEATURES = N_STREAMS * CORE_CHANNELS_PER_STREAM  # 512 core output channels
 FRAME_RATE_HZ = 30.0
 
-# CPU threading (berg_ray.threads): OpenMP wait policy of every process berg_ray owns, unless the user set one.
-# 'passive' lets idle OpenMP threads sleep: several-fold faster on a busy machine (benchmarks/RESULTS.md).
+# CPU processes berg_ray owns (berg_ray.threads): the OpenMP wait policy unless the user set one ('passive': idle
+# threads sleep, several-fold faster on a busy machine) and how much freed heap glibc keeps for reuse.
 DEFAULT_OMP_WAIT_POLICY = "passive"
+HEAP_KEEP_BYTES = 512 * 2**20  # freed memory kept (not returned, not page-faulted again): ~4 feed-forward passes
 
-# `berg-ray demo`: its output folder, relative to the working directory.
-DEMO_WORK_DIR = "demo-output"
+DEMO_WORK_DIR = "demo-output"  # `berg-ray demo`: its output folder, relative to the working directory
 
 # Chunking: frames of one video pushed through the feed-forward core at once (memory scales with it).
 DEFAULT_CHUNK_FRAMES = 32

@@ -1,4 +1,5 @@
-"""CPU threading of every process berg_ray owns: the OpenMP wait policy and the torch thread count, in one place.
+"""CPU runtime of every process berg_ray owns: the OpenMP wait policy, the torch thread count and the heap, in one
+place.
 
 The recurrent loop runs ~25 small parallel ops per frame. With OpenMP's default wait policy the worker threads
 spin between ops; on a busy machine a spinning thread keeps a core from the thread the barrier waits for, and
@@ -7,22 +8,31 @@ threads sleep instead. The policy is read once, when the OpenMP runtime loads (`
 in the environment before that: on ``import berg_ray`` (when torch is not imported yet) and, for Ray workers,
 through the runtime env of every actor berg_ray starts. A value the user set is always kept.
 
+The heap: a CPU feed-forward pass allocates and frees ~100 MB of activations in pieces of up to 25 MB. glibc serves
+pieces above an adaptive threshold with fresh mappings and trims the heap top once twice that is free, so every
+pass page-faulted its activations anew (~20 MB per frame, up to ~10 % of the time at 150 units; benchmarks/
+RESULTS.md, "CPU vs reference"). :func:`keep_freed_heap` fixes both thresholds so freed activations are reused.
+
 This module must not import torch at module level (it runs before torch is loaded).
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from berg_ray.config import DEFAULT_OMP_WAIT_POLICY
+from berg_ray.config import DEFAULT_OMP_WAIT_POLICY, HEAP_KEEP_BYTES
 
 _CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 _CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+_MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's largest mmap threshold on 64-bit
+_GLIBC_HEAP_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
 def cgroup_cpu_limit(cpu_max: Path = _CGROUP_V2_CPU_MAX, v1_quota: Path = _CGROUP_V1_QUOTA,
@@ -118,3 +128,21 @@ def default_openmp_env(environ: MutableMapping[str, str] | None = None) -> bool:
         if math.ceil(limit) < affinity:
             environ["OMP_NUM_THREADS"] = str(available_cpus())
     return True
+
+
+def keep_freed_heap(keep_bytes: int = HEAP_KEEP_BYTES, environ: MutableMapping[str, str] | None = None) -> bool:
+    """Make glibc's malloc reuse freed activations instead of returning them to the OS (see the module docstring).
+
+    Allocations up to 32 MiB come from the heap (the adaptive mmap threshold would otherwise start at 128 KiB) and
+    up to ``keep_bytes`` of free memory stays in it. Heap settings the user made through glibc's environment
+    variables are kept. Returns True where applied; False elsewhere (not glibc, e.g. macOS or musl: nothing
+    changes) or when the user set them.
+    """
+    environ = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux") or any(name in environ for name in _GLIBC_HEAP_ENV):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, keep_bytes))
