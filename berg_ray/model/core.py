@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
-from berg_ray.model.device_plan import batched_row_ops, pass_shape
+from berg_ray.model.device_plan import batched_row_ops, pass_shape, temporal_pairs
 from berg_ray.model.functional import (
     GELU_GAMMA, from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, pool_rows, to_rows,
 )
 from berg_ray.model.params import row_weights, stacked_biases, stacked_weights
 from berg_ray.model.recurrent import POSITIONS, REC_SLOTS, REC_WIDTH, Recurrent
+from berg_ray.model.temporal_pairs import causal_conv_pairs, pair_layout, pair_weights
 
 S = N_STREAMS
 BLOCKS = ((32, 1, 2), (64, 2, 2), (128, 4, 1))  # (channels C, groups G, spatial pool) per dense block
@@ -58,8 +59,12 @@ class FeedForward(nn.Module):
             for layer in (0, 1):  # the gain of the GELU before each conv is folded into its weights
                 weight = stacked_weights(params, f"{p}.blocks.{b}.convs.{layer}") * GELU_GAMMA
                 weight = weight.contiguous(memory_format=torch.channels_last_3d)  # the inputs' layout: no reorder
+                bias = stacked_biases(params, f"{p}.blocks.{b}.convs.{layer}")
                 self.register_buffer(f"block{b}_conv{layer}_w", weight)
-                self.register_buffer(f"block{b}_conv{layer}_b", stacked_biases(params, f"{p}.blocks.{b}.convs.{layer}"))
+                self.register_buffer(f"block{b}_conv{layer}_b", bias)
+                kernels, _ = pair_weights(weight, bias)  # the same conv by pairs of frames (temporal_pairs.py)
+                for k, kernel in enumerate(kernels):
+                    self.register_buffer(f"block{b}_conv{layer}_pair{k}_w", kernel)
             skip = stacked_weights(params, f"{p}.blocks.{b}.skips.1") * GELU_GAMMA
             self.register_buffer(f"block{b}_skip_w", row_weights(skip, S * groups))  # (S*G, C/G, C/G)
         for name, prefix in (("proj1", "inputs.1"), ("proj2", "inputs.2"), ("out", "out")):
@@ -76,8 +81,9 @@ class FeedForward(nn.Module):
             height, width = height // pool, width // pool
         return history
 
-    def forward(self, retina: Tensor, history: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """Args: retina (B, 1, T, 128, 192); history from :meth:`initial_history` or the previous chunk.
+    def forward(self, retina: Tensor, history: list[Tensor], first_frame: int) -> tuple[Tensor, list[Tensor]]:
+        """Args: retina (B, 1, T, 128, 192); history from :meth:`initial_history` or the previous chunk;
+        first_frame: the video's frame index of retina's first frame (aligns the frame pairs of ``temporal_pairs``).
         Returns: (features as rows (B*T*16*24, 512), position-major per frame; the new history, as views into
         this pass's activations: copy them before they are needed beyond the next pass)."""
         x = F.pad(retina, (2, 2, 2, 2, 0, 0), mode="replicate")  # (B, 1, T, 132, 196)
@@ -86,11 +92,30 @@ class FeedForward(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last_3d)
         new_history: list[Tensor] = []
         for b in range(len(BLOCKS)):
-            x, block_history = self._block(b, x, history[2 * b: 2 * b + 2])
+            x, block_history = self._block(b, x, history[2 * b: 2 * b + 2], first_frame)
             new_history += block_history
         return x, new_history
 
-    def _block(self, b: int, x0: Tensor, history: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    def _causal_conv(self, b: int, layer: int, x: Tensor, history: Tensor, first_frame: int) -> tuple[Tensor, Tensor]:
+        """GELU, causal padding and temporal conv ``layer`` of block b.
+
+        Args: x (B, C, T, H, W); history (B, C, 2, H, W) activated past frames; first_frame: x's first frame index.
+        Returns: (the conv input [history, GELU(x)] (B, C, T+2, H, W), the conv output (B, C, T, H, W)). On CPU the
+        conv runs by aligned frame pairs (``temporal_pairs``), on accelerators as one 3-D conv.
+        """
+        weight = getattr(self, f"block{b}_conv{layer}_w")
+        bias = getattr(self, f"block{b}_conv{layer}_b")
+        groups, frames = S * BLOCKS[b][1], x.shape[2]
+        if not temporal_pairs(x.device):
+            padded = gelu_padded(x, history)
+            return padded, F.conv3d(padded, weight, bias, padding=(0, 1, 1), groups=groups)
+        lead, pairs = pair_layout(first_frame, frames)
+        padded = gelu_padded(x, history, lead, 2 * pairs - lead - frames)
+        kernels = [getattr(self, f"block{b}_conv{layer}_pair{k}_w") for k in range(4)]
+        out = causal_conv_pairs(padded, kernels, [None, bias, None, None], groups)
+        return padded[:, :, lead:lead + frames + 2], out[:, :, lead:lead + frames]
+
+    def _block(self, b: int, x0: Tensor, history: list[Tensor], first_frame: int) -> tuple[Tensor, list[Tensor]]:
         """Dense block (spec §3.4) and the 1x1 projection after it.
 
         x1 = conv0(gelu x0); x2 = conv1(gelu x1) + skip(gelu x0); z = pool(x0 (+) x1 (+) x2); returns proj(z) as
@@ -98,12 +123,9 @@ class FeedForward(nn.Module):
         """
         channels, groups, pool = BLOCKS[b]
         batch, _, frames, height, width = x0.shape
-        y0 = gelu_padded(x0, history[0])  # (B, S*C, T+2, H, W)
-        x1 = F.conv3d(y0, getattr(self, f"block{b}_conv0_w"), getattr(self, f"block{b}_conv0_b"),
-                      padding=(0, 1, 1), groups=S * groups)
-        y1 = gelu_padded(x1, history[1])
-        x2 = F.conv3d(y1, getattr(self, f"block{b}_conv1_w"), getattr(self, f"block{b}_conv1_b"),
-                      padding=(0, 1, 1), groups=S * groups).contiguous(memory_format=torch.channels_last_3d)
+        y0, x1 = self._causal_conv(b, 0, x0, history[0], first_frame)  # y0: (B, S*C, T+2, H, W)
+        y1, x2 = self._causal_conv(b, 1, x1, history[1], first_frame)
+        x2 = x2.contiguous(memory_format=torch.channels_last_3d)
         x2_rows = to_rows(x2)
         per_call = batch if batched_row_ops(x0.device) else 1
         for v in range(0, batch, per_call):  # conv1 output (bias included) + skip, in that order
@@ -149,7 +171,8 @@ class VideoCore(nn.Module):
         buffers = None
         for start in range(0, frames, frames_per_pass):
             stop = min(start + frames_per_pass, frames)
-            features = [self._feedforward_pass(retina[v:v + videos_per_pass, :, start:stop], history, v)
+            features = [self._feedforward_pass(retina[v:v + videos_per_pass, :, start:stop], history, v,
+                                                  state.frame + start)
                         for v in range(0, batch, videos_per_pass)]
             features = features[0] if len(features) == 1 else torch.cat(features)
             if buffers is None:  # sized and typed after the first pass (autocast decides the activations' dtype)
@@ -158,10 +181,11 @@ class VideoCore(nn.Module):
         hidden, cell = (_from_columns(c, batch) for c in columns)
         return out, CoreState(state.frame + frames, history, hidden, cell)
 
-    def _feedforward_pass(self, retina: Tensor, history: list[Tensor], first: int) -> Tensor:
-        """Feed-forward part for videos first..first+n-1 of the batch; their rows of ``history`` are updated."""
+    def _feedforward_pass(self, retina: Tensor, history: list[Tensor], first: int, frame: int) -> Tensor:
+        """Feed-forward part for videos first..first+n-1 of the batch, from their frame ``frame`` on; their rows of
+        ``history`` are updated."""
         videos = slice(first, first + retina.shape[0])
-        features, new_history = self.feedforward(retina, [h[videos] for h in history])
+        features, new_history = self.feedforward(retina, [h[videos] for h in history], frame)
         for h, new in zip(history, new_history):
             h[videos] = new
         return features

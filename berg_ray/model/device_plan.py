@@ -1,17 +1,19 @@
 """How the core cuts its work per device: the one place where CPU and accelerator execution differ.
 
-The math is the same on every device; only the grouping of work changes. On CPU the feed-forward runs one video
-and a few frames per pass and every per-video 1x1 map is its own small matmul on views (no copies, cache-sized
-operands). On accelerators kernel launches dominate at these sizes (H200 profile in benchmarks/RESULTS.md, "GPU"),
-so passes are large and each grouped 1x1 map runs once for all videos of the batch, at the price of one copy of
-its input rows. Results agree to float32 rounding (tests/model/test_core.py runs the accelerator plan on CPU).
+The network is the same on every device; the grouping of work and a few exact rewritings change. On CPU, where the
+big convolutions already run at the cores' FMA peak, the feed-forward runs one video and a few frames per pass,
+every per-video 1x1 map is its own small matmul on views (no copies, cache-sized operands), the temporal convs run
+by frame pairs with a third fewer FLOPs (``temporal_pairs.py``) and tanh comes from expm1. On accelerators kernel
+launches dominate at these sizes (H200 profile in benchmarks/RESULTS.md, "GPU"), so passes are large, each grouped
+1x1 map runs once for all videos of the batch (at the price of one copy of its input rows), and each op is one
+kernel. Results agree to float32 rounding (tests/model/test_core.py runs the accelerator plan on CPU).
 """
 
 from __future__ import annotations
 
 import torch
 
-FRAMES_PER_PASS = 4  # frames of one video per feed-forward pass on CPU: bounds memory, keeps buffers reusable
+FRAMES_PER_PASS = 8  # frames of one video per feed-forward pass on CPU: 4 frame pairs per conv call (RESULTS.md)
 # video-frames (batch x frames) per feed-forward pass on accelerators: ~43 MB of float32 activations each (11 GB
 # per pass); fewer, larger passes launch fewer kernels
 ACCELERATOR_VIDEO_FRAMES_PER_PASS = 256
@@ -28,3 +30,17 @@ def batched_row_ops(device: torch.device) -> bool:
     """Whether each per-video 1x1 map (feed-forward skips, recurrent input and output projections) runs once for
     all videos (accelerators: one copy instead of a kernel per video) or per video (CPU: views, no copy)."""
     return device.type != "cpu"
+
+
+def temporal_pairs(device: torch.device) -> bool:
+    """Whether the feed-forward's causal temporal convs run by frame pairs with Winograd's F(2,3) (CPU: a third
+    fewer FLOPs in convolutions that already run at the FMA peak, see temporal_pairs.py) or as one 3-D conv
+    (accelerators: cuDNN's 3-D conv, no extra elementwise passes)."""
+    return device.type == "cpu"
+
+
+def expm1_tanh(device: torch.device) -> bool:
+    """Whether tanh is computed from expm1 (CPU: torch.tanh goes through MKL's vsTanh at ~1.7 ns per element on 2
+    cores, 1.6x the 7 cheap ops of ``functional.tanh_into``; the recurrent loop runs 3 per frame) or with torch.tanh
+    (accelerators: one kernel instead of several launches)."""
+    return device.type == "cpu"

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from berg_ray.model.device_plan import expm1_tanh
+
 GELU_GAMMA = 1.7015043497085571  # variance-preserving gain of GELU (an exact float32 value)
 WEIGHT_NORM_EPS = 1e-5
 PLANE_CLIP = 1e-5  # lower clip of Z.r in the ray-plane intersection
@@ -71,21 +73,26 @@ def from_rows(rows: Tensor, batch: int, frames: int, height: int, width: int) ->
     return rows.view(batch, frames, height, width, rows.shape[1]).permute(0, 4, 1, 2, 3)
 
 
-def gelu_padded(x: Tensor, history: Tensor) -> Tensor:
+def gelu_padded(x: Tensor, history: Tensor, lead: int = 0, trail: int = 0) -> Tensor:
     """GELU of x with the 2 previous input frames prepended along time (the causal conv input, spec §4.3).
 
     Args:
         x: (B, C, T, H, W).
         history: (B, C, 2, H, W), already activated; zeros before frame 0.
+        lead, trail: zero frames before the history and after GELU(x) (alignment for ``temporal_pairs``).
     Returns:
-        (B, C, T+2, H, W) channels-last-3d: [history, GELU(x)] along T (no gamma: it is folded into the weights).
+        (B, C, lead+2+T+trail, H, W) channels-last-3d: [0 * lead, history, GELU(x), 0 * trail] along T (no gamma:
+        it is folded into the weights).
     """
     batch, channels, frames, height, width = x.shape
-    padded = torch.empty((batch, channels, frames + 2, height, width), dtype=x.dtype, device=x.device,
-                         memory_format=torch.channels_last_3d)
-    padded[:, :, :2] = history
+    padded = torch.empty((batch, channels, lead + frames + 2 + trail, height, width), dtype=x.dtype,
+                         device=x.device, memory_format=torch.channels_last_3d)
+    padded[:, :, :lead] = 0
+    padded[:, :, lead + frames + 2:] = 0
+    padded[:, :, lead:lead + 2] = history
     # gelu.out leaves `out` unwritten when its memory layout differs from the input's (torch 2.13): match them
-    torch.ops.aten.gelu.out(x.contiguous(memory_format=torch.channels_last_3d), out=padded[:, :, 2:])
+    torch.ops.aten.gelu.out(x.contiguous(memory_format=torch.channels_last_3d),
+                            out=padded[:, :, lead + 2:lead + 2 + frames])
     return padded
 
 
@@ -152,6 +159,19 @@ def normalized_attention(q: Tensor, k: Tensor, v: Tensor, scales: Tensor) -> Ten
     return F.scaled_dot_product_attention(q.mul_(scales), k, v, scale=1.0)
 
 
+def tanh_into(x: Tensor, out: Tensor) -> Tensor:
+    """out = tanh(x) (out may be x itself); on CPU from expm1, elsewhere torch.tanh (``device_plan.expm1_tanh``).
+
+    tanh|x| = -e / (2 + e) with e = expm1(-2|x|) in (-1, 0], then the sign of x: no cancellation anywhere, so it stays
+    within a few float32 ulp of the exact value (tests/model/test_functional.py), like torch.tanh.
+    """
+    if not expm1_tanh(x.device):
+        return torch.tanh(x, out=out)
+    e = torch.abs(x).mul_(-2).expm1_()
+    magnitude = e.div_(e + 2).neg_()
+    return torch.copysign(magnitude, x, out=out)
+
+
 def lstm_update_(gates: Tensor, cell: Tensor, hidden: Tensor) -> None:
     """In-place LSTM state update from pre-activation gates.
 
@@ -162,10 +182,10 @@ def lstm_update_(gates: Tensor, cell: Tensor, hidden: Tensor) -> None:
     """
     width = cell.shape[-2]
     sig = gates[..., :3 * width, :].sigmoid_()
-    g = gates[..., 3 * width:, :].tanh_()
+    g = tanh_into(gates[..., 3 * width:, :], gates[..., 3 * width:, :])
     i, f, o = sig.split(width, dim=-2)
     cell.mul_(f).addcmul_(i, g)
-    torch.tanh(cell, out=g)
+    tanh_into(cell, g)
     torch.mul(o, g, out=hidden)
 
 

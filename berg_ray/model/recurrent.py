@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
 from berg_ray.model.device_plan import batched_row_ops
-from berg_ray.model.functional import lstm_update_, normalized_attention, weight_norm
+from berg_ray.model.functional import lstm_update_, normalized_attention, tanh_into, weight_norm
 from berg_ray.model.params import stacked_biases, stacked_weights
 
 S = N_STREAMS
@@ -193,7 +193,7 @@ class Recurrent(nn.Module):
         inter_w, qkv_w, gate_zw, gate_aw, gate_b = buffers.weights
         pre = feed.view(S, 256, cols).baddbmm_(inter_w, hidden.view(S, 256, cols))  # in place: feed[t] is spent
         conv_in = buffers.conv_in.permute(1, 2, 0, 3)  # (32, 64, B, P) view of the (B, 32, 64, P) conv input
-        torch.tanh(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), out=conv_in[:, :REC_WIDTH])
+        tanh_into(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), conv_in[:, :REC_WIDTH])
         conv_in[:, REC_WIDTH:] = hidden.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS)
         z = F.conv2d(buffers.conv_in.view(batch, REC_SLOTS * 64, 16, 24), self.conv_w, padding=1, groups=REC_SLOTS)
         z = z.view(batch, REC_SLOTS, 64, POSITIONS).permute(1, 2, 0, 3).reshape(REC_SLOTS, 64, cols)
