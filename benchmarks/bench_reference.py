@@ -13,8 +13,11 @@ written under ``--data-dir`` (reused when present) and BOTH implementations load
 ``berg_ray.load_model`` + ``berg_ray.inference.encode_videos`` (float32, default chunking), the reference through
 ``fnn.microns.scan(8, 5, cuda=False, directory=WEIGHTS_DIR)`` timing ``model.predict(stimuli=video)``. One video
 (B=1, ``--frames`` frames of seeded uniform uint8 pixels; cost does not depend on content) is written once and
-read by every run. Every measurement runs in a fresh subprocess with ``torch.set_num_threads(N)``; after a short
-warm-up (4 frames) the whole video is timed once (wall and process CPU seconds). Rounds alternate the two
+read by every run. Every measurement runs in a fresh subprocess with ``torch.set_num_threads(N)``; after a
+warm-up (``--warmup-frames``: by default the whole video, so that both time their steady state: berg_ray's
+first pass over a 32-frame chunk maps its heap and builds its oneDNN kernels, while the reference's per-frame
+loop is warm after one frame; runs before 2026-11-27 23:30 used 4 frames) the whole video is timed once (wall and
+process CPU seconds). Rounds alternate the two
 implementations (ours first in even rounds, the reference first in odd ones) over every (units, threads) pair,
 so machine drift hits both alike; each pair's ratio is ours fps / reference fps of the same round (and
 ``cpu_ratio`` the reference's process CPU time per frame / ours, steadier on a shared machine), and the
@@ -35,7 +38,6 @@ import time
 from pathlib import Path
 
 SCAN = "session-8_scan-5"
-WARMUP_FRAMES = 4
 
 
 # ----------------------------------------------------------------------------------------------- children
@@ -47,7 +49,7 @@ def _child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads[0])
     video = np.load(args.video)
     run = _ours(args.berg_dir) if args.child == "ours" else _reference(args.reference, args.weights_dir)
-    run(video[:WARMUP_FRAMES])
+    run(video[:args.warmup_frames or len(video)])
     wall, cpu = time.perf_counter(), time.process_time()
     responses = run(video)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -55,7 +57,8 @@ def _child(args: argparse.Namespace) -> None:
     frames = video.shape[0]
     print(json.dumps({"impl": args.child, "threads": torch.get_num_threads(), "frames": frames,
                       "units": int(responses.shape[-1]), "seconds": wall, "fps": frames / wall,
-                      "cpu_ms_per_frame": 1e3 * cpu / frames, "torch": torch.__version__}), flush=True)
+                      "cpu_ms_per_frame": 1e3 * cpu / frames, "warmup_frames": args.warmup_frames or frames,
+                      "torch": torch.__version__}), flush=True)
 
 
 def _ours(berg_dir: str):
@@ -104,7 +107,7 @@ def _spawn(args: argparse.Namespace, impl: str, berg_dir: Path, threads: int, vi
         env.pop("PYTHONPATH", None)  # the reference process sees only its own interpreter and --reference
     command = [python, __file__, "--child", impl, "--berg-dir", str(berg_dir), "--threads", str(threads),
                "--video", str(video), "--responses", str(responses), "--reference", str(args.reference),
-               "--weights-dir", str(weights_dir(berg_dir))]
+               "--weights-dir", str(weights_dir(berg_dir)), "--warmup-frames", str(args.warmup_frames)]
     load = os.getloadavg()[0]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=args.timeout)
     if result.returncode != 0:
@@ -204,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per (units, threads)")
     parser.add_argument("--frames", type=int, default=90, help="frames of the (B=1) video")
     parser.add_argument("--seed", type=int, default=0, help="seed of the video's pixels")
+    parser.add_argument("--warmup-frames", type=int, default=0,
+                        help="frames run untimed first in every process (0: the whole video)")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "berg-ray-refbench",
                         help="where the generated releases are written (reused)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for one run")

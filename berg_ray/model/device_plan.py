@@ -44,3 +44,10 @@ def expm1_tanh(device: torch.device) -> bool:
     cores, 1.6x the 7 cheap ops of ``functional.tanh_into``; the recurrent loop runs 3 per frame) or with torch.tanh
     (accelerators: one kernel instead of several launches)."""
     return device.type == "cpu"
+
+
+def readout_by_cells(device: torch.device) -> bool:
+    """Whether the readout runs as small matrix products over grid cells (CPU: no 512 x U samples per frame through
+    scattered loads, see readout_cells.py) or as grid_sample + per-unit dot (accelerators: 0.045 ms per frame at
+    9,941 units on an H200)."""
+    return device.type == "cpu"

@@ -1,5 +1,8 @@
 """Per-scan readout (spec §3.7-3.8): sample each unit's features at its learned position, weight them per stream,
-average the 4 streams' log-rates and take exp."""
+average the 4 streams' log-rates and take exp.
+
+On CPU the sampling and weighting run as small matrix products over grid cells (``readout_cells.py``), on
+accelerators as grid_sample + per-unit dot (``device_plan.readout_by_cells``); both agree to float32 rounding."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from berg_ray.config import N_STREAMS
+from berg_ray.config import FEATURE_HEIGHT, FEATURE_WIDTH, N_STREAMS
+from berg_ray.model.device_plan import readout_by_cells
 from berg_ray.model.functional import per_unit_dot, sample_at_positions
+from berg_ray.model.readout_cells import CellPlan, cell_log_rates, cell_plan
 
 
 # Bytes of bilinear samples (N, 512, U) materialised at once: a call over more frames runs in slices (each row is
@@ -28,6 +33,7 @@ class Readout(nn.Module):
         self.register_buffer("weights", torch.stack(weights).contiguous())
         biases = [params[f"readout.biases.{s}"][:, 0] for s in range(N_STREAMS)]
         self.register_buffer("biases", torch.stack(biases))  # (S, U)
+        self._cells: CellPlan | None = None  # all units grouped by grid cell, built on first use on CPU
 
     @property
     def n_units(self) -> int:
@@ -39,16 +45,28 @@ class Readout(nn.Module):
         positions, weights, biases = self.positions, self.weights, self.biases
         if units is not None:
             positions, weights, biases = positions[units], weights[:, :, units], biases[:, units]
+        if readout_by_cells(features.device):
+            plan = self._all_units_plan() if units is None else cell_plan(positions, weights, *features.shape[2:])
+            return _rates(cell_log_rates(features, plan), biases)
         rows = max(1, READOUT_SAMPLE_BYTES // (features[0, :, 0, 0].numel() * positions.shape[0] * 4))
         if features.shape[0] > rows:
             return torch.cat([_responses(features[i:i + rows], positions, weights, biases)
                               for i in range(0, features.shape[0], rows)])
         return _responses(features, positions, weights, biases)
 
+    def _all_units_plan(self) -> CellPlan:
+        if self._cells is None or self._cells.weights.device != self.weights.device:
+            self._cells = cell_plan(self.positions, self.weights, FEATURE_HEIGHT, FEATURE_WIDTH)
+        return self._cells
+
 
 def _responses(features: Tensor, positions: Tensor, weights: Tensor, biases: Tensor) -> Tensor:
     """Features (N, S*128, H, W), positions (U, 2), weights (S, 128, U), biases (S, U) -> responses (N, U)."""
     sampled = sample_at_positions(features, positions)  # (N, S*128, U)
     sampled = sampled.unflatten(1, (N_STREAMS, -1))  # (N, S, 128, U)
-    log_rates = per_unit_dot(sampled, weights) + biases  # (N, S, U)
-    return torch.exp(log_rates.mean(dim=1))  # mean of log-rates, then exp
+    return _rates(per_unit_dot(sampled, weights), biases)
+
+
+def _rates(dots: Tensor, biases: Tensor) -> Tensor:
+    """Per-stream dot products (N, S, U) + biases (S, U) -> responses (N, U): mean of the log-rates, then exp."""
+    return torch.exp((dots + biases).mean(dim=1))

@@ -120,3 +120,39 @@ def test_importing_berg_ray_keeps_freed_activations_mapped():
     # kernel may reclaim idle pages)
     assert _minor_faults_of_reused_buffers("") >= 4 * pages_per_buffer
     assert _minor_faults_of_reused_buffers("import berg_ray") <= 2 * pages_per_buffer
+
+
+def test_bilinear_corners_reproduce_grid_sample(gen):
+    """Corner weights applied to one-hot maps equal grid_sample, border clamping and exact edges included."""
+    from berg_ray.model.readout_cells import bilinear_corners
+
+    height, width = 4, 6
+    positions = torch.cat([torch.rand(200, 2, generator=gen, dtype=torch.float64) * 2.6 - 1.3,
+                           torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1 - 1 / width, 0.0], [0.0, 1 - 1 / height]],
+                                        dtype=torch.float64)])
+    corners, weights = bilinear_corners(positions, height, width)
+    one_hot = torch.eye(height * width, dtype=torch.float64).view(-1, 1, height, width)  # (HW, 1, H, W)
+    grid = positions[None, :, None, :].expand(height * width, -1, -1, -1)
+    sampled = F.grid_sample(one_hot, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0, :, 0]
+    rebuilt = torch.zeros_like(sampled).T.scatter_add_(1, corners, weights).T  # (HW, U): weight of each grid point
+    torch.testing.assert_close(rebuilt, sampled, rtol=0, atol=1e-12)
+
+
+def test_readout_by_cells_equals_sampling_and_ignores_other_units(gen):
+    """The cell-grouped readout equals grid_sample + per-unit dot to float32 rounding; any unit selection (crowded
+    cells spanning several groups, a lone unit) gives the same bits for its units."""
+    from berg_ray.model.functional import per_unit_dot, sample_at_positions
+    from berg_ray.model.readout_cells import GROUP_UNITS, cell_log_rates, cell_plan
+
+    units = 700
+    positions = torch.rand(units, 2, generator=gen) * 2.2 - 1.1
+    positions[:3 * GROUP_UNITS] = positions[0]  # one crowded cell: several groups
+    features = torch.randn(5, 4 * 16, 16, 24, generator=gen)
+    weights = torch.randn(4, 16, units, generator=gen) / 4
+    want = per_unit_dot(sample_at_positions(features, positions).unflatten(1, (4, -1)), weights)
+    got = cell_log_rates(features, cell_plan(positions, weights, 16, 24))
+    assert got.shape == want.shape == (5, 4, units)
+    assert float((got - want).abs().max() / want.abs().max()) <= 2e-6
+    for subset in (torch.tensor([3]), torch.tensor([0, 40, 99, 650]), torch.arange(10, units, 3)):
+        alone = cell_log_rates(features, cell_plan(positions[subset], weights[:, :, subset], 16, 24))
+        assert torch.equal(alone, got[:, :, subset])
