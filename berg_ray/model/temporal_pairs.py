@@ -64,7 +64,7 @@ def causal_conv_pairs(padded: Tensor, kernels: list[Tensor], biases: list[Tensor
         raise ValueError(f"causal_conv_pairs needs an even number of input frames, got {length}")
     d = padded.permute(0, 2, 3, 4, 1)  # (B, 2P+2, H, W, I) view
     d0, d1, d2, d3 = (d[:, j:j + 2 * pairs:2] for j in range(4))  # (B, P, H, W, I) each: the pairs' input frames
-    transformed = padded.new_empty((4, *d0.shape))
+    transformed = [padded.new_empty(d0.shape) for _ in range(4)]  # separate: each stays under glibc's mmap threshold
     torch.sub(d0, d2, out=transformed[0])
     torch.add(d1, d2, out=transformed[1])
     torch.sub(d2, d1, out=transformed[2])
