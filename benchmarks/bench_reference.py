@@ -49,15 +49,15 @@ def _child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads[0])
     video = np.load(args.video)
     run = _ours(args.berg_dir) if args.child == "ours" else _reference(args.reference, args.weights_dir)
-    run(video[:args.warmup_frames or len(video)])
+    frames, warmup = video.shape[0], args.warmup_frames or video.shape[0]
+    run(video[:warmup])
     wall, cpu = time.perf_counter(), time.process_time()
     responses = run(video)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     np.save(args.responses, np.asarray(responses, dtype=np.float32))
-    frames = video.shape[0]
     print(json.dumps({"impl": args.child, "threads": torch.get_num_threads(), "frames": frames,
                       "units": int(responses.shape[-1]), "seconds": wall, "fps": frames / wall,
-                      "cpu_ms_per_frame": 1e3 * cpu / frames, "warmup_frames": args.warmup_frames or frames,
+                      "cpu_ms_per_frame": 1e3 * cpu / frames, "warmup_frames": warmup,
                       "torch": torch.__version__}), flush=True)
 
 

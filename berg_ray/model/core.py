@@ -59,11 +59,9 @@ class FeedForward(nn.Module):
             for layer in (0, 1):  # the gain of the GELU before each conv is folded into its weights
                 weight = stacked_weights(params, f"{p}.blocks.{b}.convs.{layer}") * GELU_GAMMA
                 weight = weight.contiguous(memory_format=torch.channels_last_3d)  # the inputs' layout: no reorder
-                bias = stacked_biases(params, f"{p}.blocks.{b}.convs.{layer}")
                 self.register_buffer(f"block{b}_conv{layer}_w", weight)
-                self.register_buffer(f"block{b}_conv{layer}_b", bias)
-                kernels, _ = pair_weights(weight, bias)  # the same conv by pairs of frames (temporal_pairs.py)
-                for k, kernel in enumerate(kernels):
+                self.register_buffer(f"block{b}_conv{layer}_b", stacked_biases(params, f"{p}.blocks.{b}.convs.{layer}"))
+                for k, kernel in enumerate(pair_weights(weight)):  # the same conv by frame pairs (temporal_pairs.py)
                     self.register_buffer(f"block{b}_conv{layer}_pair{k}_w", kernel)
             skip = stacked_weights(params, f"{p}.blocks.{b}.skips.1") * GELU_GAMMA
             self.register_buffer(f"block{b}_skip_w", row_weights(skip, S * groups))  # (S*G, C/G, C/G)
@@ -112,7 +110,7 @@ class FeedForward(nn.Module):
         lead, pairs = pair_layout(first_frame, frames)
         padded = gelu_padded(x, history, lead, 2 * pairs - lead - frames)
         kernels = [getattr(self, f"block{b}_conv{layer}_pair{k}_w") for k in range(4)]
-        out = causal_conv_pairs(padded, kernels, [None, bias, None, None], groups)
+        out = causal_conv_pairs(padded, kernels, bias, groups)
         return padded[:, :, lead:lead + frames + 2], out[:, :, lead:lead + frames]
 
     def _block(self, b: int, x0: Tensor, history: list[Tensor], first_frame: int) -> tuple[Tensor, list[Tensor]]:

@@ -163,7 +163,7 @@ def tanh_into(x: Tensor, out: Tensor) -> Tensor:
     """out = tanh(x) (out may be x itself); on CPU from expm1, elsewhere torch.tanh (``device_plan.expm1_tanh``).
 
     tanh|x| = -e / (2 + e) with e = expm1(-2|x|) in (-1, 0], then the sign of x: no cancellation anywhere, so it stays
-    within a few float32 ulp of the exact value (tests/model/test_functional.py), like torch.tanh.
+    within a few float32 ulp of the exact value (tests/model/test_cpu_rewritings.py), like torch.tanh.
     """
     if not expm1_tanh(x.device):
         return torch.tanh(x, out=out)

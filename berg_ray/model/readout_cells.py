@@ -61,7 +61,7 @@ def cell_plan(positions: Tensor, weights: Tensor, height: int, width: int) -> Ce
     corners, corner_weights = bilinear_corners(positions, height, width)
     units = positions.shape[0]
     order = torch.argsort(corners[:, 0], stable=True)
-    cells, counts = torch.unique_consecutive(corners[order, 0], return_counts=True)
+    _, counts = torch.unique_consecutive(corners[order, 0], return_counts=True)  # units per occupied cell
     groups_per_cell = (counts + GROUP_UNITS - 1) // GROUP_UNITS
     first_group = torch.cumsum(groups_per_cell, 0) - groups_per_cell
     first_unit = torch.cumsum(counts, 0) - counts

@@ -25,20 +25,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def pair_weights(weight: Tensor, bias: Tensor) -> tuple[list[Tensor], list[Tensor | None]]:
-    """Kernels and biases of the 4 spatial convolutions of F(2,3).
+def pair_weights(weight: Tensor) -> list[Tensor]:
+    """Kernels of the 4 spatial convolutions of F(2,3).
 
     Args:
         weight: (O, I, 3, kh, kw) 3-D conv weight, temporal taps oldest first.
-        bias: (O,).
     Returns:
-        ([g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2] as (O, I, kh, kw) channels-last, each computed in float64 and rounded
-        once; [None, bias, None, None]: m1 enters both output frames with coefficient +1, so it carries the bias).
+        [g0, (g0+g1+g2)/2, (g0-g1+g2)/2, g2] as (O, I, kh, kw) channels-last, each computed in float64 and rounded
+        once.
     """
     g0, g1, g2 = weight.double().unbind(2)
     kernels = [g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2]
     kernels = [k.to(weight.dtype).contiguous(memory_format=torch.channels_last) for k in kernels]
-    return kernels, [None, bias, None, None]
+    return kernels
 
 
 def pair_layout(first_frame: int, frames: int) -> tuple[int, int]:
@@ -48,12 +47,13 @@ def pair_layout(first_frame: int, frames: int) -> tuple[int, int]:
     return lead, (lead + frames + 1) // 2
 
 
-def causal_conv_pairs(padded: Tensor, kernels: list[Tensor], biases: list[Tensor | None], groups: int) -> Tensor:
+def causal_conv_pairs(padded: Tensor, kernels: list[Tensor], bias: Tensor | None, groups: int) -> Tensor:
     """Causal temporal convolution of 2P output frames from 2P+2 input frames, by pairs.
 
     Args:
         padded: (B, I, 2P+2, H, W) channels-last-3d input frames, oldest first (out[t] reads padded[t..t+2]).
-        kernels, biases: from :func:`pair_weights`, kernels (O, I/groups, kh, kw) with 'same' spatial padding.
+        kernels: from :func:`pair_weights`, (O, I/groups, kh, kw) with 'same' spatial padding.
+        bias: (O,) or None; added through m1, which enters both output frames with coefficient +1.
         groups: channel groups of the convolution.
     Returns:
         (B, O, 2P, H, W) channels-last-3d, equal to conv3d(padded, weight, bias, padding=(0, kh//2, kw//2)).
@@ -70,8 +70,8 @@ def causal_conv_pairs(padded: Tensor, kernels: list[Tensor], biases: list[Tensor
     torch.sub(d2, d1, out=transformed[2])
     torch.sub(d1, d3, out=transformed[3])
     padding = (kernels[0].shape[2] // 2, kernels[0].shape[3] // 2)
-    m = [F.conv2d(transformed[k].flatten(0, 1).permute(0, 3, 1, 2), kernels[k], biases[k], padding=padding,
-                  groups=groups).permute(0, 2, 3, 1) for k in range(4)]  # (B*P, H, W, O) each, contiguous
+    m = [F.conv2d(transformed[k].flatten(0, 1).permute(0, 3, 1, 2), kernels[k], bias if k == 1 else None,
+                  padding=padding, groups=groups).permute(0, 2, 3, 1) for k in range(4)]  # (B*P, H, W, O) each
     out_channels = kernels[0].shape[0]
     out = torch.empty((batch, out_channels, 2 * pairs, height, width), dtype=m[0].dtype, device=padded.device,
                       memory_format=torch.channels_last_3d)

@@ -33,8 +33,7 @@ def test_conv_by_pairs_equals_the_3d_conv(gen, dtype, groups, pairs):
     padded = padded.contiguous(memory_format=torch.channels_last_3d)
     weight = torch.randn(12, channels // groups, 3, 3, 3, generator=gen, dtype=dtype)
     bias = torch.randn(12, generator=gen, dtype=dtype)
-    kernels, biases = pair_weights(weight, bias)
-    got = causal_conv_pairs(padded, kernels, biases, groups)
+    got = causal_conv_pairs(padded, pair_weights(weight), bias, groups)
     want = F.conv3d(padded, weight, bias, padding=(0, 1, 1), groups=groups)
     assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last_3d)
     tol = 1e-12 if dtype == torch.float64 else 2e-6
@@ -44,7 +43,7 @@ def test_conv_by_pairs_equals_the_3d_conv(gen, dtype, groups, pairs):
 def test_conv_by_pairs_refuses_an_odd_frame_count(gen):
     weight, bias = torch.randn(4, 4, 3, 3, 3, generator=gen), torch.zeros(4)
     with pytest.raises(ValueError, match="even number of input frames"):
-        causal_conv_pairs(torch.randn(1, 4, 5, 3, 3), *pair_weights(weight, bias), 1)
+        causal_conv_pairs(torch.randn(1, 4, 5, 3, 3), pair_weights(weight), bias, 1)
 
 
 @pytest.mark.parametrize("first_frame, frames, expected", [(0, 8, (0, 4)), (0, 5, (0, 3)), (3, 4, (1, 3)),
