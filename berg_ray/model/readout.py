@@ -34,6 +34,7 @@ class Readout(nn.Module):
         biases = [params[f"readout.biases.{s}"][:, 0] for s in range(N_STREAMS)]
         self.register_buffer("biases", torch.stack(biases))  # (S, U)
         self._cells: CellPlan | None = None  # all units grouped by grid cell, built on first use on CPU
+        self._subset_cells: tuple[Tensor, CellPlan] | None = None  # the last unit selection's plan (chunks reuse it)
 
     @property
     def n_units(self) -> int:
@@ -46,7 +47,7 @@ class Readout(nn.Module):
         if units is not None:
             positions, weights, biases = positions[units], weights[:, :, units], biases[:, units]
         if readout_by_cells(features.device):
-            plan = self._all_units_plan() if units is None else cell_plan(positions, weights, *features.shape[2:])
+            plan = self._all_units_plan() if units is None else self._subset_plan(units, positions, weights)
             return _rates(cell_log_rates(features, plan), biases)
         rows = max(1, READOUT_SAMPLE_BYTES // (features[0, :, 0, 0].numel() * positions.shape[0] * 4))
         if features.shape[0] > rows:
@@ -58,6 +59,14 @@ class Readout(nn.Module):
         if self._cells is None or self._cells.weights.device != self.weights.device:
             self._cells = cell_plan(self.positions, self.weights, FEATURE_HEIGHT, FEATURE_WIDTH)
         return self._cells
+
+    def _subset_plan(self, units: Tensor, positions: Tensor, weights: Tensor) -> CellPlan:
+        """Plan of a unit selection; the same selection again (the next chunk of a video) reuses it."""
+        cached = self._subset_cells
+        if not (cached is not None and cached[0].shape == units.shape and cached[0].device == units.device
+                and torch.equal(cached[0], units)):
+            self._subset_cells = cached = (units.clone(), cell_plan(positions, weights, FEATURE_HEIGHT, FEATURE_WIDTH))
+        return cached[1]
 
 
 def _responses(features: Tensor, positions: Tensor, weights: Tensor, biases: Tensor) -> Tensor:

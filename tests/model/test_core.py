@@ -128,3 +128,12 @@ def test_bf16_autocast_runs_and_stays_close(model, videos):
         responses = model.forward_readout(features, SCANS[0])[0]
     assert features.dtype == torch.float32 and state.cell.dtype == torch.float32
     assert max_rel(responses.float(), expected) < 0.05
+
+
+def test_readout_of_alternating_unit_selections_matches_the_full_readout(model, videos):
+    """Each selection's plan is cached until another selection comes: A, B, A again all give the full readout's bits."""
+    with torch.inference_mode():
+        features, _ = model.forward_features(videos[:1, :2], [SCANS[0]])
+        full = model.forward_readout(features, SCANS[0])
+        for units in (torch.tensor([0, 5, 17]), torch.tensor([3, 200, 9]), torch.tensor([0, 5, 17]), torch.tensor([17, 5])):
+            assert torch.equal(model.forward_readout(features, SCANS[0], units), full[..., units])
