@@ -39,7 +39,9 @@ def add_serve_command(subparsers: Any) -> None:
                              "defaults of berg_ray.config.ServeArgs, whatever the working directory)")
     parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one "
                                                         "(default: a new local cluster)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="core numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs (default: the config's core.precision, else float32)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="core numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and "
+                             "bfloat16 are faster on GPUs (default: the config's core.precision, else float32)")
     parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
                                                                "files)")
     parser.set_defaults(func=_serve_command)

@@ -135,5 +135,6 @@ def test_readout_of_alternating_unit_selections_matches_the_full_readout(model, 
     with torch.inference_mode():
         features, _ = model.forward_features(videos[:1, :2], [SCANS[0]])
         full = model.forward_readout(features, SCANS[0])
-        for units in (torch.tensor([0, 5, 17]), torch.tensor([3, 200, 9]), torch.tensor([0, 5, 17]), torch.tensor([17, 5])):
+        selections = ([0, 5, 17], [3, 200, 9], [0, 5, 17], [17, 5])
+        for units in map(torch.tensor, selections):
             assert torch.equal(model.forward_readout(features, SCANS[0], units), full[..., units])

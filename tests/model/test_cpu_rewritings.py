@@ -56,7 +56,8 @@ def test_gelu_padded_adds_zero_frames_around(gen):
     x, history = torch.randn(1, 3, 2, 4, 4, generator=gen), torch.randn(1, 3, 2, 4, 4, generator=gen)
     padded = gelu_padded(x, history, lead=1, trail=1)
     assert padded.shape == (1, 3, 6, 4, 4)
-    assert torch.equal(padded[:, :, 0], torch.zeros(1, 3, 4, 4)) and torch.equal(padded[:, :, 5], torch.zeros(1, 3, 4, 4))
+    zeros = torch.zeros(1, 3, 4, 4)
+    assert torch.equal(padded[:, :, 0], zeros) and torch.equal(padded[:, :, 5], zeros)
     assert torch.equal(padded[:, :, 1:3], history) and torch.equal(padded[:, :, 3:5], gelu_padded(x, history)[:, :, 2:])
 
 
