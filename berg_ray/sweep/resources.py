@@ -3,7 +3,7 @@
 Each actor reserves Ray ``memory`` for what it holds at its peak, so that Ray never places more actors on a node
 than the node's memory holds (``memory`` is a Ray resource like ``CPU``: a node offers a fixed amount and Ray
 schedules against it). On CPU that is the loaded model plus the activations of one forward call, which grow with
-``batch_size x chunk_frames`` (constants measured in config.py); on a GPU the activations live in GPU memory.
+``batch_size x chunk_frames`` (constants measured in berg_ray/config/sweep.py); on a GPU the activations live in GPU memory.
 A micro-batch whose actor fits no node is refused before any compute.
 """
 
