@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from berg_ray.config.model import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, ScanId
 
@@ -33,6 +33,11 @@ DEFAULT_SWEEP_MAX_FRAMES = 18_000
 # not rewritten for TTL seconds belongs to a dead run and is taken over, so a killed sweep blocks for <= TTL.
 SWEEP_LEASE_TTL_S = 60.0
 SWEEP_LEASE_HEARTBEAT_S = 15.0
+# Accelerator encoders (berg_ray.sweep.scaling): how long a sweep waits for the cluster (its autoscaler) to provide
+# the GPUs of --min-workers actors before it gives up with exit 2. Cloud GPU nodes take minutes to boot and pull
+# the image; 15 minutes covers that and still ends a sweep whose GPU group can never start.
+DEFAULT_RESOURCE_WAIT_S = 900.0
+SWEEP_DEVICES = ("auto", "cpu", "cuda")
 
 
 class SweepArgs(BaseModel):
@@ -63,9 +68,22 @@ class SweepArgs(BaseModel):
     anonymous: bool = Field(False, description="read the input bucket without credentials (public buckets); the "
                             "output always uses the standard credential chain")
     address: str | None = Field(None, description="Ray cluster address; None: RAY_ADDRESS or a local cluster")
-    num_workers: int | None = Field(None, ge=1, description="encoder actors; None: one per GPU (GPU clusters) or "
-                                    "sized from the cluster's CPUs")
-    num_gpus_per_worker: float = Field(1.0, ge=0, description="GPUs per encoder actor when the cluster has GPUs")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where encoder actors run: 'cuda' requests "
+                                                   "GPUs (the autoscaler starts GPU nodes; the sweep waits for "
+                                                   "them), 'cpu' runs on CPUs, 'auto' uses GPUs when the cluster "
+                                                   "has them now or its autoscaler can start them, else CPUs")
+    num_workers: int | None = Field(None, ge=1, description="a fixed pool of this many encoder actors; None: GPU "
+                                    "pools autoscale between min_workers and max_workers, CPU pools are sized from "
+                                    "the cluster's CPUs")
+    min_workers: int | None = Field(None, ge=1, description="GPU pool: actors to wait for before starting (None: 1)")
+    max_workers: int | None = Field(None, ge=1, description="GPU pool: most actors as nodes join (None: one per "
+                                    "micro-batch)")
+    resource_wait_s: float = Field(DEFAULT_RESOURCE_WAIT_S, gt=0, description="GPU pool: seconds to wait for the "
+                                   "GPUs of min_workers actors before giving up (nothing written)")
+    accelerator_resource: str = Field("GPU", min_length=1, description="Ray resource a GPU actor requests "
+                                      "num_gpus_per_worker of: 'GPU', or a custom resource your GPU node types "
+                                      "declare")
+    num_gpus_per_worker: float = Field(1.0, gt=0, description="GPUs (accelerator_resource) per GPU encoder actor")
     num_cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per encoder actor; None: 1 with GPUs, "
                                               "else sized from the cluster")
     lease_ttl_s: float = Field(SWEEP_LEASE_TTL_S, gt=0, description="seconds after its last renewal that the "
@@ -73,6 +91,15 @@ class SweepArgs(BaseModel):
     show_progress: bool = Field(True, description="show progress bars (run() prints nothing; the CLI the summary)")
     verbose: bool = Field(False, description="also show Ray's own INFO/WARNING logs and the workers' output on the "
                           "console (else they go to Ray's log files)")
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> "SweepArgs":
+        if self.num_workers is not None and (self.min_workers is not None or self.max_workers is not None):
+            raise ValueError("give either num_workers (a fixed pool) or min_workers/max_workers (an autoscaled GPU "
+                             "pool), not both")
+        if self.min_workers is not None and self.max_workers is not None and self.min_workers > self.max_workers:
+            raise ValueError(f"min_workers {self.min_workers} > max_workers {self.max_workers}; make min <= max")
+        return self
 
     @field_validator("sessions")
     @classmethod

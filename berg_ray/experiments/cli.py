@@ -7,6 +7,7 @@ import argparse
 from berg_ray.config import (EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
                              EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
 from berg_ray.errors import BergRayError
+from berg_ray.sweep.cli import add_encoder_pool_options, encoder_pool_args
 
 
 def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -48,6 +49,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="grey frames before every stimulus, dropped from the mean (model start-up)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_encoder_pool_options(parser)
 
 
 def _sessions(value: str) -> list[str] | str:
@@ -71,7 +73,7 @@ def _run_tuning(ns: argparse.Namespace) -> int:
     sessions = _sessions(ns.sessions)
     _announce("tuning", stimulus_set, sessions)
     tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                                   ns.s3_endpoint_url)
+                                   ns.s3_endpoint_url, encoder_pool_args(ns))
     _print_summary(tables["summary"], join_uri(ns.out, "tuning"))
     return 0
 
@@ -86,7 +88,7 @@ def _run_rf(ns: argparse.Namespace) -> int:
     sessions = _sessions(ns.sessions)
     _announce("rf", stimulus_set, sessions)
     tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                               ns.s3_endpoint_url)
+                               ns.s3_endpoint_url, encoder_pool_args(ns))
     _print_summary(tables["summary"], join_uri(ns.out, "rf"))
     return 0
 
@@ -100,7 +102,7 @@ def _run_domains(ns: argparse.Namespace) -> int:
     sessions = _sessions(ns.sessions)
     _announce("domains", stimulus_set, sessions)
     tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                                    ns.s3_endpoint_url)
+                                    ns.s3_endpoint_url, encoder_pool_args(ns))
     for scan, table in tables.items():
         means = table[[c for c in table.columns if c.startswith("mean_")]].mean()
         print(f"{scan}: population mean response " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in means.items()))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,8 @@ from berg_ray.experiments.stimulus_sets import DOMAINS, StimulusSet
 
 def run_domains_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: str | Path,
                            sessions: list[str] | str, address: str | None = None, show_progress: bool = True,
-                           s3_endpoint_url: str | None = None) -> dict[str, pd.DataFrame]:
+                           s3_endpoint_url: str | None = None, pool: Mapping[str, Any] | None = None
+                           ) -> dict[str, pd.DataFrame]:
     """Run the domain set (its stimuli and the per-frame sweep under ``out_dir/domains/``, a local directory or
     s3:// prefix, see berg_ray.experiments.outputs) and write, there:
 
@@ -23,13 +26,17 @@ def run_domains_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: st
       over the frames after the burn-in (the per-frame responses stay in ``sweep/``);
     * ``{scan}.png``: figures.domains_figure (population mean response over time, per-unit means per domain).
 
+    ``pool``: the sweep's encoder-pool options (SweepArgs fields: device, num_workers, min_workers, max_workers,
+    resource_wait_s, ...; berg_ray.sweep.cli.encoder_pool_args).
+
     Returns:
         scan -> per-unit table.
     """
     from berg_ray.experiments.figures import domains_figure
 
     work_dir = ExperimentDir(out_dir, "domains", s3_endpoint_url)
-    _, rows = sweep_responses(stimulus_set, berg_dir, work_dir, sessions, address, show_progress)
+    _, rows = sweep_responses(stimulus_set, berg_dir, work_dir, sessions, address, show_progress,
+                           pool)
     release = work_dir.local_release(berg_dir)
     tables = {}
     for scan, part in rows.groupby("train_session"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +31,8 @@ def rf_from_responses(stimulus_set: StimulusSet, responses: pd.DataFrame, grid: 
 
 def run_rf_experiment(stimulus_set: StimulusSet, grid: tuple[int, int], berg_dir: str, out_dir: str | Path,
                       sessions: list[str] | str, address: str | None = None, show_progress: bool = True,
-                      s3_endpoint_url: str | None = None) -> dict[str, pd.DataFrame]:
+                      s3_endpoint_url: str | None = None, pool: Mapping[str, Any] | None = None
+                      ) -> dict[str, pd.DataFrame]:
     """Run the RF set (its stimuli and sweep under ``out_dir/rf/``, a local directory or s3:// prefix, see
     berg_ray.experiments.outputs) and write, under ``out_dir/rf/``:
 
@@ -38,13 +41,17 @@ def run_rf_experiment(stimulus_set: StimulusSet, grid: tuple[int, int], berg_dir
     * ``{scan}.png``: figures.rf_figure;
     * ``summary.parquet``: per scan the units, median distance and correlations of x and of y.
 
+    ``pool``: the sweep's encoder-pool options (SweepArgs fields: device, num_workers, min_workers, max_workers,
+    resource_wait_s, ...; berg_ray.sweep.cli.encoder_pool_args).
+
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.
     """
     from berg_ray.experiments.figures import rf_figure
 
     work_dir = ExperimentDir(out_dir, "rf", s3_endpoint_url)
-    _, responses = sweep_mean_responses(stimulus_set, berg_dir, work_dir, sessions, address, show_progress)
+    _, responses = sweep_mean_responses(stimulus_set, berg_dir, work_dir, sessions, address, show_progress,
+                         pool)
     release = work_dir.local_release(berg_dir)
     tables, summary = {}, []
     for scan, scan_responses in sorted(responses.items()):

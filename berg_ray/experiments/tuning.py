@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +27,8 @@ def direction_curves(stimulus_set: StimulusSet, responses: pd.DataFrame) -> pd.D
 
 def run_tuning_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: str | Path, sessions: list[str] | str,
                           address: str | None = None, show_progress: bool = True,
-                          s3_endpoint_url: str | None = None) -> dict[str, pd.DataFrame]:
+                          s3_endpoint_url: str | None = None, pool: Mapping[str, Any] | None = None
+                      ) -> dict[str, pd.DataFrame]:
     """Run the tuning set (its stimuli and sweep under ``out_dir/tuning/``, a local directory or s3:// prefix,
     see berg_ray.experiments.outputs) and write, under ``out_dir/tuning/``:
 
@@ -35,13 +38,17 @@ def run_tuning_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: str
     * ``summary.parquet``: per scan and area the units, median |d pref_ori| and |d pref_dir| (deg) and the
       correlations of OSI, DSI, gOSI, gDSI with in vivo.
 
+    ``pool``: the sweep's encoder-pool options (SweepArgs fields: device, num_workers, min_workers, max_workers,
+    resource_wait_s, ...; berg_ray.sweep.cli.encoder_pool_args).
+
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.
     """
     from berg_ray.experiments.figures import tuning_figure
 
     work_dir = ExperimentDir(out_dir, "tuning", s3_endpoint_url)
-    _, responses = sweep_mean_responses(stimulus_set, berg_dir, work_dir, sessions, address, show_progress)
+    _, responses = sweep_mean_responses(stimulus_set, berg_dir, work_dir, sessions, address, show_progress,
+                         pool)
     release = work_dir.local_release(berg_dir)
 
     tables, summaries = {}, []

@@ -19,7 +19,7 @@ from ray.serve import Application
 
 from berg_ray.checkpoint.release import available_scans
 from berg_ray import threads
-from berg_ray.config import CoreArgs, ReplicaArgs, ScaledDeploymentArgs, ServeArgs
+from berg_ray.config import ReplicaArgs, ScaledDeploymentArgs, ServeArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.serve.core import CoreServer
@@ -42,7 +42,7 @@ def build_app(args: ServeArgs | dict[str, Any]) -> Application:
     args = ServeArgs.model_validate(args)
     scan_ids = resolve_scan_ids(args)
     digest = _token_digest(args.token_env)
-    num_gpus = _core_gpus(args.core)
+    num_gpus, _ = core_gpus(args)
     placement = heads_placement(args.heads, num_gpus)
     heads: Any = None  # in_core: the core replica runs the readout itself
     if placement == "multiplexed":
@@ -105,12 +105,24 @@ def _replica_options(options: ReplicaArgs, num_gpus: float) -> dict[str, Any]:
                                   "runtime_env": threads.runtime_env()}}  # OpenMP wait policy (berg_ray.threads)
 
 
-def _core_gpus(core: CoreArgs) -> float:
-    """``core.num_gpus``, or 1 when the cluster (or, without a cluster, this machine) has a GPU."""
-    if core.num_gpus is not None:
-        return core.num_gpus
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0 if ray.is_initialized() else torch.cuda.is_available()
-    return 1.0 if has_gpu else 0.0
+def core_gpus(args: ServeArgs) -> tuple[float, str]:
+    """GPUs per core replica and why: ``core.num_gpus`` if set; else 1 for ``device`` cuda/cuda:N and 0 for cpu;
+    for ``auto`` 1 when the cluster has a GPU now or its autoscaler can start GPU nodes (berg_ray.accelerators:
+    the pending replica's GPU request is what makes the autoscaler start one), else 0; without a cluster, 1 when
+    this machine has a GPU."""
+    if args.core.num_gpus is not None:
+        return args.core.num_gpus, f"core.num_gpus = {args.core.num_gpus:g}"
+    if args.device.startswith("cuda"):
+        return 1.0, f"device {args.device}"
+    if args.device == "cpu":
+        return 0.0, "device cpu"
+    if not ray.is_initialized():
+        has_gpu = torch.cuda.is_available()
+        return (1.0 if has_gpu else 0.0), f"device auto: this machine has {'a' if has_gpu else 'no'} GPU"
+    from berg_ray.accelerators import choose_device, cluster_capacity
+
+    choice = choose_device("auto", cluster_capacity("GPU"))
+    return (1.0 if choice.on_accelerator else 0.0), choice.reason.replace("--device", "device")
 
 
 def _token_digest(token_env: str | None) -> str | None:

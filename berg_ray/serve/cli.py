@@ -39,6 +39,10 @@ def add_serve_command(subparsers: Any) -> None:
                              "defaults of berg_ray.config.ServeArgs, whatever the working directory)")
     parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one "
                                                         "(default: a new local cluster)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                        help="core replicas: 'cuda' request a GPU each whether or not a GPU node is up (the "
+                             "autoscaler starts one), 'cpu' run on CPUs, 'auto' use GPUs when the cluster has them "
+                             "now or its autoscaler can start them (default: the config's device, else auto)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="core numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and "
                              "bfloat16 are faster on GPUs (default: the config's core.precision, else float32)")
@@ -48,7 +52,7 @@ def add_serve_command(subparsers: Any) -> None:
 
 
 def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None, token_env: str | None,
-                    precision: str | None = None) -> ServeArgs:
+                    precision: str | None = None, device: str | None = None) -> ServeArgs:
     """ServeArgs from a Serve config dict (its first application's ``args``) overridden by command-line flags."""
     apps = config.get("applications") or [{}]
     if not isinstance(apps, list) or not isinstance(apps[0], dict) or not isinstance(apps[0].get("args") or {}, dict):
@@ -59,6 +63,8 @@ def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None,
         merged["sessions"] = "all" if sessions.strip() == "all" else [s for s in sessions.split(",") if s.strip()]
     if token_env is not None:
         merged["token_env"] = token_env
+    if device is not None:
+        merged["device"] = device
     if precision is not None:
         merged["core"] = dict(merged.get("core") or {}, precision=precision)
     try:
@@ -113,10 +119,14 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
     from ray import serve
 
     from berg_ray.local_ray import ray_session
-    from berg_ray.serve.app import build_app
+    from berg_ray.serve.app import build_app, core_gpus
 
     with ray_session(address, verbose=verbose) as owns:
         try:
+            gpus, reason = core_gpus(args)  # decided once, here: the printed reason is what gets deployed
+            args = args.model_copy(update={"core": args.core.model_copy(update={"num_gpus": gpus})})
+            print(f"core replicas on {'GPU' if gpus else 'CPU'}: {reason}"
+                  + ("; the service is ready once a GPU node runs a core replica" if gpus else ""), flush=True)
             serve.start(proxy_location=proxy_location, http_options={"host": host, "port": port})
             serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
             yield f"http://{host}:{port}"
@@ -148,7 +158,7 @@ def driver_environment() -> str:
 
 def _serve_command(ns: argparse.Namespace) -> int:
     config = read_config(ns.config)
-    args = serve_args_from(config, ns.berg_dir, ns.sessions, ns.token_env, ns.precision)
+    args = serve_args_from(config, ns.berg_dir, ns.sessions, ns.token_env, ns.precision, ns.device)
     from berg_ray.serve.app import resolve_scan_ids
 
     scans = resolve_scan_ids(args)  # a missing or incomplete release fails here, before Ray starts

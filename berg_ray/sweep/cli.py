@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from berg_ray.config import (DEFAULT_PRECISION, DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES,
-                             DEFAULT_SWEEP_MAX_FRAMES, PRECISIONS, SweepArgs)
+from berg_ray.config import (DEFAULT_PRECISION, DEFAULT_RESOURCE_WAIT_S, DEFAULT_SWEEP_BATCH_SIZE,
+                             DEFAULT_SWEEP_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, PRECISIONS, SWEEP_DEVICES, SweepArgs)
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,14 +37,46 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)")
     parser.add_argument("--anonymous", action="store_true", help="read a public input bucket without credentials")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    parser.add_argument("--num-workers", type=int, default=None, help="encoder actors (default: from the cluster)")
-    parser.add_argument("--num-gpus-per-worker", type=float, default=1.0, help="GPUs per actor when GPUs exist")
-    parser.add_argument("--num-cpus-per-worker", type=float, default=None, help="CPUs per actor (default: auto)")
+    add_encoder_pool_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
                                                                "files)")
     parser.set_defaults(func=run_sweep_command)
     return parser
+
+
+def add_encoder_pool_options(parser: argparse.ArgumentParser) -> None:
+    """Where the encoder actors run and how many (every command that runs a sweep: sweep, experiment ...)."""
+    group = parser.add_argument_group("encoder actors (device, pool size, autoscaling)")
+    group.add_argument("--device", choices=SWEEP_DEVICES, default="auto",
+                       help="'cuda': actors request GPUs whether or not a GPU node is up (the autoscaler starts "
+                            "them; the sweep waits); 'cpu': CPU actors; 'auto': GPUs when the cluster has them now "
+                            "or its autoscaler can start them, else CPU (the first line printed says which and why) "
+                            "(default: %(default)s)")
+    group.add_argument("--num-workers", type=int, default=None,
+                       help="a fixed pool of this many actors (default: GPU pools autoscale, see --min-workers and "
+                            "--max-workers; CPU pools are sized from the cluster's CPUs)")
+    group.add_argument("--min-workers", type=int, default=None,
+                       help="GPU pool: actors whose GPUs the sweep waits for before starting (default: 1)")
+    group.add_argument("--max-workers", type=int, default=None,
+                       help="GPU pool: most actors as GPU nodes join (default: one per micro-batch)")
+    group.add_argument("--resource-wait-s", type=float, default=DEFAULT_RESOURCE_WAIT_S,
+                       help="GPU pool: seconds to wait for the GPUs of --min-workers actors, then exit 2 with "
+                            "nothing written (default: %(default)g)")
+    group.add_argument("--num-gpus-per-worker", type=float, default=1.0,
+                       help="GPUs per GPU actor (default: %(default)g)")
+    group.add_argument("--accelerator-resource", default="GPU",
+                       help="Ray resource GPU actors request: GPU, or a custom resource your GPU node types declare "
+                            "(default: %(default)s)")
+    group.add_argument("--num-cpus-per-worker", type=float, default=None,
+                       help="CPUs per actor (default: 1 on GPUs, else sized from the cluster)")
+
+
+def encoder_pool_args(ns: argparse.Namespace) -> dict:
+    """The SweepArgs fields of :func:`add_encoder_pool_options`' flags."""
+    return dict(device=ns.device, num_workers=ns.num_workers, min_workers=ns.min_workers, max_workers=ns.max_workers,
+                resource_wait_s=ns.resource_wait_s, num_gpus_per_worker=ns.num_gpus_per_worker,
+                accelerator_resource=ns.accelerator_resource, num_cpus_per_worker=ns.num_cpus_per_worker)
 
 
 def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
@@ -56,8 +88,7 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
         berg_dir=ns.berg_dir, input=ns.input, output=ns.output, sessions=sessions, batch_size=ns.batch_size,
         chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, precision=ns.precision, resize=ns.resize,
         max_frames=ns.max_frames,
-        s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, num_workers=ns.num_workers,
-        num_gpus_per_worker=ns.num_gpus_per_worker, num_cpus_per_worker=ns.num_cpus_per_worker,
+        s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, **encoder_pool_args(ns),
         show_progress=not ns.quiet, verbose=ns.verbose))
 
 

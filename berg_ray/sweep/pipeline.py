@@ -92,17 +92,17 @@ class ShardEncoder:
     """Ray Data callable class (actor): loads the model once, then encodes and writes micro-batches."""
 
     def __init__(self, berg_dir: str, scans: Sequence[str], store: Store, options: dict, chunk_frames: int,
-                 num_cpus: float, s3: S3Options | None = None) -> None:
+                 num_cpus: float, s3: S3Options | None = None, device: str = "auto") -> None:
         import ray
         import torch
 
         from berg_ray.checkpoint.release import load_model
-
         from berg_ray.threads import cpu_threads, set_torch_threads
 
-        if not torch.cuda.is_available():  # CPU actor: use the CPUs it reserved, at most those available
+        if device == "cpu" or not torch.cuda.is_available():  # CPU actor: the CPUs it reserved, at most those here
             set_torch_threads(cpu_threads(num_cpus))
-        self._model = load_model(resolve_berg_dir(berg_dir, s3), list(scans), device="auto", precision=options["precision"])
+        self._model = load_model(resolve_berg_dir(berg_dir, s3), list(scans), device=device,
+                                 precision=options["precision"])
         self._store, self._options, self._chunk_frames = store, options, chunk_frames
         self._node = ray.get_runtime_context().get_node_id()  # recorded with each file in the run summary
 

@@ -7,7 +7,9 @@ Order of work (every check that can fail runs before any compute starts):
 3. take the output's lease (one sweep per output, lease.py) and remove staging files of killed runs; compare
    the output's ``_sweep.json`` with the options; read the done set from existing part files, deleting those
    that hold a row of an input that changed since (size and version recorded per row);
-4. list the inputs and plan the micro-batches still to do; write the units tables and the manifest;
+4. list the inputs and plan the micro-batches still to do; if any, start or join Ray, choose the encoders' device
+   and on GPUs wait for the first actors' resources (scaling.py: the autoscaler starts nodes; a timeout writes
+   nothing); write the units tables and the manifest;
 5. run the pipeline (pipeline.py), streaming one summary row per file written;
 6. write ``_errors/errors.parquet`` (possibly empty) and return the :class:`SweepResult` (printing its
    ``summary()`` is the caller's choice; ``berg-ray sweep`` prints it).
@@ -15,9 +17,11 @@ Order of work (every check that can fail runs before any compute starts):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -30,7 +34,8 @@ from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.lease import acquire as acquire_lease
 from berg_ray.sweep.plan import Shard, Stimulus, changed_parts, list_stimuli, plan_shards
-from berg_ray.sweep.resources import size_workers
+from berg_ray.sweep.resources import Workers
+from berg_ray.sweep.scaling import StatusLine, plan_encoders
 
 
 @dataclass
@@ -123,16 +128,30 @@ def _sweep(args: SweepArgs, scans: list[str], in_store: Store, out_store: Store)
                            f".npy/.npz/.mp4/.avi/.mov/.mkv files: check --input")
     done, changed = _done_set(out_store, listing.stimuli)
     shards = plan_shards(listing.stimuli, scans, done, args.batch_size)
-    _write_units(resolve_berg_dir(args.berg_dir, _release_s3(args)), scans, out_store)
-    if needs_manifest:
-        layout.write_manifest(out_store, content)
     result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=list(listing.errors),
                          stimuli_done_before=sum(all(s.stimulus_id in done.get(c, ()) for c in scans)
                                                  for s in listing.stimuli), inputs_changed=len(changed))
-    if shards:
-        _execute(args, shards, scans, in_store, out_store, content, result)
+    with _encoder_pool(args, len(shards)) as pool:  # Ray, the device and the first actors' resources: or no write
+        _write_units(resolve_berg_dir(args.berg_dir, _release_s3(args)), scans, out_store)
+        if needs_manifest:
+            layout.write_manifest(out_store, content)
+        if pool is not None:
+            _execute(args, pool, shards, scans, in_store, out_store, content, result)
     layout.write_table(out_store, layout.ERRORS_FILE, layout.errors_table(result.errors), layout.ERRORS_SCHEMA)
     return result
+
+
+@contextlib.contextmanager
+def _encoder_pool(args: SweepArgs, n_shards: int) -> Iterator[tuple[Workers, str] | None]:
+    """Ray for the block (berg_ray.local_ray) with the encoder pool planned (scaling.plan_encoders); None and no
+    Ray when there is nothing to compute."""
+    if not n_shards:
+        yield None
+        return
+    from berg_ray.local_ray import ray_session
+
+    with ray_session(args.address, verbose=args.verbose):  # a local cluster ends with the run, even if killed
+        yield plan_encoders(args, n_shards, StatusLine(enabled=args.show_progress))
 
 
 def _done_set(out_store: Store, stimuli: tuple[Stimulus, ...]) -> tuple[dict[str, set[str]], set[str]]:
@@ -191,26 +210,25 @@ def _write_units(berg_dir: str, scans: list[str], store: Store) -> None:
         layout.write_table(store, layout.units_name(scan), table, layout.UNITS_SCHEMA)
 
 
-def _execute(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: Store, out_store: Store,
-             content: dict, result: SweepResult) -> None:
+def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], scans: list[str], in_store: Store,
+             out_store: Store, content: dict, result: SweepResult) -> None:
     """Build the dataset and stream its summary rows into ``result`` (Ray Data and tqdm show progress)."""
     from ray.data import DataContext
     from tqdm import tqdm
 
-    from berg_ray.local_ray import ray_session
-
-    with ray_session(args.address, verbose=args.verbose):  # a local cluster ends with the run, even if killed
-        dataset = build_dataset(args, shards, scans, in_store, out_store, content)
-        context = DataContext.get_current()
-        previous, context.enable_progress_bars = context.enable_progress_bars, args.show_progress
-        try:
-            with tqdm(total=sum(s.n_files for s in shards), desc="sweep files", unit="file",
-                      disable=not args.show_progress) as bar:
-                for row in dataset.iter_rows():
-                    _add_row(result, row)
-                    bar.update(1 if row["scan"] else 0)
-        finally:
-            context.enable_progress_bars = previous
+    dataset = build_dataset(args, pool, shards, scans, in_store, out_store, content)
+    context = DataContext.get_current()
+    previous = context.enable_progress_bars, context.wait_for_min_actors_s
+    context.enable_progress_bars = args.show_progress
+    context.wait_for_min_actors_s = int(args.resource_wait_s)  # nodes lost after the wait: bounded, not a hang
+    try:
+        with tqdm(total=sum(s.n_files for s in shards), desc="sweep files", unit="file",
+                  disable=not args.show_progress) as bar:
+            for row in dataset.iter_rows():
+                _add_row(result, row)
+                bar.update(1 if row["scan"] else 0)
+    finally:
+        context.enable_progress_bars, context.wait_for_min_actors_s = previous
 
 
 def _add_row(result: SweepResult, row: dict) -> None:
@@ -225,21 +243,23 @@ def _add_row(result: SweepResult, row: dict) -> None:
         result.write_s += float(row["write_s"])
 
 
-def build_dataset(args: SweepArgs, shards: list[Shard], scans: list[str], in_store: Store, out_store: Store,
-                  content: dict):
-    """The (unstarted) Ray Data pipeline of a sweep: one row per micro-batch in, one row per file out."""
+def build_dataset(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], scans: list[str],
+                  in_store: Store, out_store: Store, content: dict):
+    """The (unstarted) Ray Data pipeline of a sweep: one row per micro-batch in, one row per file out, encoded by
+    ``pool`` (the actors and the torch device they load the model on; scaling.plan_encoders)."""
     import ray
 
     from berg_ray.sweep.pipeline import ShardEncoder, decode_shards
 
-    workers = size_workers(args, len(shards), [n["Resources"] for n in ray.nodes() if n.get("Alive")])
+    workers, device = pool
     dataset = ray.data.from_items([{"shard": s.to_json()} for s in shards], override_num_blocks=len(shards))
     dataset = dataset.map_batches(decode_shards, batch_size=1, num_cpus=SWEEP_DECODE_NUM_CPUS,
                                   runtime_env=threads.runtime_env(),
                                   fn_kwargs={"store": in_store, "resize": args.resize,
                                              "skip_frames": args.skip_frames, "max_frames": args.max_frames})
-    return dataset.map_batches(ShardEncoder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers.count),
-                               num_cpus=workers.num_cpus, num_gpus=workers.num_gpus, memory=workers.memory,
+    strategy = ray.data.ActorPoolStrategy(min_size=workers.min_count, max_size=workers.max_count)
+    return dataset.map_batches(ShardEncoder, batch_size=1, compute=strategy, **workers.actor_options(),
                                runtime_env=threads.runtime_env(), fn_constructor_kwargs={
-                                   "berg_dir": args.berg_dir, "s3": _release_s3(args), "scans": scans, "store": out_store, "options": content,
-                                   "chunk_frames": args.chunk_frames, "num_cpus": workers.num_cpus})
+                                   "berg_dir": args.berg_dir, "s3": _release_s3(args), "scans": scans,
+                                   "store": out_store, "options": content, "chunk_frames": args.chunk_frames,
+                                   "num_cpus": workers.num_cpus, "device": device})

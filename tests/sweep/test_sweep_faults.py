@@ -100,11 +100,28 @@ def test_actors_reserve_memory_and_never_outnumber_what_fits():
                                                                        - actor_memory_bytes(0, 0, False))
     assert actor_memory_bytes(8, 64, False) > per_actor > actor_memory_bytes(8, 32, on_gpu=True)
     nodes = [{"CPU": 16.0, "memory": 2.5 * per_actor}, {"CPU": 16.0, "memory": 1.5 * per_actor}]
-    workers = size_workers(_args(num_cpus_per_worker=1.0), n_shards=100, nodes=nodes)
+    workers = size_workers(_args(num_cpus_per_worker=1.0), n_shards=100, nodes=nodes, on_gpu=False)
     assert workers.count == 3 and workers.memory == per_actor  # 2 + 1 fit, although 31 CPUs are free
-    assert size_workers(_args(num_cpus_per_worker=1.0), n_shards=2, nodes=nodes).count == 2
+    assert workers.min_count == workers.max_count and workers.num_gpus == 0  # a fixed CPU pool
+    assert size_workers(_args(num_cpus_per_worker=1.0), n_shards=2, nodes=nodes, on_gpu=False).count == 2
+
+
+def test_gpu_pools_autoscale_between_min_and_max_whatever_gpus_are_up():
     gpu_nodes = [{"CPU": 8.0, "GPU": 4.0, "memory": 64.0 * GB}]
-    assert size_workers(_args(), 100, gpu_nodes).count == 4
+    for nodes in (gpu_nodes, [{"CPU": 2.0, "memory": 8.0 * GB}]):  # GPUs up, or none yet (autoscaler at zero)
+        pool = size_workers(_args(), 100, nodes, on_gpu=True)
+        assert (pool.min_count, pool.max_count, pool.num_gpus) == (1, 100, 1.0)  # up to one per micro-batch
+        assert pool.actor_options() == {"num_cpus": 1.0, "memory": pool.memory, "num_gpus": 1.0}
+    pool = size_workers(_args(min_workers=2, max_workers=8), 5, gpu_nodes, on_gpu=True)
+    assert (pool.min_count, pool.max_count) == (2, 5)  # never more actors than micro-batches
+    assert (size_workers(_args(num_workers=3), 100, [], on_gpu=True).min_count, 3) == (3, 3)
+    custom = size_workers(_args(accelerator_resource="fake_gpu", num_gpus_per_worker=0.5), 4, [], on_gpu=True)
+    assert custom.actor_options()["resources"] == {"fake_gpu": 0.5} and "num_gpus" not in custom.actor_options()
+    assert custom.bundle() == {"CPU": 1.0, "fake_gpu": 0.5, "memory": float(custom.memory)}
+    with pytest.raises(ValueError, match="min_workers 3 > max_workers 2"):
+        _args(min_workers=3, max_workers=2)
+    with pytest.raises(ValueError, match="either num_workers"):
+        _args(num_workers=2, max_workers=4)
 
 
 def test_a_micro_batch_that_fits_no_node_is_refused_with_the_numbers():
@@ -112,4 +129,4 @@ def test_a_micro_batch_that_fits_no_node_is_refused_with_the_numbers():
     needed = actor_memory_bytes(256, 512, on_gpu=False)
     with pytest.raises(BergRayError, match=rf"needs {needed / GB:.2f} GB.*256 x 512 frames.*largest Ray node offers "
                                            rf"16.00 GB.*--batch-size or --chunk-frames"):
-        size_workers(_args(batch_size=256, chunk_frames=512), 10, nodes)
+        size_workers(_args(batch_size=256, chunk_frames=512), 10, nodes, on_gpu=False)
