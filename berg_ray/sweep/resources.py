@@ -5,7 +5,9 @@ than the node's memory holds (``memory`` is a Ray resource like ``CPU``: a node 
 schedules against it). On CPU that is the loaded model plus the activations of one forward call, which grow with
 ``batch_size x chunk_frames`` (constants measured in berg_ray/config/sweep.py); on a GPU the activations live in
 GPU memory. A micro-batch whose actor fits no node is refused before any compute. GPU pools autoscale: the nodes
-they need may not exist yet (scaling.py waits for the first ones).
+they need may not exist yet (scaling.py waits for the first ones), and their actors reserve no Ray ``memory``: a
+GPU actor's host memory is the model alone (~0.45 GB, nothing next to a GPU node's), and an autoscaler node type
+that does not declare ``memory`` (custom launcher types often do not) would otherwise never be started for it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class Workers:
 
     def actor_options(self) -> dict:
         """Ray remote options of one actor: ``num_gpus`` for Ray's GPU resource, ``resources`` for a custom one."""
-        options: dict = {"num_cpus": self.num_cpus, "memory": self.memory}
+        options: dict = {"num_cpus": self.num_cpus}
+        if self.memory:
+            options["memory"] = self.memory
         if self.num_gpus and self.accelerator == "GPU":
             options["num_gpus"] = self.num_gpus
         elif self.num_gpus:
@@ -62,7 +66,8 @@ def actor_memory_bytes(batch_size: int, chunk_frames: int, on_gpu: bool) -> int:
 
 def size_workers(args: SweepArgs, n_shards: int, nodes: Sequence[Mapping[str, float]], on_gpu: bool) -> Workers:
     """The actor pool: on GPUs an autoscaled pool (``min_workers``..``max_workers``, or ``num_workers`` fixed)
-    whose actors the autoscaler may still have to start nodes for; on CPU actors sized to the cluster's CPUs
+    whose actors the autoscaler may still have to start nodes for (reserving no Ray memory, see the module
+    docstring); on CPU actors sized to the cluster's CPUs
     (leaving room for the decode tasks). Never more actors than micro-batches; CPU pools never more than fit in
     the nodes' memory.
 
@@ -80,17 +85,14 @@ def size_workers(args: SweepArgs, n_shards: int, nodes: Sequence[Mapping[str, fl
         raise BergRayError("precision 'tf32' needs GPU encoder actors, but this sweep runs on CPU (--device cpu, or "
                            "a cluster without GPUs); use --precision float32 or bfloat16, or --device cuda")
     memory = actor_memory_bytes(args.batch_size, args.chunk_frames, on_gpu)
-    if on_gpu:  # GPU nodes may not exist yet: the autoscaler starts them for the pool
-        gpu_nodes = [n for n in nodes if n.get(args.accelerator_resource, 0.0) > 0]
-        if gpu_nodes:
-            _check_fits(args, memory, gpu_nodes, on_gpu)
+    if on_gpu:  # GPU nodes may not exist yet: the autoscaler starts them for the pool (no memory reserved)
         low = args.num_workers or args.min_workers or 1
         high = args.num_workers or args.max_workers or n_shards
         high = max(1, min(high, n_shards))
-        return Workers(min(low, high), high, args.num_cpus_per_worker or 1.0, args.num_gpus_per_worker, memory,
+        return Workers(min(low, high), high, args.num_cpus_per_worker or 1.0, args.num_gpus_per_worker, 0,
                        args.accelerator_resource)
     cpus = sum(n.get("CPU", 0.0) for n in nodes) or 1.0
-    _check_fits(args, memory, nodes, on_gpu)
+    _check_fits(args, memory, nodes)
     fit = sum(int(n.get("memory", 0.0) // memory) for n in nodes)
     free = max(cpus - SWEEP_DECODE_NUM_CPUS, SWEEP_DECODE_NUM_CPUS)
     per_worker = args.num_cpus_per_worker
@@ -100,12 +102,12 @@ def size_workers(args: SweepArgs, n_shards: int, nodes: Sequence[Mapping[str, fl
     return Workers(count, count, per_worker, 0.0, memory)
 
 
-def _check_fits(args: SweepArgs, memory: int, nodes: Sequence[Mapping[str, float]], on_gpu: bool) -> None:
+def _check_fits(args: SweepArgs, memory: int, nodes: Sequence[Mapping[str, float]]) -> None:
     largest = max((n.get("memory", 0.0) for n in nodes), default=0.0)
     if memory > largest:
-        per_frame = "" if on_gpu else (f" + {args.batch_size} x ({SWEEP_ACTOR_BYTES_PER_VIDEO / 1e6:.0f} MB + "
-                                       f"{args.chunk_frames} x {SWEEP_ACTOR_BYTES_PER_FRAME / 1e6:.1f} MB) of "
-                                       f"activations for {args.batch_size} x {args.chunk_frames} frames")
+        per_frame = (f" + {args.batch_size} x ({SWEEP_ACTOR_BYTES_PER_VIDEO / 1e6:.0f} MB + {args.chunk_frames} x "
+                     f"{SWEEP_ACTOR_BYTES_PER_FRAME / 1e6:.1f} MB) of activations for {args.batch_size} x "
+                     f"{args.chunk_frames} frames")
         raise BergRayError(f"an encoder actor needs {memory / 1e9:.2f} GB ({SWEEP_ACTOR_BASE_BYTES / 1e6:.0f} MB "
                            f"model{per_frame}), but the largest Ray node offers {largest / 1e9:.2f} GB of memory; "
                            f"lower --batch-size or --chunk-frames (results do not depend on them) or add memory")

@@ -111,13 +111,13 @@ def test_gpu_pools_autoscale_between_min_and_max_whatever_gpus_are_up():
     for nodes in (gpu_nodes, [{"CPU": 2.0, "memory": 8.0 * GB}]):  # GPUs up, or none yet (autoscaler at zero)
         pool = size_workers(_args(), 100, nodes, on_gpu=True)
         assert (pool.min_count, pool.max_count, pool.num_gpus) == (1, 100, 1.0)  # up to one per micro-batch
-        assert pool.actor_options() == {"num_cpus": 1.0, "memory": pool.memory, "num_gpus": 1.0}
+        assert pool.actor_options() == {"num_cpus": 1.0, "num_gpus": 1.0}  # no Ray memory: types may omit it
     pool = size_workers(_args(min_workers=2, max_workers=8), 5, gpu_nodes, on_gpu=True)
     assert (pool.min_count, pool.max_count) == (2, 5)  # never more actors than micro-batches
     assert (size_workers(_args(num_workers=3), 100, [], on_gpu=True).min_count, 3) == (3, 3)
     custom = size_workers(_args(accelerator_resource="fake_gpu", num_gpus_per_worker=0.5), 4, [], on_gpu=True)
     assert custom.actor_options()["resources"] == {"fake_gpu": 0.5} and "num_gpus" not in custom.actor_options()
-    assert custom.bundle() == {"CPU": 1.0, "fake_gpu": 0.5, "memory": float(custom.memory)}
+    assert custom.bundle() == {"CPU": 1.0, "fake_gpu": 0.5}
     with pytest.raises(ValueError, match="min_workers 3 > max_workers 2"):
         _args(min_workers=3, max_workers=2)
     with pytest.raises(ValueError, match="either num_workers"):
