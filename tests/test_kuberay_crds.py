@@ -19,6 +19,7 @@ import json
 import pytest
 from jsonschema import Draft7Validator
 
+from berg_ray.config import KUBERAY_VERSION
 from tests.test_cluster_configs import CLUSTER, REPO, load
 
 CRDS = REPO / "tests" / "fixtures" / "kuberay-crds"
@@ -70,6 +71,7 @@ def test_vendored_schemas_are_the_v1_crds():
         Draft7Validator.check_schema(as_kubernetes_validates(schema))
     readme = (CRDS / "README.md").read_text()
     assert "ray-project/kuberay" in readme and "Apache-2.0" in readme and (CRDS / "LICENSE").is_file()
+    assert f"tag **v{KUBERAY_VERSION}**" in readme, "the vendored CRDs are not those of berg_ray.config.KUBERAY_VERSION"
 
 
 def _cluster_spec(manifest: dict) -> dict:
