@@ -40,6 +40,9 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--num-workers", type=int, default=None, help="encoder actors (default: from the cluster)")
     parser.add_argument("--num-gpus-per-worker", type=float, default=1.0, help="GPUs per actor when GPUs exist")
     parser.add_argument("--num-cpus-per-worker", type=float, default=None, help="CPUs per actor (default: auto)")
+    parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
+                        help="export Ray's and berg_ray's metrics at http://127.0.0.1:PORT/metrics while the sweep's "
+                             "local cluster runs (with --address: the cluster's own metrics ports are used)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
                                                                "files)")
@@ -49,6 +52,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
     """The typed options of parsed flags (raises BergRayError for invalid values)."""
+    from berg_ray.ray_setup import metrics_port_from
     from berg_ray.sweep.runner import validate_args
 
     sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
@@ -58,7 +62,8 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
         max_frames=ns.max_frames,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, num_workers=ns.num_workers,
         num_gpus_per_worker=ns.num_gpus_per_worker, num_cpus_per_worker=ns.num_cpus_per_worker,
-        show_progress=not ns.quiet, verbose=ns.verbose))
+        metrics_export_port=metrics_port_from(ns.metrics_export_port), show_progress=not ns.quiet,
+        verbose=ns.verbose))
 
 
 def run_sweep_command(ns: argparse.Namespace) -> int:
