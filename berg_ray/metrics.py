@@ -6,7 +6,8 @@ metrics port (``ray start --metrics-export-port``; ``berg-ray serve|sweep|experi
 local cluster). Ray 2.60 prefixes every application metric with ``ray_``, adds ``_total`` to counters and
 ``_bucket`` / ``_sum`` / ``_count`` to histograms, and adds its own labels (``WorkerId``, ``NodeAddress``,
 ``SessionName``, ...), so ``berg_ray_requests`` is scraped as ``ray_berg_ray_requests_total{route, status, ...}``
-(:func:`prometheus_names`). A gauge is one series per reporting process: sum it over ``WorkerId``.
+(:func:`prometheus_names`). A gauge is one series per reporting process: sum it over ``WorkerId``. A histogram's exported ``_sum`` is
+approximate in Ray 2.60 (rebuilt from bucket midpoints); its buckets and ``_count`` are exact.
 
 The metrics are created lazily, on first use in the process that records them (a Ray worker: a replica or an
 actor); outside a Ray worker (unit tests calling a replica class directly) recording does nothing. Recording costs a
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 LATENCY_BOUNDARIES_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-BATCH_BOUNDARIES_VIDEOS = (1, 2, 4, 8, 16, 32, 64, 128)
+# Ray 2.60 exports a histogram's _sum from bucket midpoints, not from the values recorded. Half-integer boundaries
+# give every batch size up to 16 videos its own bucket whose midpoint is that size, so the exported _sum (and the
+# mean batch size from _sum / _count) is exact up to 16 videos per batch, approximate above.
+BATCH_BOUNDARIES_VIDEOS = (*(n + 0.5 for n in range(17)), 24.5, 32.5, 64.5, 128.5)
 PROMETHEUS_PREFIX = "ray_"  # Ray's namespace for exported application metrics (Ray 2.60, verified by scraping)
 UNMATCHED_ROUTE = "unmatched"  # route tag of a request that matched no route (404): bounds the tag's values
 SERVICE_ROUTES = ("GET /healthz", "GET /v1/sessions", "GET /v1/stats", "GET /v1/metadata/{train_session}",
