@@ -59,13 +59,13 @@ def check_metrics_export_port(port: int | None, address: str | None) -> None:
         return
     if not 0 < port < 65536:
         raise BergRayError(f"metrics export port {port} is not a port number in 1..65535")
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        raise BergRayError("a metrics export port applies to a local cluster that berg_ray starts, but Ray is "
-                           "already initialised in this process: its metrics port is the one it was started with")
     if address or os.environ.get("RAY_ADDRESS"):
         raise BergRayError("--metrics-export-port sets the metrics port of a local cluster started by this command; "
                            "a joined cluster (--address / RAY_ADDRESS) exports metrics on its own nodes' ports "
                            "(ray start --metrics-export-port): scrape those and drop the flag")
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        raise BergRayError("a metrics export port applies to a local cluster that berg_ray starts, but Ray is "
+                           "already initialised in this process: its metrics port is the one it was started with")
     with socket.socket() as sock:  # Ray's agent binds all interfaces (127.0.0.1 on a localhost-only node)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
