@@ -82,7 +82,8 @@ def ray_session(address: str | None = None, verbose: bool = False, **init_kwargs
     Args:
         address: a cluster to join; None joins ``RAY_ADDRESS`` if set, else starts a local cluster.
         verbose: show Ray's own logs on the console (else they go to Ray's log files, berg_ray.ray_setup).
-        **init_kwargs: further ``ray.init`` keyword arguments.
+        **init_kwargs: further keyword arguments of ``berg_ray.ray_setup.init_ray`` (``metrics_export_port``) and
+            ``ray.init``.
     Nothing is started when Ray is already initialised in this process (the caller owns it). A local cluster
     is shut down at the end of the block and every process of its session is gone when the block exits; if
     this process dies instead, the reaper ends them within seconds.

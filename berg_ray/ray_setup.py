@@ -8,7 +8,11 @@ console, and Ray Data's progress bars are controlled separately (``show_progress
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
+
+from berg_ray.errors import BergRayError
 
 # Loggers of the Ray libraries that print to the driver's console; quiet runs raise their console handlers to ERROR.
 RAY_CONSOLE_LOGGERS = ("ray", "ray.serve", "ray.data", "ray.train", "ray.tune")
@@ -33,12 +37,54 @@ def _is_console(handler: logging.Handler) -> bool:
             and getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
 
 
-def init_ray(address: str | None = None, verbose: bool = False, **options) -> bool:
+def metrics_port_from(text: str | None) -> int | None:
+    """The port of a ``--metrics-export-port`` flag (None: not given); BergRayError unless a number in 1..65535."""
+    if text is None:
+        return None
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise BergRayError(f"--metrics-export-port {text!r} is not a port number in 1..65535")
+    return int(text)
+
+
+def check_metrics_export_port(port: int | None, address: str | None) -> None:
+    """Refuse a metrics port that cannot be the one of a local cluster started by this command (checked before
+    anything starts).
+
+    The port is where this node's Ray metrics agent exports every metric, berg_ray's included, in Prometheus
+    format. Only a cluster this command starts takes it: a joined cluster (``address`` or ``RAY_ADDRESS``) exports
+    on the ports its nodes were started with (``ray start --metrics-export-port``), so the flag is refused there
+    rather than ignored.
+    """
+    if port is None:
+        return
+    if not 0 < port < 65536:
+        raise BergRayError(f"metrics export port {port} is not a port number in 1..65535")
+    if address or os.environ.get("RAY_ADDRESS"):
+        raise BergRayError("--metrics-export-port sets the metrics port of a local cluster started by this command; "
+                           "a joined cluster (--address / RAY_ADDRESS) exports metrics on its own nodes' ports "
+                           "(ray start --metrics-export-port): scrape those and drop the flag")
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        raise BergRayError("a metrics export port applies to a local cluster that berg_ray starts, but Ray is "
+                           "already initialised in this process: its metrics port is the one it was started with")
+    with socket.socket() as sock:  # Ray's agent binds all interfaces (127.0.0.1 on a localhost-only node)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("", port))
+        except OSError as exc:
+            raise BergRayError(f"cannot export metrics on port {port} ({exc.strerror}); the port is in use: pick "
+                               "another --metrics-export-port") from None
+
+
+def init_ray(address: str | None = None, verbose: bool = False, metrics_export_port: int | None = None,
+             **options) -> bool:
     """Start a local Ray cluster or join ``address`` unless Ray is already initialized in this process.
 
     Args:
         address: Ray cluster address; None: ``RAY_ADDRESS`` or a new local cluster.
         verbose: show Ray's own logs and the workers' output on the console.
+        metrics_export_port: the port (1..65535) of the local cluster's Prometheus metrics endpoint
+            (``http://127.0.0.1:PORT/metrics``); None: a port Ray picks. Refused when joining a cluster
+            (:func:`check_metrics_export_port`).
         **options: further ``ray.init`` keyword arguments.
 
     Returns:
@@ -49,6 +95,9 @@ def init_ray(address: str | None = None, verbose: bool = False, **options) -> bo
     quiet_ray_loggers(verbose)
     if ray.is_initialized():
         return False
+    if metrics_export_port is not None:
+        check_metrics_export_port(metrics_export_port, address)
+        options["_metrics_export_port"] = metrics_export_port
     options.setdefault("include_dashboard", False)
     ray.init(address=address, log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
              **options)

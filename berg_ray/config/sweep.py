@@ -88,6 +88,9 @@ class SweepArgs(BaseModel):
                                               "else sized from the cluster")
     lease_ttl_s: float = Field(SWEEP_LEASE_TTL_S, gt=0, description="seconds after its last renewal that the "
                                "output's lease of a dead sweep expires (then the next sweep takes it over)")
+    metrics_export_port: int | None = Field(None, ge=1, le=65535, description="Prometheus port of the local "
+                                            "cluster the sweep starts (http://127.0.0.1:PORT/metrics); None: a port "
+                                            "Ray picks; refused when joining a cluster (address / RAY_ADDRESS)")
     show_progress: bool = Field(True, description="show progress bars (run() prints nothing; the CLI the summary)")
     verbose: bool = Field(False, description="also show Ray's own INFO/WARNING logs and the workers' output on the "
                           "console (else they go to Ray's log files)")

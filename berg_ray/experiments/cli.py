@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from berg_ray.config import (EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
                              EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
@@ -48,8 +49,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burn-in-frames", type=int, default=EXPERIMENT_BURN_IN_FRAMES,
                         help="grey frames before every stimulus, dropped from the mean (model start-up)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
+                        help="export Ray's and berg_ray's metrics at http://127.0.0.1:PORT/metrics while the "
+                             "experiment's local cluster runs (with --address: the cluster's own ports are used)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_encoder_pool_options(parser)
+
+
+def _cluster(ns: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """With --metrics-export-port, a local cluster with that metrics port for the whole experiment (its sweep runs
+    on it); else nothing: the sweep starts, or joins, its own. Checked here, before any stimulus is generated."""
+    from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
+
+    port = metrics_port_from(ns.metrics_export_port)
+    if port is None:
+        return contextlib.nullcontext()
+    check_metrics_export_port(port, ns.address)
+    from berg_ray.local_ray import ray_session
+
+    return ray_session(ns.address, metrics_export_port=port)
 
 
 def _sessions(value: str) -> list[str] | str:
@@ -69,11 +87,13 @@ def _run_tuning(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.stimulus_sets import tuning_set
     from berg_ray.experiments.tuning import run_tuning_experiment
 
+    cluster = _cluster(ns)
     stimulus_set = tuning_set(ns.directions, ns.repeats, ns.trial_frames, ns.burn_in_frames)
     sessions = _sessions(ns.sessions)
     _announce("tuning", stimulus_set, sessions)
-    tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                                   ns.s3_endpoint_url, encoder_pool_args(ns))
+    with cluster:
+        tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
+                                       ns.s3_endpoint_url, encoder_pool_args(ns))
     _print_summary(tables["summary"], join_uri(ns.out, "tuning"))
     return 0
 
@@ -84,11 +104,13 @@ def _run_rf(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.stimulus_sets import rf_set
 
     grid = _grid(ns.grid)
+    cluster = _cluster(ns)
     stimulus_set = rf_set(grid, ns.dot_frames, ns.burn_in_frames)
     sessions = _sessions(ns.sessions)
     _announce("rf", stimulus_set, sessions)
-    tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                               ns.s3_endpoint_url, encoder_pool_args(ns))
+    with cluster:
+        tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
+                                   ns.s3_endpoint_url, encoder_pool_args(ns))
     _print_summary(tables["summary"], join_uri(ns.out, "rf"))
     return 0
 
@@ -98,11 +120,13 @@ def _run_domains(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.domains import run_domains_experiment
     from berg_ray.experiments.stimulus_sets import domains_set
 
+    cluster = _cluster(ns)
     stimulus_set = domains_set(ns.frames, ns.burn_in_frames, ns.image)
     sessions = _sessions(ns.sessions)
     _announce("domains", stimulus_set, sessions)
-    tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                                    ns.s3_endpoint_url, encoder_pool_args(ns))
+    with cluster:
+        tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
+                                        ns.s3_endpoint_url, encoder_pool_args(ns))
     for scan, table in tables.items():
         means = table[[c for c in table.columns if c.startswith("mean_")]].mean()
         print(f"{scan}: population mean response " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in means.items()))

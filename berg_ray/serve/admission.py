@@ -8,16 +8,20 @@ Serve's own slots or the proxy's queue fill up, so every overload answer a clien
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from berg_ray.serve.protocol import OverloadedError
 
 
 class Gate:
-    """A counter of requests inside one stage, with a hard limit (single asyncio loop: no lock needed)."""
+    """A counter of requests inside one stage, with a hard limit (single asyncio loop: no lock needed).
 
-    def __init__(self, name: str, limit: int) -> None:
+    ``observe`` (optional) is called with the new count of requests inside after every change (a metrics gauge).
+    """
+
+    def __init__(self, name: str, limit: int, observe: Callable[[int], None] | None = None) -> None:
         self.name, self.limit, self.active = name, limit, 0
+        self._observe = observe
 
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
@@ -25,8 +29,13 @@ class Gate:
         if self.active >= self.limit:
             raise OverloadedError(f"the service is at capacity ({self.active} {self.name} in progress, the limit "
                                   f"of this replica); retry later")
-        self.active += 1
+        self._change(1)
         try:
             yield
         finally:
-            self.active -= 1
+            self._change(-1)
+
+    def _change(self, step: int) -> None:
+        self.active += step
+        if self._observe is not None:
+            self._observe(self.active)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from berg_ray.config import DEFAULT_SERVE_PORT, PRECISIONS, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError, validation_summary
+from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
 
 PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")  # Serve's proxy_location values
 
@@ -46,6 +47,10 @@ def add_serve_command(subparsers: Any) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="core numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and "
                              "bfloat16 are faster on GPUs (default: the config's core.precision, else float32)")
+    parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
+                        help="export Ray's and berg_ray's metrics in Prometheus format at "
+                             "http://127.0.0.1:PORT/metrics (a local cluster only; with --address the cluster's "
+                             "own metrics ports are used; default: a port Ray picks)")
     parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
                                                                "files)")
     parser.set_defaults(func=_serve_command)
@@ -108,20 +113,21 @@ def check_port_free(host: str, port: int) -> None:
 
 @contextlib.contextmanager
 def running_service(args: ServeArgs, host: str, port: int, address: str | None = None, verbose: bool = False,
-                    proxy_location: str | None = None) -> Iterator[str]:
+                    proxy_location: str | None = None, metrics_export_port: int | None = None) -> Iterator[str]:
     """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after.
 
     Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup). A cluster started here is shut
     down whole, Serve with it, without ``serve.shutdown()`` (that kills Serve's controller while the controller's
     shutdown task runs, and Ray prints the killed task on the console), and its processes are reaped even if this
     process is killed (berg_ray.local_ray); on a joined cluster only our application and Serve are removed.
-    ``proxy_location``: where Serve runs HTTP proxies (HeadOnly, EveryNode; None: Serve's default)."""
+    ``proxy_location``: where Serve runs HTTP proxies (HeadOnly, EveryNode; None: Serve's default).
+    ``metrics_export_port``: the Prometheus port of a local cluster (berg_ray.ray_setup.init_ray)."""
     from ray import serve
 
     from berg_ray.local_ray import ray_session
     from berg_ray.serve.app import build_app, core_gpus
 
-    with ray_session(address, verbose=verbose) as owns:
+    with ray_session(address, verbose=verbose, metrics_export_port=metrics_export_port) as owns:
         try:
             gpus, reason = core_gpus(args)  # decided once, here: the printed reason is what gets deployed
             args = args.model_copy(update={"core": args.core.model_copy(update={"num_gpus": gpus})})
@@ -172,12 +178,17 @@ def _serve_command(ns: argparse.Namespace) -> int:
     if proxies not in (None, *PROXY_LOCATIONS):
         raise BergRayError(f"config: proxy_location {proxies!r} must be one of {', '.join(PROXY_LOCATIONS)}")
     check_port_free(host, port)
+    metrics_port = metrics_port_from(ns.metrics_export_port)
+    check_metrics_export_port(metrics_port, ns.address)
     stop = threading.Event()
-    with running_service(args, host, port, ns.address, ns.verbose, proxies) as url:
+    with running_service(args, host, port, ns.address, ns.verbose, proxies, metrics_port) as url:
         for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, whose own SIGTERM handler aborts
             signal.signal(signum, lambda *_: stop.set())
         print(f"berg-ray service ready at {url} (scans: {', '.join(scans)}); Ctrl-C or SIGTERM stops it", flush=True)
         print(f"Ray drivers join its cluster with: export {driver_environment()}", flush=True)
+        if metrics_port is not None:
+            print(f"Prometheus metrics (berg_ray_* as ray_berg_ray_*): http://127.0.0.1:{metrics_port}/metrics",
+                  flush=True)
         while not stop.wait(0.5):  # a timed wait keeps the main thread responsive to signals
             pass
     print("berg-ray service stopped", flush=True)

@@ -26,6 +26,7 @@ from berg_ray.checkpoint.release import load_model
 from berg_ray.config import BatchingConfig, CoreArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import ScanNotAvailableError
+from berg_ray.metrics import RECORDER, record_encoded
 from berg_ray.model.network import EncodingModel
 from berg_ray.threads import set_torch_threads
 
@@ -129,8 +130,10 @@ class CoreServer:
         self._heads = None if heads is None else HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._chunk_frames = BatchingConfig().chunk_frames
+        self._precision = core.precision  # the precision tag of berg_ray_videos_encoded / _frames_encoded
         self._batch_videos: Counter[int] = Counter()  # videos per core batch -> number of batches, for stats()
         self._ongoing = 0  # encode requests in progress on this replica, for stats()
+        self._queued: set[int] = set()  # ids of the jobs in the batch queue (not yet in a batch), for metrics
 
     def reconfigure(self, batching: dict) -> None:
         """Apply a BatchingConfig (``user_config``): batch size, wait and chunk length change without restart."""
@@ -143,20 +146,34 @@ class CoreServer:
         """Responses float32 (B, T, U') of validated uint8 videos (B, T, 144, 256) of one loaded scan."""
         if scan_id not in self._model.scan_ids:
             raise ScanNotAvailableError(f"scan {scan_id} is not loaded; loaded: {self._model.scan_ids}")
-        self._ongoing += 1
+        jobs = [VideoJob(v, scan_id, units) for v in videos]
+        self._count_ongoing(1)
+        self._set_queued(self._queued | {id(job) for job in jobs})
         try:
-            per_video = await asyncio.gather(*(self._run_jobs(VideoJob(v, scan_id, units)) for v in videos))
+            per_video = await asyncio.gather(*(self._run_jobs(job) for job in jobs))
             outputs = []
             for parts in per_video:
                 outputs.append(np.concatenate([await p if isinstance(p, Awaitable) else p for p in parts]))
         finally:
-            self._ongoing -= 1
+            self._count_ongoing(-1)
+            self._set_queued(self._queued - {id(job) for job in jobs})  # jobs of a cancelled request never batched
+        record_encoded(scan_id, self._precision, videos.shape[0], videos.shape[0] * videos.shape[1])
         return np.stack(outputs)  # (B, T, U')
 
     @serve.batch
     async def _run_jobs(self, jobs: list[VideoJob]) -> list[list[Any]]:
         self._batch_videos[len(jobs)] += 1
+        self._set_queued(self._queued - {id(job) for job in jobs})
+        RECORDER.observe("berg_ray_core_batch_videos", len(jobs))
         return await self._run(jobs)
+
+    def _count_ongoing(self, step: int) -> None:
+        self._ongoing += step
+        RECORDER.set("berg_ray_core_ongoing_requests", self._ongoing)
+
+    def _set_queued(self, queued: set[int]) -> None:
+        self._queued = queued
+        RECORDER.set("berg_ray_core_queued_videos", len(queued))
 
     async def _run(self, jobs: list[VideoJob]) -> list[list[Any]]:
         """One batch through ``run_batch``: features to the heads, or (in_core) the responses _forward computed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import ScanId, ServeArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
+from berg_ray.metrics import RECORDER, record_request, route_of
 from berg_ray.serve.admission import Gate
 from berg_ray.serve.body import BodyLimits, read_body
 from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, ReplicaLostError, check_token,
@@ -47,13 +49,23 @@ class Ingress:
         self._units: dict[str, ScanUnits] = {sid: read_scan_units(berg_dir, sid) for sid in scan_ids}
         self._body_limits = BodyLimits(args.max_body_bytes, args.body_grace_s, args.body_min_bytes_per_s,
                                        args.body_timeout_s)
-        self._uploads = Gate("uploads", args.ingress.max_uploads)
-        self._encodes = Gate("encodes", args.ingress.max_encodes)
+        self._uploads = Gate("uploads", args.ingress.max_uploads,
+                             lambda active: RECORDER.set("berg_ray_ingress_uploads", active))
+        self._encodes = Gate("encodes", args.ingress.max_encodes,
+                             lambda active: RECORDER.set("berg_ray_ingress_encodes", active))
         self._ready_sessions: list[str] | None = None
 
     async def __call__(self, request: Request) -> Response:
+        """Answer one HTTP request and record it (berg_ray.metrics: count by route and status, latency)."""
+        start = time.perf_counter()
+        path = _path_of(request)
+        response = await self._answer(request, path)
+        record_request(route_of(request.method, path), response.status_code, time.perf_counter() - start)
+        return response
+
+    async def _answer(self, request: Request, path: str) -> Response:
         try:
-            return await self._route(request)
+            return await self._route(request, path)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error; the replica survives
             if status_of(exc) == 500:
                 logger.exception("internal error on %s %s", request.method, request.url.path)
@@ -112,8 +124,7 @@ class Ingress:
         """The scan's metadata dict, JSON-ready (arrays as lists), per-unit arrays in readout order."""
         return _jsonable(self._units[self._loaded(train_session)].metadata)
 
-    async def _route(self, request: Request) -> Response:
-        path = request.url.path[len(request.scope.get("root_path", "")):].rstrip("/") or "/"
+    async def _route(self, request: Request, path: str) -> Response:
         if (request.method, path) == ("GET", "/healthz"):
             return JSONResponse(await self.healthz())
         check_token(request.headers.get("authorization"), self._token_digest)
@@ -147,6 +158,11 @@ class Ingress:
         if scan_id not in self._units:
             raise ScanNotAvailableError(f"scan {scan_id} is not loaded by this service; loaded: {list(self._units)}")
         return scan_id
+
+
+def _path_of(request: Request) -> str:
+    """The request's path below the app's route prefix, without a trailing slash ("/" for the root)."""
+    return request.url.path[len(request.scope.get("root_path", "")):].rstrip("/") or "/"
 
 
 def _selection_of(rois: list[str], fields: list[str]) -> dict[str, Any] | None:

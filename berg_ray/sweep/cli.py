@@ -38,6 +38,9 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--anonymous", action="store_true", help="read a public input bucket without credentials")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     add_encoder_pool_options(parser)
+    parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
+                        help="export Ray's and berg_ray's metrics at http://127.0.0.1:PORT/metrics while the sweep's "
+                             "local cluster runs (with --address: the cluster's own metrics ports are used)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
                                                                "files)")
@@ -81,6 +84,7 @@ def encoder_pool_args(ns: argparse.Namespace) -> dict:
 
 def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
     """The typed options of parsed flags (raises BergRayError for invalid values)."""
+    from berg_ray.ray_setup import metrics_port_from
     from berg_ray.sweep.runner import validate_args
 
     sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
@@ -89,7 +93,8 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
         chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, precision=ns.precision, resize=ns.resize,
         max_frames=ns.max_frames,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, **encoder_pool_args(ns),
-        show_progress=not ns.quiet, verbose=ns.verbose))
+        metrics_export_port=metrics_port_from(ns.metrics_export_port), show_progress=not ns.quiet,
+        verbose=ns.verbose))
 
 
 def run_sweep_command(ns: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError
+from berg_ray.metrics import record_sweep_failures, record_sweep_file
 from berg_ray.storage import S3Options, Store
 from berg_ray.sweep.layout import RESPONSES_SCHEMAS, part_name, responses_table, write_table
 from berg_ray.sweep.plan import Shard
@@ -113,6 +114,7 @@ class ShardEncoder:
             written = self._encode_shard(shard, _split_videos(frames, lengths), [sid for sid, _ in lengths])
             rows.extend(written or [_summary_row("", "", 0, 0, 0, 0.0, 0.0)])
             rows[-1]["errors"] = str(errors)
+            record_sweep_failures(self._store.uri, len(json.loads(str(errors))))
         for row in rows:
             row["node"] = self._node
         return {key: np.array([row[key] for row in rows]) for key in rows[0]}
@@ -136,8 +138,10 @@ class ShardEncoder:
             inputs = {s.stimulus_id: s.input_key for s in shard.stimuli if s.stimulus_id in ids}  # changed-input check
             size = write_table(self._store, name, table, RESPONSES_SCHEMAS[self._options["reduce"]],
                                {"scan": scan, "stimulus_ids": ids, **self._options, "inputs": inputs})
-            rows.append(_summary_row(scan, name, len(ids), sum(decoded[i].shape[0] for i in ids), size,
-                                     encoded - start, time.perf_counter() - encoded))
+            frames = sum(decoded[i].shape[0] for i in ids)
+            rows.append(_summary_row(scan, name, len(ids), frames, size, encoded - start,
+                                     time.perf_counter() - encoded))
+            record_sweep_file(self._store.uri, scan, len(ids), frames, size)
         if rows:
             rows[0]["decoded_frames"] = sum(v.shape[0] for v in videos)  # decoded once per micro-batch
         return rows

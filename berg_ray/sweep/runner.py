@@ -30,6 +30,8 @@ from berg_ray import threads
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, StorageError
+from berg_ray.metrics import record_sweep_failures
+from berg_ray.ray_setup import check_metrics_export_port
 from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.lease import acquire as acquire_lease
@@ -107,6 +109,7 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
     if args is not None and options:
         raise BergRayError("pass either a SweepArgs or keyword options to berg_ray.sweep.run, not both")
     args = args if args is not None else validate_args(options)
+    check_metrics_export_port(args.metrics_export_port, args.address)
     start = time.perf_counter()
     scans = _resolve_scans(args)
     in_store, out_store = _open_stores(args)
@@ -150,7 +153,8 @@ def _encoder_pool(args: SweepArgs, n_shards: int) -> Iterator[tuple[Workers, str
         return
     from berg_ray.local_ray import ray_session
 
-    with ray_session(args.address, verbose=args.verbose):  # a local cluster ends with the run, even if killed
+    with ray_session(args.address, verbose=args.verbose,  # a local cluster ends with the run, even if killed
+                     metrics_export_port=args.metrics_export_port):
         yield plan_encoders(args, n_shards, StatusLine(enabled=args.show_progress))
 
 
@@ -216,6 +220,7 @@ def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], sc
     from ray.data import DataContext
     from tqdm import tqdm
 
+    record_sweep_failures(result.output, len(result.errors))  # the listing's; the actors count decode errors
     dataset = build_dataset(args, pool, shards, scans, in_store, out_store, content)
     context = DataContext.get_current()
     previous = context.enable_progress_bars, context.wait_for_min_actors_s
