@@ -116,7 +116,7 @@ def test_serve_core_demand_starts_a_gpu_node(cluster, release, tmp_path):
             assert time.monotonic() < deadline, "berg-ray serve not ready:\n" + "".join(lines)[-4000:]
             time.sleep(1)
         placement = next(line for line in lines if line.startswith("core replicas on "))
-        assert placement.strip() == ("core replicas on GPU: device auto: no GPU node is up, but its autoscaler can "
+        assert placement.strip() == ("core replicas on GPU: --device auto: no GPU node is up, but its autoscaler can "
                                      f"start up to 2 GPU (autoscaler config {config_path}); the service is ready "
                                      "once a GPU node runs a core replica"), lines
         gpu_nodes = simulated_nodes(dashboard, "GPU")

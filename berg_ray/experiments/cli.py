@@ -51,7 +51,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
                         help="export Ray's and berg_ray's metrics at http://127.0.0.1:PORT/metrics while the "
-                             "experiment's local cluster runs (with --address: the cluster's own ports are used)")
+                             "experiment's local cluster runs (default: a port Ray picks; refused with --address: a joined "
+                             "cluster exports on its own nodes' metrics ports)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_encoder_pool_options(parser)
 

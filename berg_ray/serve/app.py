@@ -113,16 +113,16 @@ def core_gpus(args: ServeArgs) -> tuple[float, str]:
     if args.core.num_gpus is not None:
         return args.core.num_gpus, f"core.num_gpus = {args.core.num_gpus:g}"
     if args.device.startswith("cuda"):
-        return 1.0, f"device {args.device}"
+        return 1.0, f"--device {args.device}"
     if args.device == "cpu":
-        return 0.0, "device cpu"
+        return 0.0, "--device cpu"
     if not ray.is_initialized():
         has_gpu = torch.cuda.is_available()
-        return (1.0 if has_gpu else 0.0), f"device auto: this machine has {'a' if has_gpu else 'no'} GPU"
+        return (1.0 if has_gpu else 0.0), f"--device auto: this machine has {'a' if has_gpu else 'no'} GPU"
     from berg_ray.accelerators import choose_device, cluster_capacity
 
     choice = choose_device("auto", cluster_capacity("GPU"))
-    return (1.0 if choice.on_accelerator else 0.0), choice.reason.replace("--device", "device")
+    return (1.0 if choice.on_accelerator else 0.0), choice.reason
 
 
 def _token_digest(token_env: str | None) -> str | None:

@@ -40,7 +40,8 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     add_encoder_pool_options(parser)
     parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
                         help="export Ray's and berg_ray's metrics at http://127.0.0.1:PORT/metrics while the sweep's "
-                             "local cluster runs (with --address: the cluster's own metrics ports are used)")
+                             "local cluster runs (default: a port Ray picks; refused with --address: a joined cluster exports on "
+                             "its own nodes' metrics ports)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
                                                                "files)")
@@ -65,9 +66,9 @@ def add_encoder_pool_options(parser: argparse.ArgumentParser) -> None:
                        help="GPU pool: most actors as GPU nodes join (default: one per micro-batch)")
     group.add_argument("--resource-wait-s", type=float, default=DEFAULT_RESOURCE_WAIT_S,
                        help="GPU pool: seconds to wait for the GPUs of --min-workers actors, then exit 2 with "
-                            "nothing written (default: %(default)g)")
+                            "nothing written (default: %(default)s)")
     group.add_argument("--num-gpus-per-worker", type=float, default=1.0,
-                       help="GPUs per GPU actor (default: %(default)g)")
+                       help="GPUs per GPU actor (default: %(default)s)")
     group.add_argument("--accelerator-resource", default="GPU",
                        help="Ray resource GPU actors request: GPU, or a custom resource your GPU node types declare "
                             "(default: %(default)s)")
