@@ -20,6 +20,10 @@ DEFAULT_BODY_TIMEOUT_S = 300.0
 DEFAULT_INGRESS_MAX_UPLOADS = 32
 DEFAULT_INGRESS_MAX_ENCODES = 32
 INGRESS_LIGHT_SLOTS = 32
+# Frames one encode request may ask for (all its videos together): 2 minutes of 30 Hz video. A request's cost grows
+# with its frames (on a CPU replica ~17 frames/s, on an H200 2,000-4,000), and a small compressed body can ask for
+# many (a 0.5 MB .npz of zeros holds ~14,000 frames); longer work belongs in sweeps, which stream any length.
+DEFAULT_MAX_FRAMES_PER_REQUEST = 3_600
 DEFAULT_SERVE_PORT = 8000
 SERVE_APP_NAME = "berg"
 
@@ -33,6 +37,11 @@ class BatchingConfig(BaseModel):
     batch_wait_timeout_s: float = Field(0.02, ge=0, description="longest wait for more videos before a batch runs")
     chunk_frames: int = Field(DEFAULT_CHUNK_FRAMES, ge=1, description="most frames per core forward call; memory "
                               "grows with batch x chunk_frames, results do not depend on it")
+    max_cohorts: int = Field(4, ge=1, description="batches (cohorts of videos that arrived together) a core "
+                             "replica runs at once, taking turns chunk by chunk; memory grows with it")
+    interleave: bool = Field(True, description="cohorts take turns chunk by chunk, so a short request waits about "
+                             "one chunk behind a long one; false: a batch runs to its end before the next starts "
+                             "(the former lock-step behaviour)")
 
 
 class ReplicaArgs(BaseModel):
@@ -116,6 +125,8 @@ class ServeArgs(BaseModel):
     device: str = Field("auto", description="torch device of the core replica: auto, cpu, cuda, cuda:N")
     token_env: str | None = Field(None, description="env var holding the bearer token; None: no auth")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="larger request bodies get 413")
+    max_frames_per_request: int = Field(DEFAULT_MAX_FRAMES_PER_REQUEST, ge=1, description="most frames (videos x "
+                                        "frames, at 30 Hz) one encode request may ask for; more get 413")
     body_grace_s: float = Field(DEFAULT_BODY_GRACE_S, gt=0, description="seconds a request body may take before "
                                 "body_min_bytes_per_s applies (a stalled body gets 408 after it)")
     body_min_bytes_per_s: float = Field(DEFAULT_BODY_MIN_BYTES_PER_S, gt=0, description="after the grace period, "

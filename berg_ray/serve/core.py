@@ -1,20 +1,20 @@
 """The core deployment: each replica holds the shared core and the per-scan front ends, and batches videos.
 
-Videos of different clients and scans are batched with ``@serve.batch`` (one item per video). A batch runs in
-lock-step from frame 0: the time axis is cut at every video's end and every ``chunk_frames``, each segment runs
-once through ``EncodingModel.forward_features`` for the videos still running, and a finished video's rows are
-dropped from the carried state. No frame is padded or computed twice, so the result equals a single pass (the
-model is causal). After each segment the features of each video go to the readout head of its scan; a head call
-of segment k overlaps the core's work on segment k+1, and at most two segments of features are in flight.
+Videos of different clients and scans are batched by the replica's :class:`~berg_ray.serve.scheduler.ChunkScheduler`
+(one item per video): videos that arrive together form a cohort that runs in lock-step from frame 0, cut at
+every video's end and every ``chunk_frames``; each segment runs once through ``EncodingModel.forward_features``
+for the videos still running, and a finished video's rows are dropped from the carried state. No frame is padded
+or computed twice, so the result equals a single pass (the model is causal). Cohorts take turns segment by
+segment, so a short request arriving during a long one waits about one segment, not the long one's length. After
+each segment the features of each video go to the readout head of its scan; a head call of segment k overlaps the
+core's work on segment k+1, and at most two segments of features are in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,40 +28,9 @@ from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import ScanNotAvailableError
 from berg_ray.metrics import RECORDER, record_encoded
 from berg_ray.model.network import EncodingModel
+from berg_ray.serve.scheduler import (ChunkScheduler, Forward, Send, VideoJob, plan_segments, run_batch,  # noqa: F401
+                                      take_rows)
 from berg_ray.threads import set_torch_threads
-
-
-@dataclass(frozen=True)
-class VideoJob:
-    """One video of a request: the core's batching unit.
-
-    Attributes:
-        frames: uint8 (T, 144, 256).
-        scan_id: canonical scan id whose front end and readout apply.
-        units: int64 readout indices to return, or None for all units.
-    """
-
-    frames: np.ndarray
-    scan_id: str
-    units: np.ndarray | None
-
-
-def plan_segments(lengths: Sequence[int], chunk_frames: int) -> list[tuple[int, int]]:
-    """Cut [0, max(lengths)) at every video end and every ``chunk_frames`` frames; returns (start, stop) pairs."""
-    cuts = sorted(set(lengths) | set(range(chunk_frames, max(lengths), chunk_frames)) | {0})
-    return list(zip(cuts[:-1], cuts[1:]))
-
-
-def take_rows(state: Any, rows: torch.Tensor) -> Any:
-    """Keep batch rows ``rows`` of every tensor in a (nested) state; ints and other scalars pass through."""
-    if isinstance(state, torch.Tensor):
-        return state.index_select(0, rows.to(state.device))
-    if isinstance(state, (list, tuple)):
-        return type(state)(take_rows(item, rows) for item in state)
-    if dataclasses.is_dataclass(state):
-        return dataclasses.replace(state, **{f.name: take_rows(getattr(state, f.name), rows)
-                                             for f in dataclasses.fields(state)})
-    return state
 
 
 class HeadRouter:
@@ -81,43 +50,6 @@ class HeadRouter:
         return self.handle(scan_id).ready.remote()
 
 
-async def run_batch(jobs: Sequence[VideoJob], chunk_frames: int,
-                    forward: Callable[[list[int], int, int, Any], Awaitable[tuple[np.ndarray, Any]]],
-                    send: Callable[[VideoJob, np.ndarray], Any]) -> list[list[Any]]:
-    """Run a batch of videos segment by segment and hand each video's features to ``send``.
-
-    Args:
-        jobs: the batch.
-        chunk_frames: longest segment.
-        forward: ``(active job indices, start, stop, state) -> (features (B_active, t, F, h, w), state)``.
-        send: ``(job, features (t, F, h, w)) -> result or awaitable``; awaitables of segment k are awaited after
-            segment k+1 has been computed (bounded features in flight).
-    Returns:
-        Per job, its per-segment results in time order (the last segment's may still be awaitable).
-    """
-    parts: list[list[Any]] = [[] for _ in jobs]
-    active = list(range(len(jobs)))
-    state, previous = None, []
-    for start, stop in plan_segments([len(j.frames) for j in jobs], chunk_frames):
-        features, state = await forward(active, start, stop, state)
-        current = [(i, len(parts[i])) for i in active]
-        for row, (i, _) in enumerate(current):
-            parts[i].append(send(jobs[i], features[row]))
-        await _resolve(parts, previous)
-        previous = current
-        keep = [row for row, i in enumerate(active) if len(jobs[i].frames) > stop]
-        if len(keep) < len(active):
-            active = [active[row] for row in keep]
-            state = take_rows(state, torch.tensor(keep)) if keep else None
-    return parts
-
-
-async def _resolve(parts: list[list[Any]], where: list[tuple[int, int]]) -> None:
-    for i, k in where:
-        if isinstance(parts[i][k], Awaitable):
-            parts[i][k] = await parts[i][k]
-
-
 class CoreServer:
     """The shared core + per-scan front ends of the loaded scans; every replica one copy, on its own GPU if any."""
 
@@ -129,61 +61,67 @@ class CoreServer:
                                                 precision=core.precision)
         self._heads = None if heads is None else HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
-        self._chunk_frames = BatchingConfig().chunk_frames
         self._precision = core.precision  # the precision tag of berg_ray_videos_encoded / _frames_encoded
-        self._batch_videos: Counter[int] = Counter()  # videos per core batch -> number of batches, for stats()
+        self._batch_videos: Counter[int] = Counter()  # videos per cohort -> number of cohorts, for stats()
         self._ongoing = 0  # encode requests in progress on this replica, for stats()
-        self._queued: set[int] = set()  # ids of the jobs in the batch queue (not yet in a batch), for metrics
+        self._scheduler = ChunkScheduler(self._cohort_runner, self._admitted, self._queue_changed)
+        self.reconfigure(BatchingConfig().model_dump())
+
+    @property
+    def _chunk_frames(self) -> int:
+        return self._scheduler.chunk_frames
+
+    @_chunk_frames.setter
+    def _chunk_frames(self, value: int) -> None:
+        self._scheduler.chunk_frames = value
 
     def reconfigure(self, batching: dict) -> None:
-        """Apply a BatchingConfig (``user_config``): batch size, wait and chunk length change without restart."""
+        """Apply a BatchingConfig (``user_config``): batch size, wait, chunk length, cohorts and interleaving
+        change without restart (cohorts already running keep their segments)."""
         config = BatchingConfig.model_validate(batching)
-        self._run_jobs.set_max_batch_size(config.max_batch_size)
-        self._run_jobs.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
-        self._chunk_frames = config.chunk_frames
+        self._scheduler.configure(config.max_batch_size, config.batch_wait_timeout_s, config.chunk_frames,
+                                  config.max_cohorts, config.interleave)
 
     async def encode(self, videos: np.ndarray, scan_id: str, units: np.ndarray | None) -> np.ndarray:
         """Responses float32 (B, T, U') of validated uint8 videos (B, T, 144, 256) of one loaded scan."""
         if scan_id not in self._model.scan_ids:
             raise ScanNotAvailableError(f"scan {scan_id} is not loaded; loaded: {self._model.scan_ids}")
-        jobs = [VideoJob(v, scan_id, units) for v in videos]
         self._count_ongoing(1)
-        self._set_queued(self._queued | {id(job) for job in jobs})
         try:
-            per_video = await asyncio.gather(*(self._run_jobs(job) for job in jobs))
+            per_video = await asyncio.gather(*(self._scheduler.submit(VideoJob(v, scan_id, units))
+                                               for v in videos))
             outputs = []
             for parts in per_video:
                 outputs.append(np.concatenate([await p if isinstance(p, Awaitable) else p for p in parts]))
         finally:
             self._count_ongoing(-1)
-            self._set_queued(self._queued - {id(job) for job in jobs})  # jobs of a cancelled request never batched
         record_encoded(scan_id, self._precision, videos.shape[0], videos.shape[0] * videos.shape[1])
         return np.stack(outputs)  # (B, T, U')
 
-    @serve.batch
-    async def _run_jobs(self, jobs: list[VideoJob]) -> list[list[Any]]:
+    def _admitted(self, jobs: list[VideoJob]) -> None:
         self._batch_videos[len(jobs)] += 1
-        self._set_queued(self._queued - {id(job) for job in jobs})
         RECORDER.observe("berg_ray_core_batch_videos", len(jobs))
-        return await self._run(jobs)
+
+    def _queue_changed(self, queued: int) -> None:
+        RECORDER.set("berg_ray_core_queued_videos", queued)
 
     def _count_ongoing(self, step: int) -> None:
         self._ongoing += step
         RECORDER.set("berg_ray_core_ongoing_requests", self._ongoing)
 
-    def _set_queued(self, queued: set[int]) -> None:
-        self._queued = queued
-        RECORDER.set("berg_ray_core_queued_videos", len(queued))
-
-    async def _run(self, jobs: list[VideoJob]) -> list[list[Any]]:
-        """One batch through ``run_batch``: features to the heads, or (in_core) the responses _forward computed."""
+    def _cohort_runner(self, jobs: list[VideoJob]) -> tuple[Forward, Send]:
+        """(forward, send) of a cohort: features to the heads, or (in_core) the responses _forward computed."""
         if self._heads is None:
             def send(job: VideoJob, responses: np.ndarray) -> np.ndarray:
                 return responses
         else:
             def send(job: VideoJob, features: np.ndarray) -> DeploymentResponse:
                 return self._heads.readout(job.scan_id, features, job.units)
-        return await run_batch(jobs, self._chunk_frames, lambda *a: asyncio.to_thread(self._forward, jobs, *a), send)
+        return (lambda *a: asyncio.to_thread(self._forward, jobs, *a)), send
+
+    async def _run(self, jobs: list[VideoJob]) -> list[list[Any]]:
+        """One cohort run to its end outside the scheduler (per job its per-segment results)."""
+        return await run_batch(jobs, self._chunk_frames, *self._cohort_runner(jobs))
 
     def _forward(self, jobs: Sequence[VideoJob], active: list[int], start: int, stop: int, state: Any
                  ) -> tuple[np.ndarray, Any]:

@@ -28,8 +28,9 @@ from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailabl
 from berg_ray.metrics import RECORDER, record_request, route_of
 from berg_ray.serve.admission import Gate
 from berg_ray.serve.body import BodyLimits, read_body
-from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, ReplicaLostError, check_token,
-                                     decode_encode_body, encode_npy, error_body, status_of)
+from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, ReplicaLostError,
+                                     RequestTooLargeError, check_token, decode_encode_body, encode_npy, error_body,
+                                     status_of)
 from berg_ray.stimulus import validate_stimulus
 from berg_ray.units import ScanUnits, select_units
 
@@ -83,6 +84,7 @@ class Ingress:
         """
         scan_id = self._loaded(train_session)
         videos, batched = validate_stimulus(stimulus)
+        check_frames(videos.shape, self._args.max_frames_per_request)
         units = select_units(self._units[scan_id], selection)
         with self._encodes.admit():
             responses = await self._call_core("encode", videos, scan_id, units)
@@ -158,6 +160,16 @@ class Ingress:
         if scan_id not in self._units:
             raise ScanNotAvailableError(f"scan {scan_id} is not loaded by this service; loaded: {list(self._units)}")
         return scan_id
+
+
+def check_frames(shape: tuple[int, ...], limit: int) -> None:
+    """Refuse (413) a request of more than ``limit`` frames: videos x frames of a (B, T, 144, 256) shape."""
+    frames = shape[0] * shape[1]
+    if frames > limit:
+        raise RequestTooLargeError(f"the request asks for {frames} frames ({shape[0]} video(s) x {shape[1]}), more "
+                                   f"than this service's limit of {limit} frames per request (max_frames_per_request"
+                                   f"); send fewer or shorter videos per request, or encode long videos with "
+                                   f"berg-ray sweep (any length)")
 
 
 def _path_of(request: Request) -> str:
