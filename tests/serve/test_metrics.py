@@ -182,10 +182,17 @@ def test_gauges_settle_and_names_are_the_documented_ones(service, fixture_stimul
     assert request(url, f"/v1/encode?train_session={SCANS[1]}", encode_npy(fixture_stimuli[0, :4])) == 200
     gauges = ("ray_berg_ray_ingress_uploads", "ray_berg_ray_ingress_encodes", "ray_berg_ray_core_queued_videos",
               "ray_berg_ray_core_ongoing_requests")
-    samples = scrape_until(metrics_port, lambda s: all(g in s for g in gauges) and value(
-        s, "ray_berg_ray_requests_total", route="GET /healthz", status="200") >= 1)
+    seen: set[str] = set()  # Ray exports a gauge only in the intervals it was set in: it may come and go
+
+    def settled(samples: dict) -> bool:
+        seen.update(g for g in gauges if g in samples)
+        return seen == set(gauges) and all(value(samples, g) == 0 for g in gauges) and value(
+            samples, "ray_berg_ray_requests_total", route="GET /healthz", status="200") >= 1
+
+    samples = scrape_until(metrics_port, settled)  # an export may lag the last change
+    assert seen == set(gauges), set(gauges) - seen
     for gauge in gauges:
-        assert gauge in samples and value(samples, gauge) == 0, (gauge, samples.get(gauge))
+        assert value(samples, gauge) == 0, (gauge, samples.get(gauge))
     documented = {name for spec in METRICS for name in prometheus_names(spec)}
     assert set(samples) <= documented, set(samples) - documented
     assert value(samples, "ray_berg_ray_requests_total", route="GET /healthz", status="200") >= 1
