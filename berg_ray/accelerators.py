@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berg_ray.errors import BergRayError
+
 HEAD_RESOURCE = "node:__internal_head__"  # the resource only Ray's head node offers
 MONITOR_SCRIPTS = ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")
 
@@ -69,10 +71,17 @@ class DeviceChoice:
 def choose_device(requested: str, capacity: Capacity) -> DeviceChoice:
     """The device of a cluster's encoders: ``cpu`` and ``cuda`` as requested; ``auto`` picks ``cuda`` when the
     resource is up now or the autoscaler can start it, else ``cpu``. Never a silent fall-back: the reason says
-    which and why."""
+    which and why.
+
+    Raises:
+        BergRayError: ``cuda`` where none is up and the autoscaler's config offers none (waiting would be futile).
+    """
     if requested == "cpu":
         return DeviceChoice("cpu", capacity.resource, "--device cpu")
     if requested == "cuda":
+        if capacity.now <= 0 and capacity.startable == 0:
+            raise BergRayError(f"--device cuda, but {capacity.describe()}: no {capacity.resource} can ever come; add "
+                               f"a {capacity.resource} node type to the autoscaler config, or use --device cpu")
         return DeviceChoice("cuda", capacity.resource, f"--device cuda; {capacity.describe()}")
     if requested != "auto":
         raise ValueError(f"device {requested!r} is not one of auto, cpu, cuda")

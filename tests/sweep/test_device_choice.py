@@ -34,6 +34,8 @@ def test_auto_uses_gpus_that_are_up_or_startable_and_says_why():
     forced = choose_device("cuda", Capacity("GPU", 0.0, None, "no autoscaler config was found on the head node"))
     assert forced.on_accelerator and forced.reason.startswith("--device cuda; the cluster has no GPU")
     assert choose_device("cpu", Capacity("GPU", 8.0, None, "")).device == "cpu"
+    with pytest.raises(BergRayError, match="no GPU can ever come.*--device cpu"):  # fails at once, no wait
+        choose_device("cuda", Capacity("GPU", 0.0, 0.0, "no node type of its autoscaler config x offers it"))
     with pytest.raises(ValueError, match="gpu"):
         choose_device("gpu", Capacity("GPU", 0.0, None, ""))
 
