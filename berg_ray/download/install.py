@@ -216,8 +216,9 @@ def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] 
     try:
         paths = _unpack_archive(source, local, f"zip:{remote.etag}", root, sessions, state, result, show_progress,
                                 limits)
-    except VerificationError:
-        _drop_staged(root, [local])  # a hostile or broken archive: nothing of it stays
+    except VerificationError:  # a hostile or broken archive: nothing of it stays
+        shutil.rmtree(root / DOWNLOAD_STAGING_DIR / "extract", ignore_errors=True)
+        _drop_staged(root, [local])
         raise
     state["archive"] = {"uri": source.uri, "etag": remote.etag, "size": remote.size, "scans": result.scans,
                         "all": sessions is None, "files": sorted(paths)}
