@@ -142,3 +142,14 @@ def test_mirror_release_that_cannot_load_installs_nothing(s3_env, release_dir, t
     s3_env.client().put_object(Bucket=bucket, Key=scans, Body=good)
     assert main(_run(tmp_path, f"s3://{bucket}/m/")) == 0
     assert _installed(tmp_path / "b") == release_files(release_dir)
+
+
+def test_archive_with_a_corrupt_member_leaves_nothing_in_staging(s3_env, release_dir, tmp_path, capsys):
+    bucket = s3_env.new_bucket()
+    archive = bytearray(zip_bytes(release_dir, metadata=True))
+    start = archive.find(b"PK\x03\x04", archive.find(b"units.csv"))  # a params member, after others were extracted
+    archive[start + 200] ^= 0xFF
+    s3_env.client().put_object(Bucket=bucket, Key="crc.zip", Body=bytes(archive))
+    assert main(_run(tmp_path, f"s3://{bucket}/crc.zip")) == 2
+    _refused(capsys, "corrupt", "nothing was installed")
+    _nothing_left(tmp_path / "b")
