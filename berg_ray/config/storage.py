@@ -22,7 +22,13 @@ MICRONS_BUCKET = "bossdb-open-data"
 MICRONS_KEY = "iarpa_microns/minnie/functional_data/foundation_model/foundational_model_weights_and_metadata_v1.zip"
 MICRONS_MD5 = "58fcac4b31ad2902c81e339432cec787"  # published checksum of the MICrONS archive
 DOWNLOAD_RANGE_BYTES = 32 * 1024 * 1024  # one ranged GET fetches at most this much (the resume granularity)
-DOWNLOAD_MAX_MEMBER_BYTES = 4 * 1024 ** 3  # an archive member larger than this is refused (zip bomb guard)
+# Size bounds of release files (berg_ray.download.bounds): a file's bound is its known content (tensor elements x 4
+# bytes, metadata numbers x 8 bytes, CSV rows x DOWNLOAD_CSV_ROW_BYTES) x DOWNLOAD_SIZE_MARGIN
+# + DOWNLOAD_SIZE_SLACK_BYTES; `berg-ray download --max-file-bytes / --max-total-bytes` override them.
+DOWNLOAD_SIZE_MARGIN = 1.5  # headroom over the content: a larger file is not a release file (a zip bomb, junk)
+DOWNLOAD_SIZE_SLACK_BYTES = 1024 ** 2  # torch.save's zip and pickle framing (~0.3 kB per tensor), .npy headers
+DOWNLOAD_METADATA_UNIT_VALUES = 17  # numbers per unit in a metadata .npy besides its field masks (model card)
+DOWNLOAD_CSV_ROW_BYTES = 64  # one row of scans.csv or units.csv: 3-4 integers and a CRLF
 DOWNLOAD_STAGING_DIR = ".partial"  # under the target directory: partial and unverified files, never loaded
 DOWNLOAD_STATE_FILE = ".berg-ray-download.json"  # under the target directory: what was installed from where
 CACHE_ENV = "BERG_RAY_CACHE"  # node-local cache of s3:// releases; default: $XDG_CACHE_HOME/berg_ray

@@ -2,16 +2,18 @@
 
 The MICrONS archive holds ``params_core.pt``, ``params_<session>_<scan>.pt``, ``scans.csv`` and ``units.csv`` in
 a folder of its own; other zips may nest them deeper or add metadata files. Members are found by base name;
-two members with the same release name are an error (which one is meant is unknowable).
+two members with the same release name are an error (which one is meant is unknowable), and so is a release
+member that is not a regular file (a symbolic link, a device: its Unix mode in the entry's external attributes).
+Sizes are bounded by the caller (``berg_ray.download.bounds``) from the sizes the zip's directory declares.
 """
 
 from __future__ import annotations
 
 import hashlib
+import stat
 import zipfile
 from pathlib import Path
 
-from berg_ray.config import DOWNLOAD_MAX_MEMBER_BYTES
 from berg_ray.download.fetch import VerificationError
 from berg_ray.download.files import layout_path
 from berg_ray.errors import BergRayError
@@ -33,9 +35,12 @@ def release_members(archive: zipfile.ZipFile, uri: str) -> dict[str, zipfile.Zip
         if path in found:
             raise BergRayError(f"{uri} holds {basename} twice ({found[path].filename} and {info.filename}); "
                                "unpack it yourself and keep one")
-        if info.file_size > DOWNLOAD_MAX_MEMBER_BYTES:
-            raise VerificationError(f"{uri}: member {info.filename} claims {info.file_size} bytes, more than "
-                                    f"{DOWNLOAD_MAX_MEMBER_BYTES} (not a release file); nothing was installed")
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind not in (0, stat.S_IFREG):
+            what = "a symbolic link" if kind == stat.S_IFLNK else f"not a regular file (mode {kind:o})"
+            raise VerificationError(f"{uri}: member {info.filename} is {what}; release files must be regular "
+                                    "files, nothing was installed (unpack the archive yourself and keep the file "
+                                    "the link names)")
         found[path] = info
     return found
 

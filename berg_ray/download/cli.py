@@ -28,6 +28,12 @@ def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     add("--metadata-source", default=None, metavar="SOURCE",
         help="berg or s3://bucket/prefix/: where an archive without metadata files gets them (default for "
              "microns: berg)")
+    add("--max-file-bytes", default=None, metavar="SIZE",
+        help="refuse a release file larger than SIZE (bytes, or e.g. 64MiB, 2GB; default: each file's own bound, "
+             "1.5x its known content (tensors x 4 bytes, metadata numbers x 8 bytes) + 1 MiB)")
+    add("--max-total-bytes", default=None, metavar="SIZE",
+        help="refuse a download whose release files together exceed SIZE (default: the sum of the bounds of all "
+             "files of the whole release)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run_download_command)
     return parser
@@ -35,12 +41,16 @@ def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def run_download_command(ns: argparse.Namespace) -> int:
     """Handler of ``berg-ray download``: 0 when the release is installed (or already was)."""
+    from berg_ray.download.bounds import SizeLimits, parse_size
     from berg_ray.download.files import parse_sessions
     from berg_ray.download.install import download_release
     from berg_ray.download.sources import parse_source
 
+    limits = SizeLimits(parse_size(ns.max_file_bytes, "--max-file-bytes"),
+                        parse_size(ns.max_total_bytes, "--max-total-bytes"))
     source = parse_source(ns.source, ns.md5, ns.s3_endpoint_url, ns.metadata_source)
-    result = download_release(source, ns.to, parse_sessions(ns.sessions), show_progress=not ns.quiet)
+    result = download_release(source, ns.to, parse_sessions(ns.sessions), show_progress=not ns.quiet,
+                              limits=limits)
     if not ns.quiet:
         print(result.summary(), flush=True)
     return 0

@@ -5,9 +5,13 @@ Order of work (under a lock on ``DIR``, so two processes never write the same di
 1. list the source (mirror) or HEAD it (archive) and decide which release files the ``sessions`` need; a file
    already installed from the same object (same ETag and size) is skipped;
 2. fetch what is missing into ``DIR/.partial/`` (ranged GETs, continuing partial files of an earlier run),
-   verify every file's size and MD5 (ETag, or the archive's checksum before anything is unpacked);
-3. only when every file is verified, move them into the BERG layout (``os.replace``: each appears complete),
-   record them in ``DIR/.berg-ray-download.json`` and write the release manifest (size + sha256 per file).
+   verify every file's size and MD5 (ETag, or the archive's checksum before anything is unpacked); sizes are
+   bounded first (``bounds``: per file and in total, from the listing or the zip's directory), and a zip member
+   that is a link is refused;
+3. prove that the release loads (``check``: every file through the release reader, checked against the sha256
+   it was verified with); a release that does not load installs nothing and its staged files are deleted;
+4. only then move the files into the BERG layout (``os.replace``: each appears complete), record them in
+   ``DIR/.berg-ray-download.json`` and write the release manifest (size + sha256 per file).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berg_ray.checkpoint.manifest import write_manifest
+from berg_ray.checkpoint.manifest import FileDigest, digest_file, write_manifest
 from berg_ray.config import DOWNLOAD_STAGING_DIR, DOWNLOAD_STATE_FILE, MANIFEST_FILE, RELEASE_SUBDIR, ScanId
 from berg_ray.download import archive as zips
-from berg_ray.download.fetch import (RemoteFile, Transfer, digests, fetch, head_object, list_objects, s3_client,
-                                     verify)
+from berg_ray.download.bounds import SizeLimits, check_sizes
+from berg_ray.download.check import check_loadable
+from berg_ray.download.fetch import (RemoteFile, Transfer, VerificationError, digests, fetch, head_object,
+                                     list_objects, s3_client, verify)
 from berg_ray.download.files import missing_metadata, mirror_layout_path, scans_in, select
 from berg_ray.download.sources import ArchiveSource, MirrorSource, Source
 from berg_ray.errors import BergRayError
@@ -78,14 +84,17 @@ class DownloadResult:
 
 
 def download_release(source: Source, to: str | os.PathLike[str], sessions: Sequence[ScanId] | None = None,
-                     show_progress: bool = True) -> DownloadResult:
+                     show_progress: bool = True, limits: SizeLimits | None = None) -> DownloadResult:
     """Install the release of ``source`` (the ``sessions``' files, None: every scan it has) into ``to``.
+
+    ``limits`` overrides the size bounds derived from the release's files (None: the derived ones).
 
     Returns:
         The :class:`DownloadResult` (``print(result.summary())`` for the summary).
     Raises:
         BergRayError: the source is unreachable or incomplete (StorageError), a file fails verification
-            (VerificationError); nothing of this run is installed in either case.
+            (VerificationError: also a file over its size bound, a link in a zip, a release that does not
+            load); nothing of this run is installed in either case.
     """
     start = time.perf_counter()
     root = Path(to).expanduser()
@@ -94,12 +103,13 @@ def download_release(source: Source, to: str | os.PathLike[str], sessions: Seque
     except OSError as exc:
         raise BergRayError(f"cannot create {root}: {exc.strerror or exc}; choose a writable --to") from None
     result = DownloadResult(source.uri, root)
+    limits = limits if limits is not None else SizeLimits()
     with locked(root / LOCK_FILE):
         state = _read_state(root)
         if isinstance(source, MirrorSource):
-            _from_mirror(source, root, sessions, state, result, show_progress)
+            _from_mirror(source, root, sessions, state, result, show_progress, limits)
         else:
-            _from_archive(source, root, sessions, state, result, show_progress)
+            _from_archive(source, root, sessions, state, result, show_progress, limits)
         if result.installed or not (root / RELEASE_SUBDIR / MANIFEST_FILE).exists():
             result.manifest = write_manifest(root / RELEASE_SUBDIR)
         _clean_staging(root)
@@ -119,12 +129,14 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def _from_mirror(source: MirrorSource, root: Path, sessions: Sequence[ScanId] | None, state: dict,
-                 result: DownloadResult, show_progress: bool) -> None:
+                 result: DownloadResult, show_progress: bool, limits: SizeLimits) -> None:
     client = s3_client(source.options)
     listing = _mirror_listing(client, source)
     paths, scans = select(listing, sessions, source.uri)
     result.scans = [str(s) for s in scans]
+    check_sizes({p: listing[p].size for p in paths}, limits, source.uri)
     staged = _fetch_all(client, source, {p: listing[p] for p in paths}, root, state, result, show_progress)
+    _prove_loadable(root, paths, staged, state, scans, limits, source.uri)
     _install(root, staged, state, result)
 
 
@@ -183,7 +195,7 @@ def _is_installed(root: Path, path: str, remote: RemoteFile, state: dict) -> boo
 
 
 def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] | None, state: dict,
-                  result: DownloadResult, show_progress: bool) -> None:
+                  result: DownloadResult, show_progress: bool, limits: SizeLimits) -> None:
     client = s3_client(source.options)
     remote = head_object(client, source.bucket, source.key, source.options)
     record = state.get("archive") or {}
@@ -201,6 +213,23 @@ def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] 
     _, checked = verify(local, source.uri, remote.size, expected)
     result.archive_check = (f"archive MD5 {expected} ok" if checked else
                             "archive MD5 NOT checked (no --md5 and a multipart ETag): pass --md5 to check it")
+    try:
+        paths = _unpack_archive(source, local, f"zip:{remote.etag}", root, sessions, state, result, show_progress,
+                                limits)
+    except VerificationError:  # a hostile or broken archive: nothing of it stays
+        shutil.rmtree(root / DOWNLOAD_STAGING_DIR / "extract", ignore_errors=True)
+        _drop_staged(root, [local])
+        raise
+    state["archive"] = {"uri": source.uri, "etag": remote.etag, "size": remote.size, "scans": result.scans,
+                        "all": sessions is None, "files": sorted(paths)}
+    _write_state(root, state)
+    _drop_staged(root, [local])
+
+
+def _unpack_archive(source: ArchiveSource, local: Path, etag: str, root: Path, sessions: Sequence[ScanId] | None,
+                    state: dict, result: DownloadResult, show_progress: bool, limits: SizeLimits) -> list[str]:
+    """Extract the verified zip's release members (bounded, regular files only), fetch the metadata it lacks, prove
+    the release loads and install it; returns the layout paths of the run."""
     with zips.open_archive(local, source.uri) as archive:
         members = zips.release_members(archive, source.uri)
         meta_listing = {}
@@ -214,19 +243,45 @@ def _from_archive(source: ArchiveSource, root: Path, sessions: Sequence[ScanId] 
                             if p.startswith("metadata/") and p not in members}
         paths, scans = select({**meta_listing, **members}, sessions, source.uri)
         result.scans = [str(s) for s in scans]
+        check_sizes({p: members[p].file_size if p in members else meta_listing[p].size for p in paths}, limits,
+                    source.uri)
         staged = _extract_members(archive, {p: members[p] for p in paths if p in members}, root,
-                                  f"zip:{remote.etag}", source.uri)
+                                  etag, source.uri)
         result.crc_checked += len(staged)
     if meta_listing:
         needed = {p: meta_listing[p] for p in paths if p in meta_listing}
         staged.update(_fetch_all(meta_client, source.metadata, needed, root, state, result, show_progress))
+    _prove_loadable(root, paths, staged, state, scans, limits, source.uri)
     _install(root, staged, state, result)
     result.present = [p for p in paths if p not in staged]
-    state["archive"] = {"uri": source.uri, "etag": remote.etag, "size": remote.size, "scans": result.scans,
-                        "all": sessions is None, "files": sorted(paths)}
-    _write_state(root, state)
-    local.unlink(missing_ok=True)
-    local.with_name(local.name + ".source").unlink(missing_ok=True)
+    return paths
+
+
+def _prove_loadable(root: Path, paths: Sequence[str], staged: dict[str, dict], state: dict, scans: Sequence[ScanId],
+                    limits: SizeLimits, where: str) -> None:
+    """Check that the release of ``paths`` (staged or installed) loads before anything staged is installed; on
+    failure the staged files are deleted. Nothing new staged: what is installed was proven when it was installed."""
+    if not staged:
+        return
+    files, digests_of = {}, {}
+    for path in paths:
+        record = staged.get(path) or state["files"].get(path, {})
+        files[path] = staged[path]["staged"] if path in staged else root / RELEASE_SUBDIR / path
+        digests_of[path] = (FileDigest(record["size"], record["sha256"]) if "sha256" in record else
+                            digest_file(files[path]))
+    try:
+        check_loadable(root, files, digests_of, scans, limits, where)
+    except VerificationError:
+        _drop_staged(root, [record["staged"] for record in staged.values()])
+        raise
+
+
+def _drop_staged(root: Path, files: Sequence[Path]) -> None:
+    """Delete staged files (and their ``.source`` sidecars), then the staging folder if it is left empty."""
+    for path in files:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".source").unlink(missing_ok=True)
+    _clean_staging(root)
 
 
 def _extract_members(archive, members: dict, root: Path, etag: str, uri: str) -> dict[str, dict]:

@@ -176,34 +176,37 @@ def test_archive_with_a_corrupt_member_installs_nothing(s3_env, release_dir, tmp
     assert _installed(tmp_path / "b") == {}
 
 
-def test_killed_download_process_resumes_with_only_the_rest_fetched(s3_env, release_dir, tmp_path):
+def test_killed_download_process_resumes_with_only_the_rest_fetched(s3_env, tmp_path):
     import os
     import signal
     import subprocess
     import sys
     import time
 
+    from berg_ray.checkpoint.demo import write_demo_release
+
     bucket = s3_env.new_bucket()
-    upload_mirror(s3_env, bucket, "m/", release_dir)
-    big = os.urandom(96 * 1024 * 1024)  # a large params_core.pt, so the kill lands mid-file
-    s3_env.client().put_object(Bucket=bucket, Key=f"m/{RELEASE_SUBDIR}/{WEIGHTS_SUBDIR}/params_core.pt", Body=big)
+    full = write_demo_release(tmp_path / "full", ["session-8_scan-5"], n_units=None)  # 9,941 units, as released
+    upload_mirror(s3_env, bucket, "m/", full)
+    big = release_files(full)[f"{WEIGHTS_SUBDIR}/params_8_5.pt"]  # 21 MB: the kill lands mid-file
     target = tmp_path / "b"
-    staged = target / ".partial" / WEIGHTS_SUBDIR / "params_core.pt"
+    staged = target / ".partial" / WEIGHTS_SUBDIR / "params_8_5.pt"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen([sys.executable, "-m", "berg_ray.cli", "download", "--to", str(target), "--source",
                                 f"s3://{bucket}/m/", "--quiet"], env=env)
     deadline = time.monotonic() + 120
-    while not (staged.is_file() and staged.stat().st_size >= 4 * 1024 * 1024):
+    while not (staged.is_file() and staged.stat().st_size >= 2 * 1024 * 1024):
         assert process.poll() is None and time.monotonic() < deadline, "the download ended before it was killed"
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     done = staged.stat().st_size
-    assert 0 < done < len(big) and not (target / RELEASE_SUBDIR / WEIGHTS_SUBDIR / "params_core.pt").exists()
+    assert 0 < done < len(big) and not (target / RELEASE_SUBDIR / WEIGHTS_SUBDIR / "params_8_5.pt").exists()
+    on_disk = sum(p.stat().st_size for p in (target / ".partial").rglob("*")  # the shared files came first
+                  if p.is_file() and not p.name.endswith(".source"))
 
     result = download_release(parse_source(f"s3://{bucket}/m/"), target, show_progress=False)
-    assert result.resumed == done
-    assert result.fetched == sum(len(v) for v in _installed(target).values()) - done - sum(
+    assert result.resumed == on_disk
+    assert result.fetched == sum(len(v) for v in _installed(target).values()) - on_disk - sum(
         len(v) for k, v in _installed(target).items() if k in result.present)
-    expected = {**release_files(release_dir), f"{WEIGHTS_SUBDIR}/params_core.pt": big}
-    assert _installed(target) == expected
+    assert _installed(target) == release_files(full)
