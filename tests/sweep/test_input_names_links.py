@@ -109,3 +109,18 @@ def test_control_characters_are_escaped_wherever_names_are_printed(clip, tmp_pat
     assert len(lines) == 7 and lines[0].endswith("/\\nout")
     assert lines[-2].startswith("    x\\n    y: forged line") and lines[-1].startswith("    a\\u2028b: ")
     assert all(c.isprintable() for line in lines for c in line)
+
+
+def test_the_cli_error_line_escapes_names_and_follow_symlinks_is_an_option(tmp_path, capsys):
+    from berg_ray.cli import build_parser, main
+    from berg_ray.sweep.cli import sweep_args_from_cli
+
+    missing = tmp_path / "no\nsuch: forged"
+    code = main(["sweep", "--berg-dir", str(missing), "--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "no\\nsuch: forged" in lines[0]
+
+    ns = build_parser().parse_args(["sweep", "--berg-dir", "b", "--input", "i", "--output", "o", "--follow-symlinks"])
+    assert sweep_args_from_cli(ns).follow_symlinks is True
+    ns = build_parser().parse_args(["sweep", "--berg-dir", "b", "--input", "i", "--output", "o"])
+    assert sweep_args_from_cli(ns).follow_symlinks is False
