@@ -21,6 +21,7 @@ import numpy as np
 
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, DEMO_WORK_DIR, MODEL_ID, PRECISIONS, ROIS, ScanId
 from berg_ray.errors import BergRayError
+from berg_ray.names import printable_name
 from berg_ray.paths import check_output_dir, check_output_file
 from berg_ray.publish import current_umask
 
@@ -200,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BergRayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable_name(str(exc))}", file=sys.stderr)  # one line: a name cannot forge another
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -56,6 +56,14 @@ class StorageError(BergRayError):
     """A local path or S3 location cannot be reached, read or written (names the URI, endpoint and the fix)."""
 
 
+class InputNameError(BergRayError):
+    """A sweep input's file name cannot be used as a stimulus id (it is not valid UTF-8)."""
+
+
+class InputLinkError(StorageError):
+    """A symbolic link under a sweep's input is dangling, or leads outside the input without follow_symlinks."""
+
+
 class InvalidVideoError(InvalidStimulusError):
     """An input video file cannot be decoded, or its frames have the wrong size, dtype or values."""
 

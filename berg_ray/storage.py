@@ -17,13 +17,15 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import stat
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from berg_ray.errors import StorageError
+from berg_ray.errors import InputLinkError, StorageError
+from berg_ray.names import printable_name
 
 if TYPE_CHECKING:  # defined in storage_s3, which imports this module
     from berg_ray.storage_s3 import S3Options
@@ -50,6 +52,14 @@ class FileInfo:
     version: str
 
 
+@dataclass(frozen=True)
+class LinkProblem:
+    """A symbolic link of a local listing that is not followed: ``name`` (relative to the root) and why."""
+
+    name: str
+    reason: str
+
+
 class Store:
     """A local directory or an S3 prefix (see the module docstring)."""
 
@@ -62,7 +72,16 @@ class Store:
     def list_files(self, recursive: bool = True) -> list[FileInfo]:
         raise NotImplementedError
 
+    def list_inputs(self) -> tuple[list[FileInfo], list[LinkProblem]]:
+        """Every file under the root (recursively) and the symbolic links not followed (local stores only)."""
+        return self.list_files(recursive=True), []
+
     def read_bytes(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def open_read(self, name: str) -> BinaryIO:
+        """``name`` as a seekable binary file, read on demand (local: the file; S3: ranged GETs), so a reader can
+        check a header before the data is read. Use it as a context manager."""
         raise NotImplementedError
 
     def staging_path(self, name: str) -> Path:
@@ -106,8 +125,12 @@ class Store:
         raise NotImplementedError
 
 
-def open_store(uri: str, s3: "S3Options | None" = None) -> Store:
-    """The store for a local path (or ``file://``) or an ``s3://bucket/prefix`` URI."""
+def open_store(uri: str, s3: "S3Options | None" = None, follow_symlinks: bool = False) -> Store:
+    """The store for a local path (or ``file://``) or an ``s3://bucket/prefix`` URI.
+
+    ``follow_symlinks``: a local store also lists and reads through symbolic links that lead outside its root
+    (S3 has no links).
+    """
     if not isinstance(uri, str) or not uri.strip():
         raise StorageError(f"location {uri!r} is empty; give a local directory or s3://bucket/prefix/")
     uri = uri.strip()
@@ -120,30 +143,92 @@ def open_store(uri: str, s3: "S3Options | None" = None) -> Store:
         return S3Store(bucket, prefix, s3 or S3Options())
     if "://" in uri and not uri.startswith("file://"):
         raise StorageError(f"unsupported location {uri!r}; use a local directory, file:// or s3://bucket/prefix/")
-    return LocalStore(Path(uri.removeprefix("file://")).expanduser().resolve())
+    return LocalStore(Path(uri.removeprefix("file://")).expanduser().resolve(), follow_symlinks)
 
 
 class LocalStore(Store):
-    """A local (or network-mounted) directory."""
+    """A local (or network-mounted) directory.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    Symbolic links: a link to a file inside the root is listed under its own name; a link to a directory inside
+    the root is not descended (its files are listed under their real path). A link leading outside the root is
+    a :class:`LinkProblem` unless ``follow_symlinks`` (then it is listed, or descended, like a real file or
+    directory; a directory already on the path is not entered again), and so is a dangling link.
+    :meth:`open_read` refuses a path leading outside the root again, should a link be swapped after listing.
+    """
+
+    def __init__(self, root: Path, follow_symlinks: bool = False) -> None:
+        self.root, self.follow_symlinks = root, follow_symlinks
         self.uri = str(root)
+        self._real_root = os.path.realpath(root)
 
     def list_files(self, recursive: bool = True) -> list[FileInfo]:
+        return self._walk(recursive)[0]
+
+    def list_inputs(self) -> tuple[list[FileInfo], list[LinkProblem]]:
+        return self._walk(recursive=True)
+
+    def _walk(self, recursive: bool) -> tuple[list[FileInfo], list[LinkProblem]]:
         if not self.root.is_dir():
-            return []
-        paths = self.root.rglob("*") if recursive else self.root.iterdir()
-        infos = []
-        for path in paths:
-            if path.is_file():
-                stat = path.stat()
-                infos.append(FileInfo(path.relative_to(self.root).as_posix(), stat.st_size, str(stat.st_mtime_ns)))
-        return sorted(infos, key=lambda info: info.name)
+            return [], []
+        files: list[FileInfo] = []
+        problems: list[LinkProblem] = []
+        pending = [("", str(self.root), frozenset({self._real_root}))]  # (name prefix, directory, real ancestors)
+        while pending:
+            prefix, directory, ancestors = pending.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError as exc:
+                problems.append(LinkProblem(prefix.rstrip("/"), f"cannot list directory: {exc.strerror or exc}"))
+                continue
+            for entry in entries:
+                name = prefix + entry.name
+                if entry.is_symlink():
+                    followed = self._link(entry.path, name, files, problems)
+                    if followed is not None and recursive and followed not in ancestors:
+                        pending.append((name + "/", entry.path, ancestors | {followed}))
+                elif entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        pending.append((name + "/", entry.path, ancestors | {os.path.realpath(entry.path)}))
+                elif entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    files.append(FileInfo(name, info.st_size, str(info.st_mtime_ns)))
+        return sorted(files, key=lambda info: info.name), sorted(problems, key=lambda p: p.name)
+
+    def _link(self, path: str, name: str, files: list[FileInfo], problems: list[LinkProblem]) -> str | None:
+        """Handle the link ``path``: list it (a file), or return its real path when it is a directory to enter."""
+        try:
+            info = os.stat(path)  # follows the whole chain
+        except OSError as exc:
+            problems.append(LinkProblem(name, f"dangling symbolic link (to {os.readlink(path)}: "
+                                              f"{exc.strerror or exc}); fix or remove the link"))
+            return None
+        target = os.path.realpath(path)
+        inside = _is_within(target, self._real_root)
+        if not inside and not self.follow_symlinks:
+            problems.append(LinkProblem(name, f"symbolic link to {target}, outside the input {self.uri}; not read "
+                                              f"(pass --follow-symlinks to read through links)"))
+            return None
+        if stat.S_ISREG(info.st_mode):
+            files.append(FileInfo(name, info.st_size, str(info.st_mtime_ns)))
+        elif stat.S_ISDIR(info.st_mode) and not inside:
+            return target
+        return None
 
     def read_bytes(self, name: str) -> bytes:
         try:
             return (self.root / name).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.uri_of(name)}: {exc.strerror or exc}") from None
+
+    def open_read(self, name: str) -> BinaryIO:
+        path = self.root / name
+        target = os.path.realpath(path)
+        if not self.follow_symlinks and not _is_within(target, self._real_root):
+            raise InputLinkError(f"{printable_name(self.uri_of(name))} leads to {printable_name(target)}, outside "
+                                 f"the input {printable_name(self.uri)}; not read (pass --follow-symlinks to read "
+                                 f"through links)")
+        try:
+            return open(path, "rb")
         except OSError as exc:
             raise StorageError(f"cannot read {self.uri_of(name)}: {exc.strerror or exc}") from None
 
@@ -245,6 +330,11 @@ class LocalStore(Store):
         except OSError as exc:
             raise StorageError(f"cannot write to output directory {self.uri}: {exc.strerror or exc}; choose a "
                                f"writable location") from None
+
+
+def _is_within(path: str, root: str) -> bool:
+    """Whether the real path ``path`` is ``root`` or below it (``root`` is a real path)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _digest(data: bytes) -> str:

@@ -9,6 +9,7 @@ URI, the endpoint and the fix. Conditional writes (``If-None-Match: *``, ``If-Ma
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -114,6 +115,9 @@ class S3Store(Store):
         except Exception as exc:
             raise storage_error(exc, self.uri_of(name), self.options, "read") from None
 
+    def open_read(self, name: str) -> "S3ObjectReader":
+        return S3ObjectReader(self, name)
+
     def staging_path(self, name: str) -> Path:
         staging = Path(tempfile.gettempdir()) / "berg_ray_staging"
         staging.mkdir(parents=True, exist_ok=True)
@@ -218,6 +222,94 @@ class S3Store(Store):
         for name in names:
             staging.delete(name)
         return len(names)
+
+
+class S3ObjectReader(io.BufferedReader):
+    """One object as a seekable binary file (see :class:`_RangedObject`), read in blocks of 256 KiB."""
+
+    def __init__(self, store: S3Store, name: str) -> None:
+        super().__init__(_RangedObject(store, name), buffer_size=256 * 1024)
+
+
+class _RangedObject(io.RawIOBase):
+    """Seekable, read-only, unbuffered view of one S3 object.
+
+    Sequential reads stream from one open-ended ranged GET (``Range: bytes=POS-``); a seek elsewhere closes it and
+    the next read starts another at the new position. So a header check reads a few kilobytes of a large
+    object, and a full read costs one request. The size is learnt from the first response (or a HEAD request
+    when seeking from the end first).
+    """
+
+    def __init__(self, store: S3Store, name: str) -> None:
+        super().__init__()
+        self._store, self._name = store, name
+        self._pos, self._size = 0, None
+        self._body, self._body_pos = None, -1
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos}.get(whence)
+        position = (self._object_size() if base is None else base) + offset
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._pos = position
+        return position
+
+    def readinto(self, buffer) -> int:
+        if self._size is not None and self._pos >= self._size:
+            return 0
+        if self._body is None or self._body_pos != self._pos:
+            self._start_body()
+            if self._body is None:
+                return 0
+        data = self._body.read(len(buffer))
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        self._body_pos = self._pos
+        return len(data)
+
+    def close(self) -> None:
+        self._close_body()
+        super().close()
+
+    def _start_body(self) -> None:
+        self._close_body()
+        store = self._store
+        try:
+            response = store.client.get_object(Bucket=store.bucket, Key=store.prefix + self._name,
+                                               Range=f"bytes={self._pos}-")
+        except Exception as exc:
+            if _error_code(exc) == "InvalidRange":  # at or past the end
+                self._size = self._pos if self._size is None else self._size
+                return
+            raise storage_error(exc, store.uri_of(self._name), store.options, "read") from None
+        total = str(response.get("ContentRange", "")).rpartition("/")[2]
+        if total.isdigit():
+            self._size = int(total)
+        self._body, self._body_pos = response["Body"], self._pos
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def _object_size(self) -> int:
+        if self._size is None:
+            store = self._store
+            try:
+                head = store.client.head_object(Bucket=store.bucket, Key=store.prefix + self._name)
+            except Exception as exc:
+                raise storage_error(exc, store.uri_of(self._name), store.options, "read") from None
+            self._size = int(head["ContentLength"])
+        return self._size
 
 
 def _error_code(exc: Exception) -> str:

@@ -48,6 +48,8 @@ class SweepArgs(BaseModel):
     berg_dir: str = Field(..., description="BERG directory holding the release (see design.md)")
     input: str = Field(..., description="local directory or s3://bucket/prefix/ holding .npy/.npz/.mp4/.avi/.mov/.mkv")
     output: str = Field(..., description="local directory or s3://bucket/prefix/ receiving the Parquet files")
+    follow_symlinks: bool = Field(False, description="local input: read through symbolic links that lead outside "
+                                  "input (else each is listed as an error, not read); dangling links are errors")
     sessions: list[str] | Literal["all"] = Field("all", description="scans to compute for every stimulus, or 'all' "
                                                  "present in berg_dir")
     batch_size: int = Field(DEFAULT_SWEEP_BATCH_SIZE, ge=1, description="stimuli per micro-batch (model batch and "

@@ -18,6 +18,9 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
                     "OUTPUT/_errors/errors.parquet).")
     parser.add_argument("--berg-dir", required=True, help="BERG directory of the release, or s3://bucket/prefix")
     parser.add_argument("--input", required=True, help="local directory or s3://bucket/prefix/ of videos")
+    parser.add_argument("--follow-symlinks", action="store_true",
+                        help="read through symbolic links under a local --input that lead outside it (default: off, "
+                             "each such link is listed as an error and not read; dangling links are always errors)")
     parser.add_argument("--output", required=True, help="local directory or s3://bucket/prefix/ for Parquet")
     parser.add_argument("--sessions", default="all",
                         help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all'")
@@ -90,7 +93,8 @@ def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
 
     sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
     return validate_args(dict(
-        berg_dir=ns.berg_dir, input=ns.input, output=ns.output, sessions=sessions, batch_size=ns.batch_size,
+        berg_dir=ns.berg_dir, input=ns.input, follow_symlinks=ns.follow_symlinks, output=ns.output,
+        sessions=sessions, batch_size=ns.batch_size,
         chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, precision=ns.precision, resize=ns.resize,
         max_frames=ns.max_frames,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, **encoder_pool_args(ns),

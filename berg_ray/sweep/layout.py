@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from berg_ray.config import SWEEP_FORMAT_VERSION, ScanId
 from berg_ray.errors import BergRayError, StorageError
+from berg_ray.names import is_utf8, printable_name
 from berg_ray.storage import Store
 from berg_ray.units import ScanUnits
 
@@ -122,6 +123,21 @@ def units_table(units: ScanUnits) -> pa.Table:
 
 def units_name(scan_id: ScanId | str) -> str:
     return f"{UNITS_DIR}/{scan_id}.parquet"
+
+
+def input_error(store: Store, stimulus_id: str, name: str, exc: Exception, error_type: str | None = None) -> dict:
+    """A row of the errors table: the input, the error type (default: the exception's class) and a one-line
+    message naming the file.
+
+    ``stimulus_id`` and ``input`` keep the exact name (as in the responses table) unless it is not valid UTF-8
+    (Parquet and JSON cannot hold it): then its undecodable bytes are escaped (``berg_ray.names``). The message
+    always shows names with control characters escaped, so it cannot forge lines where it is printed.
+    """
+    message = str(exc) if isinstance(exc, BergRayError) else f"{name}: {type(exc).__name__}: {exc}"
+    uri = store.uri_of(name)
+    return {"stimulus_id": stimulus_id if is_utf8(stimulus_id) else printable_name(stimulus_id),
+            "input": uri if is_utf8(uri) else printable_name(uri), "error_type": error_type or type(exc).__name__,
+            "error": printable_name(message)}
 
 
 def errors_table(errors: Sequence[dict]) -> pa.Table:

@@ -27,8 +27,9 @@ from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError
 from berg_ray.metrics import record_sweep_failures, record_sweep_file
+from berg_ray.names import printable_name
 from berg_ray.storage import S3Options, Store
-from berg_ray.sweep.layout import RESPONSES_SCHEMAS, part_name, responses_table, write_table
+from berg_ray.sweep.layout import RESPONSES_SCHEMAS, input_error, part_name, responses_table, write_table
 from berg_ray.sweep.plan import Shard
 from berg_ray.sweep.video import decode_video
 
@@ -74,19 +75,18 @@ def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip
 
 
 def decode_input(store: Store, name: str, resize: bool, skip_frames: int, max_frames: int) -> np.ndarray:
-    """Read, decode and check one input file: uint8 (T, 144, 256) with skip_frames < T <= max_frames."""
-    video = decode_video(name, store.read_bytes(name), resize, max_frames)
+    """Read, decode and check one input file: uint8 (T, 144, 256) with skip_frames < T <= max_frames.
+
+    The file is read on demand (``Store.open_read``), so an input refused from its header (too many frames,
+    truncated) is read only that far; messages show the name with control characters escaped.
+    """
+    shown = printable_name(name)
+    with store.open_read(name) as handle:
+        video = decode_video(shown, handle, resize, max_frames)
     if video.shape[0] <= skip_frames:
-        raise BergRayError(f"{name} has {video.shape[0]} frames, but skip_frames={skip_frames} leaves none; lower "
+        raise BergRayError(f"{shown} has {video.shape[0]} frames, but skip_frames={skip_frames} leaves none; lower "
                            f"--skip-frames")
     return video
-
-
-def input_error(store: Store, stimulus_id: str, name: str, exc: Exception) -> dict:
-    """A row of the errors table: the input, the exception type and a message naming the file."""
-    message = str(exc) if isinstance(exc, BergRayError) else f"{name}: {type(exc).__name__}: {exc}"
-    return {"stimulus_id": stimulus_id, "input": store.uri_of(name), "error_type": type(exc).__name__,
-            "error": message}
 
 
 class ShardEncoder:

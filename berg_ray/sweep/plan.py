@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from berg_ray.errors import BergRayError, InputLinkError, InputNameError
+from berg_ray.names import is_utf8
+from berg_ray.sweep.layout import input_error
 from berg_ray.sweep.video import SUPPORTED_SUFFIXES
 from berg_ray.storage import Store
 
@@ -67,27 +70,47 @@ class Listing:
 
 
 def list_stimuli(store: Store) -> Listing:
-    """Every supported file under the input prefix; two files with one stimulus_id are both rejected."""
+    """Every supported file under the input prefix, and the inputs that are errors before being read.
+
+    Names starting with "." or "_" (at any level) are ignored. Errors: a name that is not valid UTF-8
+    (``InputNameError``: a stimulus id must be text; the file is never read), a symbolic link that is dangling
+    or leads outside the input without ``follow_symlinks`` (``InputLinkError``, whatever its suffix), and two
+    files with one stimulus_id (both ``AmbiguousInput``).
+    """
+    files, links = store.list_inputs()
     by_id: dict[str, list[Stimulus]] = {}
     ignored = 0
-    for info in store.list_files(recursive=True):
+    errors = [input_error(store, _stimulus_id(link.name), link.name, InputLinkError(f"{link.name}: {link.reason}"))
+              for link in links if not _is_ignored(link.name)]
+    for info in files:
         path = PurePosixPath(info.name)
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES or any(p.startswith((".", "_")) for p in path.parts):
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES or _is_ignored(info.name):
             ignored += 1
-            continue
-        stimulus_id = str(path.with_suffix(""))
-        by_id.setdefault(stimulus_id, []).append(Stimulus(stimulus_id, info.name, info.size, info.version))
-    stimuli, errors = [], []
+        elif not is_utf8(info.name):
+            errors.append(input_error(store, _stimulus_id(info.name), info.name, InputNameError(
+                f"{info.name}: the file name is not valid UTF-8 (shown with its undecodable bytes as \\xNN); "
+                f"rename it to UTF-8 (e.g. with convmv -f latin1 -t utf8)")))
+        else:
+            by_id.setdefault(_stimulus_id(info.name), []).append(
+                Stimulus(_stimulus_id(info.name), info.name, info.size, info.version))
+    stimuli = []
     for stimulus_id in sorted(by_id):
         found = by_id[stimulus_id]
         if len(found) == 1:
             stimuli.append(found[0])
             continue
         names = ", ".join(s.name for s in found)
-        errors.extend({"stimulus_id": stimulus_id, "input": store.uri_of(s.name), "error_type": "AmbiguousInput",
-                       "error": f"stimulus_id {stimulus_id!r} is ambiguous ({names}); keep one file per id"}
-                      for s in found)
-    return Listing(tuple(stimuli), tuple(errors), ignored)
+        problem = BergRayError(f"stimulus_id {stimulus_id!r} is ambiguous ({names}); keep one file per id")
+        errors.extend(input_error(store, stimulus_id, s.name, problem, "AmbiguousInput") for s in found)
+    return Listing(tuple(stimuli), tuple(sorted(errors, key=lambda e: e["stimulus_id"])), ignored)
+
+
+def _stimulus_id(name: str) -> str:
+    return str(PurePosixPath(name).with_suffix(""))
+
+
+def _is_ignored(name: str) -> bool:
+    return any(part.startswith((".", "_")) for part in PurePosixPath(name).parts)
 
 
 def plan_shards(stimuli: Sequence[Stimulus], scans: Sequence[str], done: Mapping[str, set[str]],

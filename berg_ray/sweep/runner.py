@@ -31,6 +31,7 @@ from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.metrics import record_sweep_failures
+from berg_ray.names import printable_name
 from berg_ray.ray_setup import check_metrics_export_port
 from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
@@ -79,10 +80,12 @@ class SweepResult:
         return f"{len(counts)} (" + ", ".join(f"{node}: {n} files" for node, n in sorted(counts.items())) + ")"
 
     def summary(self) -> str:
+        """What the run did, in lines for a terminal; names (the output, stimulus ids, messages) are shown with
+        control characters and undecodable bytes escaped, so no name can forge a line."""
         changed = f", {self.inputs_changed} recomputed: input changed" if self.inputs_changed else ""
         speed = ("output already complete, nothing computed" if self.complete_before
                  else f"{self.frames_per_s:.2f} frames/s (frame x scan per second)")
-        lines = [f"sweep -> {self.output}",
+        lines = [f"sweep -> {printable_name(self.output)}",
                  f"  stimuli: {self.stimuli} ({self.stimuli_done_before} already complete{changed}), "
                  f"scans: {len(self.scans)}",
                  f"  frames: {self.frames} decoded, {self.frame_scans} frame x scan computed, "
@@ -90,7 +93,7 @@ class SweepResult:
                  f"  wall time: {self.wall_s:.1f} s, {speed}",
                  *([f"  encoder nodes: {self._nodes_line()}"] if self.part_nodes else []),
                  f"  errors: {len(self.errors)}" + (f" (listed in {layout.ERRORS_FILE})" if self.errors else "")]
-        lines += [f"    {e['stimulus_id']}: {e['error']}" for e in self.errors[:10]]
+        lines += [f"    {printable_name(e['stimulus_id'])}: {printable_name(e['error'])}" for e in self.errors[:10]]
         return "\n".join(lines)
 
 
@@ -199,7 +202,8 @@ def _release_s3(args: SweepArgs) -> S3Options:
 
 def _open_stores(args: SweepArgs) -> tuple[Store, Store]:
     """Open and check both locations: fails fast (StorageError) on bad credentials, buckets or endpoints."""
-    in_store = open_store(args.input, resolve_s3_options(args.s3_endpoint_url, anonymous=args.anonymous))
+    in_store = open_store(args.input, resolve_s3_options(args.s3_endpoint_url, anonymous=args.anonymous),
+                          follow_symlinks=args.follow_symlinks)
     out_store = open_store(args.output, resolve_s3_options(args.s3_endpoint_url))
     in_store.check_readable()
     out_store.check_writable()

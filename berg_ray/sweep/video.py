@@ -8,9 +8,11 @@ Supported inputs (by suffix, case-insensitive):
   ``gray`` conversion, full range 0-255) and resampled to 30 Hz by sample-and-hold: output frame k shows the
   source frame on screen at time k / 30 s (frames are repeated or dropped; the duration is kept).
 
-A stimulus may have at most ``max_frames`` frames at 30 Hz (``--max-frames``): a video's declared duration is
-checked before decoding and its length again while it is resampled (frame by frame, so a file that claims a
-short duration cannot allocate more), and a .npz member's unpacked size before it is decompressed.
+A stimulus may have at most ``max_frames`` frames at 30 Hz (``--max-frames``), checked from the headers before
+the data is read: a video's declared length (its stream's duration, else its frame count, else the container's
+duration) before decoding, and again while it is resampled (frame by frame, so a file that claims a short
+duration cannot allocate more); an array's shape from its .npy header and a .npz member's unpacked size from the
+zip directory (see arrays.py). Given a file object rather than bytes, a refused input is read only that far.
 
 Frames must be 144 x 256 (height x width); with ``resize=True`` other sizes are resized bilinearly
 (``torch.nn.functional.interpolate``, ``align_corners=False``, no antialiasing) and rounded to uint8.
@@ -20,19 +22,19 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
 from berg_ray.config import (ARRAY_SUFFIXES, DEFAULT_SWEEP_MAX_FRAMES, FRAME_HEIGHT, FRAME_RATE_HZ, FRAME_WIDTH,
-                             NPZ_VIDEO_KEY, VIDEO_SUFFIXES)
+                             VIDEO_SUFFIXES)
 from berg_ray.errors import InvalidStimulusError, InvalidVideoError
 from berg_ray.stimulus import validate_stimulus
+from berg_ray.sweep.arrays import read_array, too_long, wrong_dimensions
 
 SUPPORTED_SUFFIXES = ARRAY_SUFFIXES + VIDEO_SUFFIXES
 _RESIZE_FRAMES = 64  # frames resized per interpolate call (bounds the float32 working memory)
-_MAX_ITEM_BYTES = 8  # widest accepted pixel type (float64/int64 integer values): bounds a .npz member's size
 _SAMPLE_EPS_S = 1e-6  # a frame shown at k / target (up to float error) counts as shown at sample k
 
 
@@ -41,16 +43,16 @@ def is_supported(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def decode_video(name: str, data: bytes, resize: bool = False, max_frames: int = DEFAULT_SWEEP_MAX_FRAMES
-                 ) -> np.ndarray:
-    """Decode the bytes of one input file, allocating at most about ``max_frames`` frames.
+def decode_video(name: str, data: bytes | BinaryIO, resize: bool = False,
+                 max_frames: int = DEFAULT_SWEEP_MAX_FRAMES) -> np.ndarray:
+    """Decode one input file, allocating at most about ``max_frames`` frames.
 
     Args:
         name: file name (its suffix selects the decoder; used in error messages).
-        data: the whole file.
+        data: the whole file, or a seekable binary file positioned at its start (read only as far as needed).
         resize: resize frames of another size to 144 x 256 instead of rejecting them.
         max_frames: most frames (at 30 Hz) a stimulus may have; longer ones are refused before their frames are
-            allocated (video durations and .npz member sizes are checked first, then frames while decoding).
+            read or allocated (headers are checked first, then frames while decoding).
 
     Returns:
         C-contiguous uint8 (T, 144, 256), T <= max_frames.
@@ -62,27 +64,22 @@ def decode_video(name: str, data: bytes, resize: bool = False, max_frames: int =
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise InvalidVideoError(f"{name}: unsupported file type {suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    handle = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if suffix in VIDEO_SUFFIXES:
-        return _checked_uint8(name, _decode_av(name, data, resize, max_frames))
-    frames = _read_array(name, data, suffix, max_frames)
+        return _checked_uint8(name, _decode_av(name, handle, resize, max_frames))
+    frames = read_array(name, handle, suffix, max_frames)
+    if not isinstance(frames, np.ndarray):
+        raise InvalidVideoError(f"{name}: holds a {type(frames).__name__}, not an array; save it with numpy.save")
     if frames.ndim != 3:
-        raise InvalidVideoError(f"{name}: array has shape {frames.shape}; expected [T, {FRAME_HEIGHT}, "
-                                f"{FRAME_WIDTH}] grey-scale frames")
+        raise wrong_dimensions(name, frames.shape)
     if frames.shape[0] > max_frames:
-        raise _too_long(name, frames.shape[0], max_frames)
+        raise too_long(name, frames.shape[0], max_frames)
     if 0 in frames.shape[1:]:
         raise InvalidVideoError(f"{name}: frames of {frames.shape[1]}x{frames.shape[2]} pixels hold no pixels; "
                                 f"expected {FRAME_HEIGHT}x{FRAME_WIDTH}")
     if frames.shape[1:] != (FRAME_HEIGHT, FRAME_WIDTH) and resize and frames.shape[0] > 0:
         frames = resize_frames(_pixel_values(name, frames))
     return _checked_uint8(name, frames)
-
-
-def _too_long(name: str, n_frames: int, max_frames: int, at_least: bool = False) -> InvalidVideoError:
-    return InvalidVideoError(
-        f"{name}: {'at least ' if at_least else ''}{n_frames} frames at {FRAME_RATE_HZ:g} Hz "
-        f"({n_frames / FRAME_RATE_HZ:.1f} s), more than max_frames={max_frames}; cut it into shorter stimuli or "
-        f"raise --max-frames")
 
 
 def _checked_uint8(name: str, frames: np.ndarray) -> np.ndarray:
@@ -107,61 +104,19 @@ def _pixel_values(name: str, frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.uint8)
 
 
-def _read_array(name: str, data: bytes, suffix: str, max_frames: int) -> np.ndarray:
-    """The array of a .npy, or the one array (or ``video``) of a .npz, read without pickle.
-
-    A .npz member's declared unpacked size is checked before it is decompressed (a small archive may unpack to
-    gigabytes): at most ``max_frames`` frames of 144x256 pixels of 8 bytes each.
-    """
-    try:
-        if suffix == ".npy":
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        else:
-            array = _read_npz(name, data, max_frames * FRAME_HEIGHT * FRAME_WIDTH * _MAX_ITEM_BYTES)
-    except InvalidVideoError:
-        raise
-    except Exception as exc:  # truncated, not numpy, bad CRC, pickled objects: whatever numpy/zipfile raise
-        raise InvalidVideoError(f"{name}: not a readable {suffix} file ({type(exc).__name__}: {exc}); save uint8 "
-                                f"frames with numpy.{'save' if suffix == '.npy' else 'savez'}") from None
-    if not isinstance(array, np.ndarray):
-        raise InvalidVideoError(f"{name}: holds a {type(array).__name__}, not an array; save it with numpy.save")
-    return array
-
-
-def _read_npz(name: str, data: bytes, max_bytes: int) -> np.ndarray:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-        keys = list(members)
-        if len(keys) != 1 and NPZ_VIDEO_KEY not in members:
-            raise InvalidVideoError(f"{name}: .npz holds arrays {keys}; store one array, or name the video "
-                                    f"{NPZ_VIDEO_KEY!r}")
-        info = members[keys[0] if len(keys) == 1 else NPZ_VIDEO_KEY]
-        if not info.filename.endswith(".npy"):
-            raise InvalidVideoError(f"{name}: member {info.filename!r} is not a .npy array; write the file with "
-                                    f"numpy.savez")
-        if info.file_size > max_bytes:
-            raise InvalidVideoError(f"{name}: member {info.filename!r} unpacks to {info.file_size} bytes, more "
-                                    f"than {max_bytes} (max_frames frames of {FRAME_HEIGHT}x{FRAME_WIDTH} "
-                                    f"pixels of up to {_MAX_ITEM_BYTES} bytes); cut it into shorter stimuli or "
-                                    f"raise --max-frames")
-        with archive.open(info) as member:
-            return np.lib.format.read_array(member, allow_pickle=False)
-
-
-def _decode_av(name: str, data: bytes, resize: bool, max_frames: int) -> np.ndarray:
+def _decode_av(name: str, handle: BinaryIO, resize: bool, max_frames: int) -> np.ndarray:
     """Decode with PyAV and resample to 30 Hz while decoding, so at most ``max_frames`` frames are kept."""
     import av
 
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(handle, mode="r") as container:
             if not container.streams.video:
                 raise InvalidVideoError(f"{name}: the file has no video stream")
             stream = container.streams.video[0]
             rate = _rate(stream)
-            if stream.duration is not None and stream.time_base is not None:  # declared length, before decoding
-                declared = int(round(float(stream.duration * stream.time_base) * FRAME_RATE_HZ))
-                if declared > max_frames:
-                    raise _too_long(name, declared, max_frames)
+            declared = _declared_frames(container, stream, rate)  # from the container's header, before decoding
+            if declared is not None and declared > max_frames:
+                raise too_long(name, declared, max_frames)
             sampler = SampleAndHold(rate, max_frames=max_frames, name=name,
                                     convert=lambda pixels: _frame_to_model(name, pixels, resize))
             for index, frame in enumerate(container.decode(stream)):
@@ -173,6 +128,22 @@ def _decode_av(name: str, data: bytes, resize: bool, max_frames: int) -> np.ndar
     except Exception as exc:  # av.error.InvalidDataError and friends
         raise InvalidVideoError(f"{name}: cannot decode video ({type(exc).__name__}: {exc}); re-encode it, e.g. "
                                 f"H.264 in .mp4") from None
+
+
+def _declared_frames(container, stream, rate: float) -> int | None:
+    """Frames at 30 Hz the header declares: the stream's duration, else its frame count, else the container's
+    duration (whichever is known first); None when none is."""
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif stream.frames:
+        seconds = stream.frames / rate
+    elif container.duration is not None:
+        import av
+
+        seconds = container.duration / av.time_base
+    else:
+        return None
+    return int(round(seconds * FRAME_RATE_HZ))
 
 
 def _frame_to_model(name: str, pixels: np.ndarray, resize: bool) -> np.ndarray:
@@ -235,7 +206,7 @@ class SampleAndHold:
             raise InvalidVideoError(f"{self._name}: the video stream has no frames")
         n_out = max(1, int(round((self._last_time + 1.0 / self._rate) * self._target)))
         if self._max is not None and n_out > self._max:
-            raise _too_long(self._name, n_out, self._max)
+            raise too_long(self._name, n_out, self._max)
         while len(self._out) < n_out:
             self._out.append(self._held())
         return np.stack(self._out[:n_out])
@@ -243,7 +214,7 @@ class SampleAndHold:
     def _emit_until(self, time: float) -> None:
         while len(self._out) / self._target + _SAMPLE_EPS_S < time:
             if self._max is not None and len(self._out) >= self._max:
-                raise _too_long(self._name, int(math.ceil(time * self._target)), self._max, at_least=True)
+                raise too_long(self._name, int(math.ceil(time * self._target)), self._max, at_least=True)
             self._out.append(self._held())
 
     def _held(self) -> np.ndarray:

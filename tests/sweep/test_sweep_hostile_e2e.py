@@ -143,3 +143,49 @@ def test_micro_batch_larger_than_any_node_is_refused_before_compute(ray_cluster,
         run(**_options(fixture_berg_dir, tmp_path / "in", tmp_path / "out", batch_size=512, chunk_frames=100_000))
     assert not _parts(tmp_path / "out") and not (tmp_path / "out" / lease.LEASE_FILE).exists()
     assert Path(tmp_path / "in").is_dir()
+
+
+def test_hostile_names_and_links_do_not_stop_a_sweep_and_reruns_are_stable(ray_cluster, fixture_berg_dir,
+                                                                           fixture_stimuli, tmp_path):
+    """Issue 16, finding 3: a name that is not UTF-8, links leaving the input or dangling, a sparse 20,000-frame
+    .npy and a newline in a name, all in one micro-batch with valid inputs."""
+    source, outside, out = tmp_path / "in", tmp_path / "outside", tmp_path / "out"
+    source.mkdir()
+    outside.mkdir()
+    clips = fixture_stimuli[:, :6]
+    (source / "good.npy").write_bytes(npy_bytes(clips[0]))
+    (source / "new\nline.npy").write_bytes(npy_bytes(clips[1]))  # a valid input: encoded under its exact name
+    (source / "x\n    y: forged.npy").write_bytes(b"not numpy")
+    with open(os.path.join(os.fsencode(source), b"caf\xe9.npy"), "wb") as handle:
+        handle.write(npy_bytes(clips[0]))
+    (outside / "secret.npy").write_bytes(npy_bytes(clips[2]))
+    (source / "link.npy").symlink_to(outside / "secret.npy")
+    (source / "gone.npy").symlink_to(outside / "missing.npy")
+    _sparse_npy(source / "long.npy", (20_000, 144, 256))
+    options = _options(fixture_berg_dir, source, out, batch_size=8, max_frames=100)
+    expected_errors = {"caf\\xe9": "InputNameError", "link": "InputLinkError", "gone": "InputLinkError",
+                       "long": "InvalidVideoError", "x\n    y: forged": "InvalidVideoError"}
+    for attempt in range(2):  # the re-run neither fails the valid inputs nor writes them again
+        result = run(**options)
+        assert {e["stimulus_id"]: e["error_type"] for e in result.errors} == expected_errors
+        assert result.files_written == (1 if attempt == 0 else 0)
+        table = pq.read_table(out / "_errors" / "errors.parquet")
+        assert dict(zip(table.column("stimulus_id").to_pylist(), table.column("error_type").to_pylist())) == \
+            expected_errors
+        rows = _rows(pq.read_table(out))
+        assert sorted(rows) == [("good", SCAN), ("new\nline", SCAN)]
+        error_lines = result.summary().split("  errors: 5", 1)[1].splitlines()[1:]
+        assert len(error_lines) == 5 and all(line.startswith("    ") and line[4] != " " for line in error_lines)
+        forged_line = "    x\\n    y: forged: x\\n    y: forged.npy: not a readable"
+        assert any(line.startswith(forged_line) for line in error_lines)
+    for index, expected in enumerate(_local_api(fixture_berg_dir, clips[:2], SCAN)):
+        np.testing.assert_allclose(rows[(["good", "new\nline"][index], SCAN)], expected, rtol=1e-6, atol=1e-6)
+    followed = run(**options, follow_symlinks=True)
+    assert {e["stimulus_id"] for e in followed.errors} == set(expected_errors) - {"link"}
+    assert followed.files_written == 1 and ("link", SCAN) in _rows(pq.read_table(out))
+
+
+def _sparse_npy(path: Path, shape: tuple[int, ...]) -> None:
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        handle.truncate(handle.tell() + int(np.prod(shape)))
