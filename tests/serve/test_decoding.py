@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
 import threading
 import time
 import zipfile
@@ -13,11 +15,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from berg_ray.config import DEFAULT_MAX_INFLATE_RATIO, ServeArgs
+from berg_ray.config import DECODE_THREAD_NICENESS, DEFAULT_MAX_INFLATE_RATIO, ServeArgs
 from berg_ray.errors import InvalidStimulusError
 from berg_ray.serve.admission import ByteBudget
 from berg_ray.serve.body import BodyLimits, ClientClock, read_body
-from berg_ray.serve.decoding import DecodeLimits, decode_request, inflated_size, run_off_loop
+from berg_ray.serve.decoding import DecodeLimits, build_decoder, decode_request, inflated_size, run_off_loop
 from berg_ray.serve.protocol import (OverloadedError, RequestTimeoutError, RequestTooLargeError, encode_npy,
                                      encode_npz, status_of)
 
@@ -189,3 +191,10 @@ def test_client_clock_stands_still_during_a_stall():
 
     during, after, stalled = asyncio.run(scenario())
     assert during < 0.2 and after < 0.6 and 0.8 < stalled < 1.5
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
+def test_decode_threads_yield_the_cpu_to_the_event_loop():
+    with build_decoder(1) as pool:
+        nice = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + DECODE_THREAD_NICENESS)
