@@ -78,8 +78,9 @@ def inflated_size(body: bytes, limits: DecodeLimits) -> int:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InvalidStimulusError(f"request body is not a valid .npz archive ({exc}); send np.savez output") from None
     if len(infos) > 2:
-        raise InvalidStimulusError(f"the .npz body has {len(infos)} members; allowed: {NPZ_STIMULUS!r} (required) "
-                                   f"and {NPZ_UNIT_INDEX!r}")
+        names = sorted(info.filename.removesuffix(".npy") for info in infos[:5])
+        raise InvalidStimulusError(f"the .npz body has {len(infos)} members ({', '.join(names)}...); allowed: "
+                                   f"{NPZ_STIMULUS!r} (required) and {NPZ_UNIT_INDEX!r}")
     total = sum(_member_size(archive, info, limits.max_member_bytes) for info in infos)
     if total > limits.max_inflate_ratio * len(body):
         raise RequestTooLargeError(
@@ -102,12 +103,13 @@ def _member_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_member_byt
     except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, RuntimeError) as exc:
         raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array ({exc})") from None
     if dtype.hasobject:
-        raise InvalidStimulusError(f"the .npz member {name!r} has dtype {dtype}, which holds Python objects; send a "
-                                   "uint8 array")
+        raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array (dtype {dtype} holds "
+                                   "Python objects); send a uint8 array")
     data_bytes = math.prod(shape) * dtype.itemsize
     if data_bytes > max_member_bytes:
-        raise RequestTooLargeError(f"the .npz member {name!r} declares shape {shape} of {dtype} ({data_bytes} bytes), "
-                                   f"over the limit of {max_member_bytes} bytes; send fewer or shorter videos")
+        raise RequestTooLargeError(f"the .npz member {name!r} decompresses to {data_bytes} bytes (shape {shape} of "
+                                   f"{dtype}), over the limit of {max_member_bytes} bytes; send fewer or shorter "
+                                   "videos")
     if header_bytes + data_bytes != info.file_size:
         raise InvalidStimulusError(f"the .npz member {name!r} declares shape {shape} of {dtype} ({data_bytes} data "
                                    f"bytes) but the archive records {info.file_size - header_bytes}; send the "

@@ -64,12 +64,12 @@ def _npz_with_header(shape: tuple[int, ...], data: bytes) -> bytes:
 
 def test_a_header_that_disagrees_with_the_archive_is_400_without_allocating():
     body = _npz_with_header((1_000_000, 144, 256), bytes(2 * 144 * 256))
-    with pytest.raises(RequestTooLargeError, match=r"declares shape \(1000000, 144, 256\)"):
+    with pytest.raises(RequestTooLargeError, match=r"decompresses to 36864000000 bytes \(shape \(1000000, 144, 256\)"):
         inflated_size(body, LIMITS)  # 36.9 GB declared: over the member limit
     body = _npz_with_header((3, 144, 256), bytes(2 * 144 * 256))
     with pytest.raises(InvalidStimulusError, match="110592 data bytes.* archive records 73728"):
         inflated_size(body, LIMITS)
-    with pytest.raises(InvalidStimulusError, match="3 members"):
+    with pytest.raises(InvalidStimulusError, match="3 members .*other"):
         buffer = io.BytesIO()
         np.savez(buffer, stimulus=np.zeros(1), unit_index=np.zeros(1), other=np.zeros(1))
         inflated_size(buffer.getvalue(), LIMITS)
