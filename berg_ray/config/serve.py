@@ -19,6 +19,15 @@ DEFAULT_BODY_TIMEOUT_S = 300.0
 # /healthz, /v1/sessions and /v1/metadata always find a free slot.
 DEFAULT_INGRESS_MAX_UPLOADS = 32
 DEFAULT_INGRESS_MAX_ENCODES = 32
+# Decoding of request bodies runs in a thread pool of the ingress (never on its event loop), inside the upload gate.
+# A compressed .npz body may inflate to at most DEFAULT_MAX_INFLATE_RATIO times its own size (decoded bytes, read from
+# the member headers before anything is inflated, over body bytes; else 413): natural videos compress 1.1-3x, so the
+# limit is far above honest bodies and far below a zip bomb (an all-zero video inflates ~1,000x). Each ingress replica
+# holds at most DEFAULT_INGRESS_MAX_DECODED_BYTES of decoded requests at once (else 503 with Retry-After).
+DEFAULT_MAX_INFLATE_RATIO = 64.0
+DEFAULT_INGRESS_DECODE_THREADS = 2
+DECODE_THREAD_NICENESS = 10  # decode threads yield the CPU to the ingress's event loop (Linux niceness, per thread)
+DEFAULT_INGRESS_MAX_DECODED_BYTES = 2 * DEFAULT_MAX_BODY_BYTES
 INGRESS_LIGHT_SLOTS = 32
 # Frames one encode request may ask for (all its videos together): 2 minutes of 30 Hz video. A request's cost grows
 # with its frames (on a CPU replica ~17 frames/s, on an H200 2,000-4,000), and a small compressed body can ask for
@@ -75,6 +84,11 @@ class IngressArgs(ScaledDeploymentArgs):
                              "at once; more get 503 JSON with Retry-After")
     max_encodes: int = Field(DEFAULT_INGRESS_MAX_ENCODES, ge=1, description="encode requests one replica has "
                              "waiting on the core at once; more get 503 JSON with Retry-After")
+    decode_threads: int = Field(DEFAULT_INGRESS_DECODE_THREADS, ge=1, description="threads of one replica that "
+                                "decode and validate request bodies (off the event loop; further bodies wait for one)")
+    max_decoded_bytes: int = Field(DEFAULT_INGRESS_MAX_DECODED_BYTES, ge=1, description="decoded bytes of the "
+                                   "requests one replica holds at once (from decoding to the answer); a request "
+                                   "that would exceed it gets 503 JSON with Retry-After")
     max_ongoing_requests: int = Field(DEFAULT_INGRESS_MAX_UPLOADS + DEFAULT_INGRESS_MAX_ENCODES
                                       + INGRESS_LIGHT_SLOTS, ge=1, description="Serve's slots per replica; at "
                                       "least max_uploads + max_encodes + INGRESS_LIGHT_SLOTS")
@@ -113,9 +127,11 @@ class ServeArgs(BaseModel):
 
     Limits that keep the service answering under hostile load: a request body gets ``body_grace_s``, then must
     average at least ``body_min_bytes_per_s`` since its start and be complete within ``body_timeout_s`` (else 408);
-    it may be at most ``max_body_bytes`` (else 413). Each ingress replica admits ``ingress.max_uploads`` bodies
-    and ``ingress.max_encodes`` requests waiting on the core at once (else 503 JSON with ``retry_after_s``), and
-    keeps ``INGRESS_LIGHT_SLOTS`` more Serve slots for /healthz and the metadata routes.
+    it may be at most ``max_body_bytes`` (else 413) and decode to at most ``max_inflate_ratio`` times its size
+    (else 413). Each ingress replica admits ``ingress.max_uploads`` bodies (received, then decoded in
+    ``ingress.decode_threads`` threads), ``ingress.max_decoded_bytes`` of decoded requests and
+    ``ingress.max_encodes`` requests waiting on the core at once (else 503 JSON with ``retry_after_s``), and keeps
+    ``INGRESS_LIGHT_SLOTS`` more Serve slots for /healthz and the metadata routes.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -127,6 +143,8 @@ class ServeArgs(BaseModel):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="larger request bodies get 413")
     max_frames_per_request: int = Field(DEFAULT_MAX_FRAMES_PER_REQUEST, ge=1, description="most frames (videos x "
                                         "frames, at 30 Hz) one encode request may ask for; more get 413")
+    max_inflate_ratio: float = Field(DEFAULT_MAX_INFLATE_RATIO, ge=1, description="most bytes a request body may "
+                                     "decode to per byte sent (compressed .npz); more get 413, before inflating")
     body_grace_s: float = Field(DEFAULT_BODY_GRACE_S, gt=0, description="seconds a request body may take before "
                                 "body_min_bytes_per_s applies (a stalled body gets 408 after it)")
     body_min_bytes_per_s: float = Field(DEFAULT_BODY_MIN_BYTES_PER_S, gt=0, description="after the grace period, "
@@ -142,6 +160,14 @@ class ServeArgs(BaseModel):
     core: CoreArgs = Field(default_factory=CoreArgs)
     ingress: IngressArgs = Field(default_factory=lambda: IngressArgs(num_cpus=0.5))
     readout: ScaledDeploymentArgs = Field(default_factory=lambda: ScaledDeploymentArgs(num_cpus=0.5))
+
+    @model_validator(mode="after")
+    def _one_body_decodes(self) -> "ServeArgs":
+        if self.ingress.max_decoded_bytes < self.max_body_bytes:
+            raise ValueError(f"ingress.max_decoded_bytes is {self.ingress.max_decoded_bytes} but must be at least "
+                             f"max_body_bytes ({self.max_body_bytes}), so that the largest accepted body can be "
+                             "decoded; raise it or lower max_body_bytes")
+        return self
 
     @field_validator("sessions")
     @classmethod

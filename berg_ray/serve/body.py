@@ -5,6 +5,10 @@ the body message by message, holding one of its slots meanwhile. So the ingress 
 grace period the body's average rate since its start must stay above a minimum, and the whole body must arrive
 within a hard deadline; otherwise the request ends with 408. A stalled client, a trickling client and a body
 shorter than its Content-Length all end this way.
+
+These clocks measure the client only: the ingress passes ``ClientClock``, which leaves out the time its event
+loop was stalled (by other work of the replica), and a receive that the deadline overtook during such a stall is
+kept, not cancelled, so no message is lost and no honest client is cut off for the server's own delay.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ async def read_body(receive: Receive, content_length: str | None, limits: BodyLi
         receive: the ASGI receive channel of an HTTP request.
         content_length: the Content-Length header, if any (a larger one is refused before reading).
         limits: size, deadline and minimum rate.
-        clock: monotonic seconds (tests pass a fake one).
+        clock: monotonic seconds of the client's time (the ingress passes a ClientClock).
     Raises:
         RequestTooLargeError: the body is (or is declared) larger than ``limits.max_bytes``.
         RequestTimeoutError: the body fell behind the minimum rate or missed the deadline.
@@ -62,13 +66,9 @@ async def read_body(receive: Receive, content_length: str | None, limits: BodyLi
                                    "bytes; send fewer or shorter videos per request")
     start, chunks, size = clock(), [], 0
     while True:
-        wait = limits.deadline_s(size) - (clock() - start)
-        try:
-            if wait <= 0:
-                raise asyncio.TimeoutError
-            message = await asyncio.wait_for(receive(), wait)
-        except asyncio.TimeoutError:
-            raise _timeout(size, declared, clock() - start, limits) from None
+        message = await _receive_by(receive, lambda: limits.deadline_s(size) - (clock() - start))
+        if message is None:
+            raise _timeout(size, declared, clock() - start, limits)
         if message["type"] == "http.disconnect":
             raise BergRayError(f"the client disconnected after sending {size} bytes of the request body")
         chunk = message.get("body", b"")
@@ -84,6 +84,22 @@ async def read_body(receive: Receive, content_length: str | None, limits: BodyLi
     return b"".join(chunks)
 
 
+async def _receive_by(receive: Receive, remaining_s: Callable[[], float]) -> dict[str, Any] | None:
+    """The next ASGI message, or None once ``remaining_s()`` (seconds left on the body's clock) is not positive.
+
+    A wait that ran out is checked against the clock again rather than ended: with a clock that leaves out the
+    server's stalls, the client still has time, and its message (perhaps already there) is kept."""
+    task = asyncio.ensure_future(receive())
+    try:
+        while (wait := remaining_s()) > 0:
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if done:
+                return task.result()
+        return None
+    finally:
+        task.cancel()  # no effect on a finished task
+
+
 def _timeout(size: int, declared: int | None, elapsed: float, limits: BodyLimits) -> RequestTimeoutError:
     of = f" of {declared}" if declared is not None else ""
     if elapsed >= limits.timeout_s:
@@ -92,3 +108,43 @@ def _timeout(size: int, declared: int | None, elapsed: float, limits: BodyLimits
     return RequestTimeoutError(
         f"request body too slow: {size}{of} bytes in {elapsed:.1f} s; after {limits.grace_s:g} s a body must arrive "
         f"at the minimum rate of {limits.min_bytes_per_s:g} bytes/s (and complete within {limits.timeout_s:g} s)")
+
+
+class ClientClock:
+    """Monotonic seconds that stand still while the running event loop is stalled.
+
+    A ticker task wakes every ``tick_s`` seconds; whatever it wakes late is time the loop could not run (blocking
+    work of the replica, an overloaded host) and is left out, as is the lateness of a tick still due. Call
+    ``start`` from the event loop before reading; a new loop (a test's) starts a new ticker.
+    """
+
+    def __init__(self, tick_s: float = 0.05, base: Callable[[], float] = time.monotonic) -> None:
+        self._tick_s, self._base = tick_s, base
+        self._stalled, self._last = 0.0, base()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the ticker on the running event loop, unless it runs there already."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._last = self._base()
+            self._task = loop.create_task(self._tick())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    @property
+    def stalled_s(self) -> float:
+        """Seconds left out so far (the loop's stalls, a tick still due included)."""
+        return self._stalled + max(0.0, self._base() - self._last - self._tick_s)
+
+    def __call__(self) -> float:
+        return self._base() - self.stalled_s
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            now = self._base()
+            self._stalled += max(0.0, now - self._last - self._tick_s)
+            self._last = now

@@ -1,5 +1,10 @@
 """The ingress deployment: HTTP and Python-handle entry point (auth, decoding, validation, routing).
 
+A request body is received, sized from its headers, decoded and validated while it holds an upload place; the
+decoding runs in the replica's decode threads (berg_ray.serve.decoding), so the event loop keeps answering
+``/healthz`` and receiving other bodies, and its bytes are held in the replica's decoded-bytes budget until the
+answer.
+
 Every request is validated here, once; the core and heads receive only clean uint8 videos of loaded scans. Any
 failure becomes a JSON ``{"error": ..., "type": ...}`` response with its 4xx status (500 only for a bug), so a bad
 request never takes a replica down. A core (or head) replica that dies while it holds a request makes that request
@@ -8,6 +13,7 @@ a 503 with Retry-After (ReplicaLostError); Serve routes later requests to the ot
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -26,11 +32,12 @@ from berg_ray.config import ScanId, ServeArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.metrics import RECORDER, record_request, route_of
-from berg_ray.serve.admission import Gate
-from berg_ray.serve.body import BodyLimits, read_body
+from berg_ray.serve.admission import ByteBudget, Gate
+from berg_ray.serve.body import BodyLimits, ClientClock, read_body
+from berg_ray.serve.decoding import (DecodeLimits, DecodedRequest, build_decoder, decode_request, inflated_size,
+                                     run_off_loop)
 from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, ReplicaLostError,
-                                     RequestTooLargeError, check_token, decode_encode_body, encode_npy, error_body,
-                                     status_of)
+                                     RequestTooLargeError, check_token, encode_npy, error_body, status_of)
 from berg_ray.stimulus import validate_stimulus
 from berg_ray.units import ScanUnits, select_units
 
@@ -54,6 +61,10 @@ class Ingress:
                              lambda active: RECORDER.set("berg_ray_ingress_uploads", active))
         self._encodes = Gate("encodes", args.ingress.max_encodes,
                              lambda active: RECORDER.set("berg_ray_ingress_encodes", active))
+        self._decoded = ByteBudget("decoded", args.ingress.max_decoded_bytes)
+        self._decode_limits = DecodeLimits(args.max_body_bytes, args.max_inflate_ratio)
+        self._decoder = build_decoder(args.ingress.decode_threads)
+        self._client_clock = ClientClock()
         self._ready_sessions: list[str] | None = None
 
     async def __call__(self, request: Request) -> Response:
@@ -83,7 +94,11 @@ class Ingress:
             selection: None (all units) or a dict of ``roi`` / ``field`` / ``unit_index`` (union).
         """
         scan_id = self._loaded(train_session)
-        videos, batched = validate_stimulus(stimulus)
+        videos, batched = await run_off_loop(self._decoder, validate_stimulus, stimulus)
+        return await self._encode_valid(scan_id, videos, batched, selection)
+
+    async def _encode_valid(self, scan_id: str, videos: np.ndarray, batched: bool,
+                            selection: Mapping[str, Any] | None) -> np.ndarray:
         check_frames(videos.shape, self._args.max_frames_per_request)
         units = select_units(self._units[scan_id], selection)
         with self._encodes.admit():
@@ -146,14 +161,26 @@ class Ingress:
         if "train_session" not in query:
             raise BergRayError("missing query parameter train_session (e.g. ?train_session=session-8_scan-5)")
         selection = _selection_of(query.getlist("roi"), query.getlist("field"))
-        self._loaded(query["train_session"])  # refuse a bad scan before reading a body for it
-        with self._uploads.admit():
-            body = await read_body(request.receive, request.headers.get("content-length"), self._body_limits)
-        decoded = decode_encode_body(body, self._args.max_body_bytes)
-        if decoded.unit_index is not None:
-            selection = dict(selection or {}, unit_index=decoded.unit_index)
-        responses = await self.encode(query["train_session"], decoded.stimulus, selection)
+        scan_id = self._loaded(query["train_session"])  # refuse a bad scan before reading a body for it
+        with contextlib.ExitStack() as held:
+            decoded = await self._receive_and_decode(request, held)
+            if decoded.unit_index is not None:
+                selection = dict(selection or {}, unit_index=decoded.unit_index)
+            responses = await self._encode_valid(scan_id, decoded.videos, decoded.batched, selection)
         return Response(encode_npy(responses), media_type=NPY_MEDIA_TYPE)
+
+    async def _receive_and_decode(self, request: Request, held: contextlib.ExitStack) -> DecodedRequest:
+        """Receive, size, decode and validate the body in one upload place; its decoded bytes join ``held``.
+
+        The body's clock leaves out the loop's stalls; sizing (headers only) and decoding run in the decode threads;
+        a body over the inflate ratio is refused before it is inflated, one over the budget before it is decoded."""
+        self._client_clock.start()
+        with self._uploads.admit():
+            body = await read_body(request.receive, request.headers.get("content-length"), self._body_limits,
+                                   self._client_clock)
+            size = await run_off_loop(self._decoder, inflated_size, body, self._decode_limits)
+            held.enter_context(self._decoded.reserve(size))
+            return await run_off_loop(self._decoder, decode_request, body, self._decode_limits)
 
     def _loaded(self, train_session: str) -> str:
         scan_id = str(ScanId.parse(train_session))
