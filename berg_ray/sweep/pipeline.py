@@ -27,6 +27,7 @@ from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError
 from berg_ray.metrics import record_sweep_failures, record_sweep_file
+from berg_ray.redact import redact_credentials
 from berg_ray.storage import S3Options, Store
 from berg_ray.sweep.layout import RESPONSES_SCHEMAS, part_name, responses_table, write_table
 from berg_ray.sweep.plan import Shard
@@ -84,7 +85,7 @@ def decode_input(store: Store, name: str, resize: bool, skip_frames: int, max_fr
 
 def input_error(store: Store, stimulus_id: str, name: str, exc: Exception) -> dict:
     """A row of the errors table: the input, the exception type and a message naming the file."""
-    message = str(exc) if isinstance(exc, BergRayError) else f"{name}: {type(exc).__name__}: {exc}"
+    message = str(exc) if isinstance(exc, BergRayError) else redact_credentials(f"{name}: {type(exc).__name__}: {exc}")
     return {"stimulus_id": stimulus_id, "input": store.uri_of(name), "error_type": type(exc).__name__,
             "error": message}
 
