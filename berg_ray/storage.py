@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # defined in storage_s3, which imports this module
     from berg_ray.storage_s3 import S3Options
 
 TMP_DIR = "_tmp"  # local staging directory inside an output root (ignored by pyarrow: leading underscore)
-_S3_NAMES = ("S3Options", "S3Store", "check_bucket", "resolve_s3_options")  # defined in berg_ray.storage_s3, importable from here
+# defined in berg_ray.storage_s3, importable from here
+_S3_NAMES = ("S3Options", "S3Store", "check_bucket", "resolve_s3_options")
 
 
 def __getattr__(name: str):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from berg_ray.config import DEFAULT_SERVE_PORT, PRECISIONS, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError, validation_summary
+from berg_ray.numbers import int_flag
 from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
 
 PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")  # Serve's proxy_location values
@@ -31,7 +32,7 @@ def add_serve_command(subparsers: Any) -> None:
     parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all' "
                                                          "(default: the config's sessions, else all)")
     parser.add_argument("--host", default=None, help="HTTP host (default: the config's, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help=f"HTTP port (default: the config's, else "
+    parser.add_argument("--port", type=int_flag, default=None, help=f"HTTP port (default: the config's, else "
                                                                f"{DEFAULT_SERVE_PORT})")
     parser.add_argument("--token-env", default=None, help="environment variable holding the bearer token "
                                                           "(default: the config's, else no authentication)")
