@@ -31,6 +31,7 @@ import torch
 
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, RELEASE_SUBDIR, WEIGHTS_SUBDIR
 from berg_ray.model.network import EncodingModel
+from berg_ray.threads import keep_freed_heap
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_WEIGHTS = REPO_ROOT / "tests" / "fixtures" / "wang2025-reference" / "berg" / RELEASE_SUBDIR / WEIGHTS_SUBDIR
@@ -71,6 +72,7 @@ def build_model(weights_dir: Path, scan: str, units: int | None, device: str) ->
     params = torch.load(weights_dir / f"params_{session}_{scan_idx}.pt", weights_only=True)
     if units:
         params = widen_readout(params, units, seed=0)
+    keep_freed_heap()  # as load_model does in every process that runs the model
     return EncodingModel(core, {scan: params}).to(device)
 
 

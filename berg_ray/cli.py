@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, DEMO_WORK_DIR, MODEL_ID, PRECISIONS, ROIS, ScanId
+from berg_ray.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, DEMO_WORK_DIR, ECHO_CHARS, MODEL_ID, PRECISIONS,
+                             ROIS, ScanId)
 from berg_ray.errors import BergRayError
 from berg_ray.names import printable_name
+from berg_ray.numbers import ascii_int, int_flag
 from berg_ray.paths import check_output_dir, check_output_file
 from berg_ray.publish import current_umask
 
@@ -71,12 +73,12 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, help=".npy file for float32 responses [T,U] / [B,T,U]")
     p.add_argument("--roi", action="append", choices=ROIS,
                    help="select units of this area (repeatable; default: all units)")
-    p.add_argument("--field", action="append", type=int,
+    p.add_argument("--field", action="append", type=int_flag,
                    help="select units of this imaging field (repeatable; default: all units)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs")
-    p.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
+    p.add_argument("--chunk-frames", type=int_flag, default=DEFAULT_CHUNK_FRAMES,
                    help="frames per chunk; memory grows with it, results do not depend on it")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_run_encode)
@@ -92,7 +94,7 @@ def _add_demo_release(commands: argparse._SubParsersAction) -> None:
                    help="directory to write (the berg_dir); must be absent or empty unless --force")
     p.add_argument("--sessions", default="all", help="comma-separated scans, or 'all'")
     p.add_argument("--units", default=str(DEMO_UNITS), help="units per scan, or 'release' for the released unit counts")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the weights and metadata (same seed, same "
+    p.add_argument("--seed", type=int_flag, default=0, help="random seed of the weights and metadata (same seed, same "
                                                        "files)")
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty --out completely (the old contents are removed)")
@@ -133,12 +135,9 @@ def _run_demo_release(args: argparse.Namespace) -> int:
                            "as session-8_scan-5,session-4_scan-7")
     for scan in scans or ():
         ScanId.parse(scan)
-    if args.units == "release":
-        n_units = None
-    elif args.units.isdigit() and int(args.units) > 0:
-        n_units = int(args.units)
-    else:
-        raise BergRayError(f"--units {args.units!r} is not a positive integer or 'release'")
+    n_units = None if args.units == "release" else ascii_int(args.units)
+    if args.units != "release" and (n_units or 0) <= 0:
+        raise BergRayError(f"--units {args.units[:ECHO_CHARS]!r} is not a positive integer (ASCII digits) or 'release'")
     check_output_dir(args.out, "--out")
     try:
         root = write_demo_release(args.out, scans, n_units, args.seed, force=args.force)

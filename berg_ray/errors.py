@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from berg_ray.redact import redact_credentials
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
 class BergRayError(ValueError):
-    """Base class of every user-facing berg_ray error."""
+    """Base class of every user-facing berg_ray error; credentials in URLs in its message are redacted."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_credentials(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class UnknownModelError(BergRayError):

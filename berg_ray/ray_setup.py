@@ -12,7 +12,9 @@ import os
 import socket
 import sys
 
+from berg_ray.config import ECHO_CHARS
 from berg_ray.errors import BergRayError
+from berg_ray.numbers import ascii_int
 
 # Loggers of the Ray libraries that print to the driver's console; quiet runs raise their console handlers to ERROR.
 RAY_CONSOLE_LOGGERS = ("ray", "ray.serve", "ray.data", "ray.train", "ray.tune")
@@ -41,9 +43,11 @@ def metrics_port_from(text: str | None) -> int | None:
     """The port of a ``--metrics-export-port`` flag (None: not given); BergRayError unless a number in 1..65535."""
     if text is None:
         return None
-    if not text.strip().isdigit() or not 0 < int(text) < 65536:
-        raise BergRayError(f"--metrics-export-port {text!r} is not a port number in 1..65535")
-    return int(text)
+    port = ascii_int(text)
+    if port is None or not 0 < port < 65536:
+        raise BergRayError(f"--metrics-export-port {text[:ECHO_CHARS]!r} is not a port number in 1..65535 "
+                           "(ASCII digits)")
+    return port
 
 
 def check_metrics_export_port(port: int | None, address: str | None) -> None:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # defined in storage_s3, which imports this module
     from berg_ray.storage_s3 import S3Options
 
 TMP_DIR = "_tmp"  # local staging directory inside an output root (ignored by pyarrow: leading underscore)
-_S3_NAMES = ("S3Options", "S3Store", "resolve_s3_options")  # defined in berg_ray.storage_s3, importable from here
+# defined in berg_ray.storage_s3, importable from here
+_S3_NAMES = ("S3Options", "S3Store", "check_bucket", "resolve_s3_options")
 
 
 def __getattr__(name: str):
@@ -138,8 +139,9 @@ def open_store(uri: str, s3: "S3Options | None" = None, follow_symlinks: bool = 
         bucket, _, prefix = uri[len("s3://"):].partition("/")
         if not bucket:
             raise StorageError(f"{uri!r} names no bucket; use s3://bucket/prefix/")
-        from berg_ray.storage_s3 import S3Options, S3Store
+        from berg_ray.storage_s3 import S3Options, S3Store, check_bucket
 
+        check_bucket(bucket, uri)
         return S3Store(bucket, prefix, s3 or S3Options())
     if "://" in uri and not uri.startswith("file://"):
         raise StorageError(f"unsupported location {uri!r}; use a local directory, file:// or s3://bucket/prefix/")

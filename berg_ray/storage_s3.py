@@ -52,7 +52,11 @@ def resolve_s3_options(endpoint_url: str | None = None, anonymous: bool = False)
     from botocore.credentials import RefreshableCredentials
 
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    if endpoint is not None and not re.fullmatch(r"https?://[^/\s:]+(:\d+)?/?", endpoint.strip()):
+    if endpoint is not None and "@" in endpoint.split("://", 1)[-1].split("/", 1)[0]:
+        raise StorageError(f"S3 endpoint {endpoint!r} (--s3-endpoint-url or AWS_ENDPOINT_URL) carries credentials; "
+                           "give only scheme, host and port, and the keys as AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
+    if endpoint is not None and not re.fullmatch(r"https?://[^/\s:@]+(:[0-9]{1,5})?/?", endpoint.strip()):
         host = endpoint.strip().split("://", 1)[-1]
         raise StorageError(f"S3 endpoint {endpoint!r} (--s3-endpoint-url or AWS_ENDPOINT_URL) is not an http(s) URL; "
                            f"give the scheme and host, e.g. http://{host} or https://{host}")
@@ -65,6 +69,14 @@ def resolve_s3_options(endpoint_url: str | None = None, anonymous: bool = False)
         return S3Options(endpoint, region)
     frozen = credentials.get_frozen_credentials()
     return S3Options(endpoint, region, False, frozen.access_key, frozen.secret_key, frozen.token)
+
+
+def check_bucket(bucket: str, uri: str) -> None:
+    """Raise StorageError if the bucket of ``uri`` carries credentials (``s3://key:secret@bucket/...``): S3's
+    errors would echo the bucket name, secret included."""
+    if "@" in bucket or ":" in bucket:
+        raise StorageError(f"{uri!r} carries credentials before its bucket name; give only s3://bucket/prefix and "
+                           "the keys as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
 
 
 def s3_options_for(location: str, endpoint_url: str | None = None) -> S3Options | None:

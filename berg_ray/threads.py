@@ -11,7 +11,10 @@ through the runtime env of every actor berg_ray starts. A value the user set is 
 The heap: a CPU feed-forward pass allocates and frees ~100 MB of activations in pieces of up to 25 MB. glibc serves
 pieces above an adaptive threshold with fresh mappings and trims the heap top once twice that is free, so every
 pass page-faulted its activations anew (~20 MB per frame, up to ~10 % of the time at 150 units; benchmarks/
-RESULTS.md, "CPU vs reference"). :func:`keep_freed_heap` fixes both thresholds so freed activations are reused.
+RESULTS.md, "CPU vs reference"). :func:`keep_freed_heap` fixes both thresholds so freed activations are reused. It
+is called where the model is loaded (``berg_ray.checkpoint.release.load_model``: core replicas, sweep encoder actors,
+the Python API and ``berg-ray encode``), never on import: a process that only decodes (the ingress, Serve's proxy,
+decode tasks) would keep up to HEAP_KEEP_BYTES of every large body it freed.
 
 This module must not import torch at module level (it runs before torch is loaded).
 """

@@ -130,3 +130,53 @@ def test_a_sweep_with_nothing_left_to_do_says_so_instead_of_a_rate():
     work = SweepResult("out/", ["session-8_scan-5"], stimuli=3, stimuli_done_before=1, files_written=1,
                        frame_scans=60, wall_s=2.0)
     assert not work.complete_before and "30.00 frames/s" in work.summary()
+
+
+def _every_numeric_flag(parser: argparse.ArgumentParser):
+    """(parser, flag, type) of every option of ``parser`` and its subcommands (nested) whose type is a number."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _every_numeric_flag(sub)
+        elif action.option_strings and action.type is not None and action.type not in (str, Path):
+            yield parser.prog, action.option_strings[0], action.type
+
+
+def test_numeric_flags_take_ascii_digits_only():
+    """int('٨') is 8 and int() of 5,000 digits raises ValueError (issue 16, finding 5): every numeric flag of every
+    subcommand refuses both, naming the flag, and still takes ASCII numbers."""
+    parser = build_parser()
+    flags = list(_every_numeric_flag(parser))
+    assert len(flags) >= 20
+    for _, flag, kind in flags:
+        for bad in ("\u0668", "\uff18", "8" * 5_000, "nan"):
+            with pytest.raises(argparse.ArgumentTypeError, match="ASCII digits"):
+                kind(bad)
+        assert kind("8") == 8 and kind(" 12 ") == 12
+    from berg_ray.numbers import float_flag
+
+    assert float_flag("0.5") == 0.5 and float_flag("1e-3") == 0.001 and float_flag("-2") == -2.0
+
+
+@pytest.mark.parametrize("argv", [["demo-release", "--out", "x", "--units", "\u0668"],
+                                  ["demo-release", "--out", "x", "--units", "8" * 5_000]])
+def test_numbers_inside_string_flags_take_ascii_digits_only(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err[-500:]
+
+
+def test_metrics_port_and_grid_take_ascii_digits_only():
+    from berg_ray.experiments.cli import _grid
+    from berg_ray.ray_setup import metrics_port_from
+
+    assert _grid("6x10") == (6, 10)
+    for bad in ("\u0666x10", f"{'6' * 5_000}x10"):
+        with pytest.raises(BergRayError, match="--grid"):
+            _grid(bad)
+
+    assert metrics_port_from("8080") == 8080
+    for bad in ("\u0668\u0660\u0668\u0660", "8" * 5_000, "\u00b2"):
+        with pytest.raises(BergRayError, match="port number"):
+            metrics_port_from(bad)

@@ -67,7 +67,7 @@ _ALLOWED_TEXT = (
 _SCALAR_KEYS = ("session", "scan", "animal_id")
 _PER_UNIT_KEYS = ("OSI", "DSI", "gOSI", "gDSI", "pref_ori", "pref_dir")
 _SCORE_KEYS = ("cc_abs", "cc_max", "cc_norm")
-_FIELD_KEY = re.compile(r"^field_(\d+)$")
+_FIELD_KEY = re.compile(r"^field_([0-9]{1,4})$")  # ASCII digits (\d takes any Unicode digit)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

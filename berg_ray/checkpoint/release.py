@@ -30,6 +30,7 @@ from berg_ray.device import resolve_device
 from berg_ray.errors import InvalidSessionError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.model.network import EncodingModel
 from berg_ray.precision import DEFAULT_PRECISION, check_precision
+from berg_ray.threads import keep_freed_heap
 from berg_ray.model.readout import Readout
 from berg_ray.units import ScanUnits, take_per_unit
 
@@ -168,6 +169,7 @@ def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str
     """
     resolved = resolve_device(device)
     check_precision(precision, resolved)
+    keep_freed_heap()  # this process runs the model: reuse its freed activations (not in decode-only processes)
     table = read_scan_table(berg_dir)
     wanted = available_scans(berg_dir) if scan_ids is None else [ScanId.parse(s) for s in scan_ids]
     if not wanted:

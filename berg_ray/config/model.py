@@ -69,7 +69,11 @@ RELEASED_UNIT_COUNTS: dict[tuple[int, int], int] = {
 }
 ROIS = ("V1", "LM", "AL", "RL")
 
-_SCAN_PATTERN = re.compile(r"^session-?(\d+)_scan-?(\d+)$")
+# Numbers in user input (scan ids, query values, headers, flags): ASCII digits only (``\d`` and ``int()`` also take
+# '٨' as 8), and at most this many, far below Python's 4,300-digit limit of ``int()`` (berg_ray.numbers).
+MAX_NUMBER_DIGITS = 18
+_SCAN_PATTERN = re.compile(rf"session-?([0-9]{{1,{MAX_NUMBER_DIGITS}}})_scan-?([0-9]{{1,{MAX_NUMBER_DIGITS}}})")
+ECHO_CHARS = 64  # longest piece of a user's value quoted back in an error message
 
 
 @dataclass(frozen=True, order=True)
@@ -108,10 +112,11 @@ class ScanId:
             return value
         if not isinstance(value, str):
             raise MalformedSessionError(f"train_session must be a string like 'session-8_scan-5', got {value!r}")
-        match = _SCAN_PATTERN.match(value.strip())
+        match = _SCAN_PATTERN.fullmatch(value.strip())
         if match is None:
             raise MalformedSessionError(
-                f"train_session {value!r} is malformed; use 'session-X_scan-Y' (or 'sessionX_scanY'), "
+                f"train_session {_shorten(value)!r} is malformed; use 'session-X_scan-Y' (or 'sessionX_scanY') with "
+                f"X and Y in ASCII digits (at most {MAX_NUMBER_DIGITS}), "
                 f"one of: {', '.join(map(str, all_scans()))}"
             )
         scan_id = cls(int(match.group(1)), int(match.group(2)))
@@ -120,6 +125,11 @@ class ScanId:
                 f"train_session {value!r} is not a released scan; valid: {', '.join(map(str, all_scans()))}"
             )
         return scan_id
+
+
+def _shorten(value: str) -> str:
+    """``value``, cut to ECHO_CHARS characters for an error message."""
+    return value if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]}...({len(value)} characters)"
 
 
 def all_scans() -> list[ScanId]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from berg_ray.config import CACHE_ENV, CACHE_FETCH_LOG
 from berg_ray.download.sources import MirrorSource
 from berg_ray.errors import BergRayError
-from berg_ray.storage import S3Options, resolve_s3_options
+from berg_ray.storage import S3Options, check_bucket, resolve_s3_options
 
 _RESOLVED: dict[tuple[str, S3Options], Path] = {}  # per process: a release is checked once, not at every load
 
@@ -63,6 +63,7 @@ def resolve_berg_dir(berg_dir: str | os.PathLike[str], s3: S3Options | None = No
     if not bucket or prefix.lower().endswith(".zip"):
         raise BergRayError(f"berg_dir {uri!r} must be s3://bucket/prefix of a release in the BERG layout (an "
                            "archive cannot be loaded: `berg-ray download --source s3://.../X.zip` unpacks it)")
+    check_bucket(bucket, uri)
     source = MirrorSource(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/", options)
     entry = cache_entry(source)
     result = download_release(source, entry, show_progress=False)

@@ -14,8 +14,8 @@ from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, SCAN_FIELDS, WEIGHT
 from berg_ray.errors import BergRayError
 
 SHARED_WEIGHTS = ("params_core.pt", "scans.csv", "units.csv")
-_PARAMS = re.compile(r"^params_(\d+)_(\d+)\.pt$")
-_METADATA = re.compile(r"^session-?(\d+)_scan-?(\d+)_metadata\.npy$")
+_PARAMS = re.compile(r"^params_([0-9]{1,4})_([0-9]{1,4})\.pt$")  # ASCII digits (\d takes any Unicode digit)
+_METADATA = re.compile(r"^session-?([0-9]{1,4})_scan-?([0-9]{1,4})_metadata\.npy$")
 
 
 def layout_path(basename: str) -> str | None:

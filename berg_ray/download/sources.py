@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from berg_ray.config import (BERG_BUCKET, MICRONS_BUCKET, MICRONS_KEY, MICRONS_MD5, RELEASE_SUBDIR,
                              S3_DEFAULT_REGION)
 from berg_ray.errors import BergRayError
-from berg_ray.storage import S3Options, resolve_s3_options
+from berg_ray.storage import S3Options, check_bucket, resolve_s3_options
 
 PUBLIC_SOURCES = ("berg", "microns")
 
@@ -90,6 +90,7 @@ def parse_source(spec: str, md5: str | None = None, endpoint_url: str | None = N
     bucket, _, key = spec[len("s3://"):].partition("/")
     if not bucket:
         raise BergRayError(f"--source {spec!r} names no bucket; use s3://bucket/prefix/ or s3://bucket/path/X.zip")
+    check_bucket(bucket, spec)
     options = resolve_s3_options(endpoint_url)
     if key.lower().endswith(".zip"):
         return ArchiveSource(bucket, key, options, md5, metadata)

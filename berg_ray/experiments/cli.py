@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from berg_ray.config import (EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
+from berg_ray.config import (ECHO_CHARS, EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
                              EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
 from berg_ray.errors import BergRayError
+from berg_ray.numbers import ascii_int, int_flag
 from berg_ray.sweep.cli import add_encoder_pool_options, encoder_pool_args
 
 
@@ -21,19 +22,19 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
     kinds = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     tuning = kinds.add_parser("tuning", help="drifting gratings -> pref_dir, pref_ori, OSI, DSI, gOSI, gDSI vs in vivo")
     _common(tuning)
-    tuning.add_argument("--directions", type=int, default=EXPERIMENT_DIRECTIONS, help="directions over 360 deg")
-    tuning.add_argument("--repeats", type=int, default=EXPERIMENT_REPEATS, help="spatial phases per direction")
-    tuning.add_argument("--trial-frames", type=int, default=EXPERIMENT_TRIAL_FRAMES, help="grating frames (30 Hz)")
+    tuning.add_argument("--directions", type=int_flag, default=EXPERIMENT_DIRECTIONS, help="directions over 360 deg")
+    tuning.add_argument("--repeats", type=int_flag, default=EXPERIMENT_REPEATS, help="spatial phases per direction")
+    tuning.add_argument("--trial-frames", type=int_flag, default=EXPERIMENT_TRIAL_FRAMES, help="grating frames (30 Hz)")
     tuning.set_defaults(func=_run_tuning)
     rf = kinds.add_parser("rf", help="flashing ON/OFF dots on a grid -> RF centres vs readout positions")
     _common(rf)
     rf.add_argument("--grid", default=f"{EXPERIMENT_RF_GRID[0]}x{EXPERIMENT_RF_GRID[1]}",
                     help="dot grid ROWSxCOLS (default %(default)s)")
-    rf.add_argument("--dot-frames", type=int, default=EXPERIMENT_RF_DOT_FRAMES, help="frames per dot (30 Hz)")
+    rf.add_argument("--dot-frames", type=int_flag, default=EXPERIMENT_RF_DOT_FRAMES, help="frames per dot (30 Hz)")
     rf.set_defaults(func=_run_rf)
     domains = kinds.add_parser("domains", help="one stimulus of each out-of-distribution domain -> responses")
     _common(domains)
-    domains.add_argument("--frames", type=int, default=EXPERIMENT_DOMAIN_FRAMES, help="frames per domain (30 Hz)")
+    domains.add_argument("--frames", type=int_flag, default=EXPERIMENT_DOMAIN_FRAMES, help="frames per domain (30 Hz)")
     domains.add_argument("--image", default=None, help="image file for the 'image' domain (default: 1/f noise)")
     domains.set_defaults(func=_run_domains)
     return parser
@@ -46,7 +47,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         "sweep, tables, figures under <out>/<experiment>/; use S3 on a multi-node cluster)")
     parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// --out/--berg-dir "
                         "(default: AWS_ENDPOINT_URL or AWS)")
-    parser.add_argument("--burn-in-frames", type=int, default=EXPERIMENT_BURN_IN_FRAMES,
+    parser.add_argument("--burn-in-frames", type=int_flag, default=EXPERIMENT_BURN_IN_FRAMES,
                         help="grey frames before every stimulus, dropped from the mean (model start-up)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
@@ -143,7 +144,8 @@ def _print_summary(summary, where: str) -> None:
 
 
 def _grid(value: str) -> tuple[int, int]:
-    parts = value.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise BergRayError(f"--grid {value!r} is not ROWSxCOLS with positive integers, e.g. 6x10")
-    return int(parts[0]), int(parts[1])
+    numbers = [ascii_int(part) for part in value.lower().split("x")]
+    if len(numbers) != 2 or not all(n is not None and n > 0 for n in numbers):
+        raise BergRayError(f"--grid {value[:ECHO_CHARS]!r} is not ROWSxCOLS with positive integers in ASCII digits, "
+                           "e.g. 6x10")
+    return numbers[0], numbers[1]

@@ -40,8 +40,13 @@ def build_app(args: ServeArgs | dict[str, Any]) -> Application:
         BergRayError: ``token_env`` names an unset or empty environment variable.
     """
     args = ServeArgs.model_validate(args)
+    return build_app_with_digest(args, read_token_digest(args.token_env))
+
+
+def build_app_with_digest(args: ServeArgs, digest: str | None) -> Application:
+    """:func:`build_app` with the bearer token's digest already read (None: no authentication); ``berg-ray serve``
+    reads the token before Ray starts (:func:`take_token_digest`)."""
     scan_ids = resolve_scan_ids(args)
-    digest = _token_digest(args.token_env)
     num_gpus, _ = core_gpus(args)
     placement = heads_placement(args.heads, num_gpus)
     heads: Any = None  # in_core: the core replica runs the readout itself
@@ -125,8 +130,13 @@ def core_gpus(args: ServeArgs) -> tuple[float, str]:
     return (1.0 if choice.on_accelerator else 0.0), choice.reason
 
 
-def _token_digest(token_env: str | None) -> str | None:
-    """SHA-256 of the token in ``token_env`` (read where the app is built; the replicas never see the token)."""
+def read_token_digest(token_env: str | None) -> str | None:
+    """SHA-256 of the token in the environment variable ``token_env`` (None: no authentication); the replicas get
+    only the digest.
+
+    Raises:
+        BergRayError: ``token_env`` names an unset or empty environment variable.
+    """
     if token_env is None:
         return None
     token = os.environ.get(token_env, "")
@@ -134,3 +144,16 @@ def _token_digest(token_env: str | None) -> str | None:
         raise BergRayError(f"token_env names {token_env!r}, but that environment variable is unset or empty; "
                            "export the token there or drop token_env")
     return token_digest(token)
+
+
+def take_token_digest(token_env: str | None) -> str | None:
+    """:func:`read_token_digest`, then remove the variable from this process's environment.
+
+    Call it before Ray starts a local cluster: ``ray.init`` starts the GCS and raylet as children of this process
+    and the raylet starts every worker, so all of them inherit this environment, and any task could read a token
+    still in it.
+    """
+    digest = read_token_digest(token_env)
+    if token_env is not None:
+        os.environ.pop(token_env, None)
+    return digest

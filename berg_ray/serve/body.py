@@ -19,7 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from berg_ray.config import ECHO_CHARS, MAX_NUMBER_DIGITS
 from berg_ray.errors import BergRayError
+from berg_ray.numbers import ascii_int
 from berg_ray.serve.protocol import RequestTimeoutError, RequestTooLargeError
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -58,9 +60,14 @@ async def read_body(receive: Receive, content_length: str | None, limits: BodyLi
     Raises:
         RequestTooLargeError: the body is (or is declared) larger than ``limits.max_bytes``.
         RequestTimeoutError: the body fell behind the minimum rate or missed the deadline.
-        BergRayError: the client disconnected, or the body's length differs from its Content-Length.
+        BergRayError: the client disconnected, the Content-Length is not a number in ASCII digits, or the body's
+            length differs from it.
     """
-    declared = int(content_length) if content_length and content_length.isdecimal() else None
+    declared = None if content_length is None else ascii_int(content_length)
+    if content_length is not None and declared is None:
+        raise BergRayError(f"Content-Length {content_length[:ECHO_CHARS]!r} is not a byte count in ASCII digits "
+                           f"(at most {MAX_NUMBER_DIGITS}); "
+                           "send the body's length in bytes (or no Content-Length)")
     if declared is not None and declared > limits.max_bytes:
         raise RequestTooLargeError(f"request body of {declared} bytes exceeds the limit of {limits.max_bytes} "
                                    "bytes; send fewer or shorter videos per request")

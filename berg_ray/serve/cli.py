@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from berg_ray.config import DEFAULT_SERVE_PORT, PRECISIONS, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError, validation_summary
+from berg_ray.numbers import int_flag
 from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
 
 PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")  # Serve's proxy_location values
@@ -31,7 +32,7 @@ def add_serve_command(subparsers: Any) -> None:
     parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all' "
                                                          "(default: the config's sessions, else all)")
     parser.add_argument("--host", default=None, help="HTTP host (default: the config's, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help=f"HTTP port (default: the config's, else "
+    parser.add_argument("--port", type=int_flag, default=None, help=f"HTTP port (default: the config's, else "
                                                                f"{DEFAULT_SERVE_PORT})")
     parser.add_argument("--token-env", default=None, help="environment variable holding the bearer token "
                                                           "(default: the config's, else no authentication)")
@@ -121,12 +122,15 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
     shutdown task runs, and Ray prints the killed task on the console), and its processes are reaped even if this
     process is killed (berg_ray.local_ray); on a joined cluster only our application and Serve are removed.
     ``proxy_location``: where Serve runs HTTP proxies (HeadOnly, EveryNode; None: Serve's default).
-    ``metrics_export_port``: the Prometheus port of a local cluster (berg_ray.ray_setup.init_ray)."""
+    ``metrics_export_port``: the Prometheus port of a local cluster (berg_ray.ray_setup.init_ray).
+    The bearer token (``args.token_env``) is read and removed from this process's environment before Ray starts,
+    so no Ray process of a local cluster inherits it; the ingress replicas receive only its SHA-256 digest."""
     from ray import serve
 
     from berg_ray.local_ray import ray_session
-    from berg_ray.serve.app import build_app, core_gpus
+    from berg_ray.serve.app import build_app_with_digest, core_gpus, take_token_digest
 
+    digest = take_token_digest(args.token_env)  # before Ray starts: its processes inherit this environment
     with ray_session(address, verbose=verbose, metrics_export_port=metrics_export_port) as owns:
         try:
             gpus, reason = core_gpus(args)  # decided once, here: the printed reason is what gets deployed
@@ -134,7 +138,7 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
             print(f"core replicas on {'GPU' if gpus else 'CPU'}: {reason}"
                   + ("; the service is ready once a GPU node runs a core replica" if gpus else ""), flush=True)
             serve.start(proxy_location=proxy_location, http_options={"host": host, "port": port})
-            serve.run(build_app(args), name=SERVE_APP_NAME, route_prefix="/")
+            serve.run(build_app_with_digest(args, digest), name=SERVE_APP_NAME, route_prefix="/")
             yield f"http://{host}:{port}"
         finally:
             if not owns:

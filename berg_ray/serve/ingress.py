@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,10 +27,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from berg_ray.checkpoint.release import read_scan_units
-from berg_ray.config import ScanId, ServeArgs
+from berg_ray.config import ECHO_CHARS, ScanId, ServeArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.metrics import RECORDER, record_request, route_of
+from berg_ray.numbers import ascii_int
 from berg_ray.serve.admission import ByteBudget, Gate
 from berg_ray.serve.body import BodyLimits, ClientClock, read_body
 from berg_ray.serve.decoding import (DecodeLimits, DecodedRequest, build_decoder, decode_request, inflated_size,
@@ -210,9 +210,11 @@ def _selection_of(rois: list[str], fields: list[str]) -> dict[str, Any] | None:
     if rois:
         selection["roi"] = rois
     if fields:
-        if not all(re.fullmatch(r"\s*[0-9]+\s*", f) for f in fields):
-            raise InvalidSelectionError(f"field must be a field number (e.g. field=2), got {fields}")
-        selection["field"] = [int(f) for f in fields]
+        numbers = [ascii_int(f) for f in fields]
+        if None in numbers:
+            shown = [f if len(f) <= ECHO_CHARS else f"{f[:ECHO_CHARS]}..." for f in fields]
+            raise InvalidSelectionError(f"field must be a field number in ASCII digits (e.g. field=2), got {shown}")
+        selection["field"] = numbers
     return selection or None
 
 

@@ -20,6 +20,7 @@ import io
 import math
 import zipfile
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -112,6 +113,16 @@ def decode_npy(body: bytes) -> np.ndarray:
     if not body:
         raise InvalidStimulusError("empty request body; send the video as an .npy file (application/x-npy)")
     stream = io.BytesIO(body)
+    _check_npy_header(stream, len(body), "request body")
+    return np.load(io.BytesIO(body), allow_pickle=False)
+
+
+def _check_npy_header(stream: BinaryIO, size: int, what: str) -> None:
+    """Read the ``.npy`` header at the start of ``stream`` (``size`` bytes in all) and raise InvalidStimulusError
+    unless it declares a plain (non-object) array of a valid shape whose data is exactly the rest of the stream.
+
+    Checked before any data is read, so a header declaring more than is sent (a shape too large to allocate)
+    is refused without allocating it."""
     try:
         readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
         version = np.lib.format.read_magic(stream)
@@ -119,15 +130,16 @@ def decode_npy(body: bytes) -> np.ndarray:
             raise ValueError(f"unsupported .npy format version {version}")
         shape, _, dtype = readers[version](stream)
     except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise InvalidStimulusError(f"request body is not a valid .npy array ({exc}); send np.save output of a "
+        raise InvalidStimulusError(f"{what} is not a valid .npy array ({exc}); send np.save output of a "
                                    "uint8 [T,144,256] or [B,T,144,256] array") from None
     if dtype.hasobject:
-        raise InvalidStimulusError(f".npy dtype {dtype} holds Python objects; send a uint8 array")
-    declared, present = math.prod(shape) * dtype.itemsize, len(body) - stream.tell()
+        raise InvalidStimulusError(f"{what}: .npy dtype {dtype} holds Python objects; send a uint8 array")
+    if any(n < 0 for n in shape):
+        raise InvalidStimulusError(f"{what}: .npy header declares the negative shape {shape}; send np.save output")
+    declared, present = math.prod(shape) * dtype.itemsize, size - stream.tell()
     if declared != present:
-        raise InvalidStimulusError(f".npy header declares shape {shape} of {dtype} ({declared} data bytes) but the "
-                                   f"body holds {present} data bytes; send the complete np.save output")
-    return np.load(io.BytesIO(body), allow_pickle=False)
+        raise InvalidStimulusError(f"{what}: .npy header declares shape {shape} of {dtype} ({declared} data bytes) "
+                                   f"but holds {present} data bytes; send the complete np.save output")
 
 
 @dataclass(frozen=True)
@@ -191,7 +203,11 @@ def _read_npz(body: bytes, max_member_bytes: int) -> dict[str, np.ndarray]:
                                        f"limit of {max_member_bytes} bytes; send fewer or shorter videos")
         try:
             with archive.open(info) as file:
+                _check_npy_header(file, info.file_size, f"the .npz member {name!r}")
+                file.seek(0)
                 members[name] = np.lib.format.read_array(file, allow_pickle=False)
+        except InvalidStimulusError:
+            raise
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array ({exc})") from None
     return members

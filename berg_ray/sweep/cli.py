@@ -6,6 +6,7 @@ import argparse
 
 from berg_ray.config import (DEFAULT_PRECISION, DEFAULT_RESOURCE_WAIT_S, DEFAULT_SWEEP_BATCH_SIZE,
                              DEFAULT_SWEEP_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, PRECISIONS, SWEEP_DEVICES, SweepArgs)
+from berg_ray.numbers import float_flag, int_flag
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,17 +25,17 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--output", required=True, help="local directory or s3://bucket/prefix/ for Parquet")
     parser.add_argument("--sessions", default="all",
                         help="comma-separated scans (session-8_scan-5,session-4_scan-7) or 'all'")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_SWEEP_BATCH_SIZE, help="stimuli per micro-batch")
-    parser.add_argument("--chunk-frames", type=int, default=DEFAULT_SWEEP_CHUNK_FRAMES,
+    parser.add_argument("--batch-size", type=int_flag, default=DEFAULT_SWEEP_BATCH_SIZE, help="stimuli per micro-batch")
+    parser.add_argument("--chunk-frames", type=int_flag, default=DEFAULT_SWEEP_CHUNK_FRAMES,
                         help="frames per forward call; memory grows with batch x chunk (~2 MB per video frame on CPU); "
                              "results do not depend on it")
     parser.add_argument("--reduce", choices=("none", "mean"), default="none",
                         help="'none': responses per frame; 'mean': mean over frames after --skip-frames")
-    parser.add_argument("--skip-frames", type=int, default=0, help="leading frames dropped from every response")
+    parser.add_argument("--skip-frames", type=int_flag, default=0, help="leading frames dropped from every response")
     parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                         help="numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs; part of the output's content")
     parser.add_argument("--resize", action="store_true", help="resize other frame sizes to 144x256 (bilinear)")
-    parser.add_argument("--max-frames", type=int, default=DEFAULT_SWEEP_MAX_FRAMES,
+    parser.add_argument("--max-frames", type=int_flag, default=DEFAULT_SWEEP_MAX_FRAMES,
                         help=f"most frames at 30 Hz per stimulus ({DEFAULT_SWEEP_MAX_FRAMES} = 10 min); longer inputs "
                              "are listed as errors")
     parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL)")
@@ -60,22 +61,22 @@ def add_encoder_pool_options(parser: argparse.ArgumentParser) -> None:
                             "them; the sweep waits); 'cpu': CPU actors; 'auto': GPUs when the cluster has them now "
                             "or its autoscaler can start them, else CPU (the first line printed says which and why) "
                             "(default: %(default)s)")
-    group.add_argument("--num-workers", type=int, default=None,
+    group.add_argument("--num-workers", type=int_flag, default=None,
                        help="a fixed pool of this many actors (default: GPU pools autoscale, see --min-workers and "
                             "--max-workers; CPU pools are sized from the cluster's CPUs)")
-    group.add_argument("--min-workers", type=int, default=None,
+    group.add_argument("--min-workers", type=int_flag, default=None,
                        help="GPU pool: actors whose GPUs the sweep waits for before starting (default: 1)")
-    group.add_argument("--max-workers", type=int, default=None,
+    group.add_argument("--max-workers", type=int_flag, default=None,
                        help="GPU pool: most actors as GPU nodes join (default: one per micro-batch)")
-    group.add_argument("--resource-wait-s", type=float, default=DEFAULT_RESOURCE_WAIT_S,
+    group.add_argument("--resource-wait-s", type=float_flag, default=DEFAULT_RESOURCE_WAIT_S,
                        help="GPU pool: seconds to wait for the GPUs of --min-workers actors, then exit 2 with "
                             "nothing written (default: %(default)s)")
-    group.add_argument("--num-gpus-per-worker", type=float, default=1.0,
+    group.add_argument("--num-gpus-per-worker", type=float_flag, default=1.0,
                        help="GPUs per GPU actor (default: %(default)s)")
     group.add_argument("--accelerator-resource", default="GPU",
                        help="Ray resource GPU actors request: GPU, or a custom resource your GPU node types declare "
                             "(default: %(default)s)")
-    group.add_argument("--num-cpus-per-worker", type=float, default=None,
+    group.add_argument("--num-cpus-per-worker", type=float_flag, default=None,
                        help="CPUs per actor (default: 1 on GPUs, else sized from the cluster)")
 
 

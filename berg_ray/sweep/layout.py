@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from berg_ray.config import SWEEP_FORMAT_VERSION, ScanId
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.names import is_utf8, printable_name
+from berg_ray.redact import redact_credentials
 from berg_ray.storage import Store
 from berg_ray.units import ScanUnits
 
@@ -133,7 +134,8 @@ def input_error(store: Store, stimulus_id: str, name: str, exc: Exception, error
     (Parquet and JSON cannot hold it): then its undecodable bytes are escaped (``berg_ray.names``). The message
     always shows names with control characters escaped, so it cannot forge lines where it is printed.
     """
-    message = str(exc) if isinstance(exc, BergRayError) else f"{name}: {type(exc).__name__}: {exc}"
+    message = (str(exc) if isinstance(exc, BergRayError)
+               else redact_credentials(f"{name}: {type(exc).__name__}: {exc}"))
     uri = store.uri_of(name)
     return {"stimulus_id": stimulus_id if is_utf8(stimulus_id) else printable_name(stimulus_id),
             "input": uri if is_utf8(uri) else printable_name(uri), "error_type": error_type or type(exc).__name__,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from berg_ray.config import ServeArgs
 from berg_ray.errors import (BergRayError, InvalidSelectionError, InvalidSessionError, InvalidStimulusError,
                              ScanNotAvailableError)
 from berg_ray.inference import encode_videos
-from berg_ray.serve.app import build_app
+from berg_ray.serve.app import build_app, take_token_digest
 from berg_ray.serve.client import _error_of, _selection_query
 from berg_ray.serve.core import VideoJob, plan_segments, run_batch, take_rows
 from berg_ray.serve.protocol import (OverloadedError, ReplicaLostError, RequestTooLargeError, UnauthorizedError,
@@ -115,6 +116,15 @@ def test_build_app_fails_loudly(fixture_berg_dir, monkeypatch):
         build_app({"berg_dir": str(fixture_berg_dir), "token_env": "BERG_TEST_TOKEN"})
     with pytest.raises(ScanNotAvailableError, match="session-9_scan-6"):
         build_app({"berg_dir": str(fixture_berg_dir), "sessions": ["session-9_scan-6"]})
+
+
+def test_take_token_digest_leaves_the_token_out_of_the_environment(monkeypatch):
+    """``berg-ray serve`` takes the token before Ray starts (tests/serve/test_secrets.py runs the whole command)."""
+    monkeypatch.setenv("BERG_TEST_TOKEN", "s3cret")
+    assert take_token_digest("BERG_TEST_TOKEN") == token_digest("s3cret") and "BERG_TEST_TOKEN" not in os.environ
+    assert take_token_digest(None) is None
+    with pytest.raises(BergRayError, match="BERG_TEST_TOKEN"):
+        take_token_digest("BERG_TEST_TOKEN")
 
 
 def test_plan_segments_cuts_at_ends_and_chunks():

@@ -7,12 +7,14 @@ closed by the test; every flood is bounded in count and in time.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -156,8 +158,31 @@ def _npy_with_shape(shape: str) -> bytes:
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(2 * 144 * 256)
 
 
+def _npz_of(member: bytes) -> bytes:
+    """A compressed .npz whose member ``stimulus`` holds ``member`` (an .npy file, header and data)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("stimulus.npy", member)
+    return buffer.getvalue()
+
+
+def _npy_header_only(shape: str) -> bytes:
+    return _npy_with_shape(shape)[:-2 * 144 * 256]
+
+
+MANY_DIGITS = "8" * 5_000  # Python's int() refuses more than 4,300 digits
+ZEROS = encode_npy(np.zeros((2, 144, 256), np.uint8))
 MALFORMED = [
     (ENCODE, _npy_with_shape("(1000000000, 144, 256)"), "shape"),
+    (ENCODE, _npz_of(_npy_header_only("(1000000, 1000000, 144, 256)")), "shape"),  # MemoryError: was a 500
+    (ENCODE, _npz_of(_npy_with_shape("(-2, -144, 256)")), "negative shape"),
+    (ENCODE, _npy_with_shape("(-2, -144, 256)"), "negative shape"),
+    (ENCODE + "&field=" + MANY_DIGITS, ZEROS, "field"),
+    (ENCODE + "&field=%D9%A2", ZEROS, "ASCII"),  # Arabic-Indic 2
+    (f"/v1/encode?train_session=session-{MANY_DIGITS}_scan-5", ZEROS, "malformed"),
+    ("/v1/encode?train_session=session-%D9%A8_scan-%D9%A5", ZEROS, "ASCII"),  # session-٨_scan-٥ was session-8_scan-5
+    (f"/v1/metadata/session-{MANY_DIGITS}_scan-5", None, "malformed"),
+    ("/v1/metadata/session-%EF%BC%98_scan-5", None, "malformed"),  # a fullwidth 8
     (ENCODE, _npy_with_shape("(3, 144, 256)"), "bytes"),
     (ENCODE, _npy_with_shape("(2, 144, 256)") + b"trailing", "bytes"),
     (ENCODE + "&field=%C2%B2", encode_npy(np.zeros((2, 144, 256), np.uint8)), "field"),

@@ -12,17 +12,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from berg_ray.config import INGRESS_LIGHT_SLOTS, IngressArgs, ScanId, ServeArgs
-from berg_ray.errors import BergRayError, InvalidSessionError, InvalidStimulusError, MalformedSessionError
+from berg_ray.errors import (BergRayError, InvalidSelectionError, InvalidSessionError, InvalidStimulusError,
+                             MalformedSessionError)
 from berg_ray.serve.admission import Gate
 from berg_ray.serve.body import BodyLimits, read_body
-from berg_ray.serve.protocol import (OverloadedError, RequestTimeoutError, RequestTooLargeError, decode_npy,
-                                     status_of)
+from berg_ray.serve.protocol import (OverloadedError, RequestTimeoutError, RequestTooLargeError, decode_encode_body,
+                                     decode_npy, status_of)
 
 LIMITS = BodyLimits(max_bytes=1000, grace_s=0.3, min_bytes_per_s=1000.0, timeout_s=2.0)
 
@@ -178,3 +180,49 @@ def test_statuses_of_the_new_errors():
     assert status_of(MalformedSessionError("x")) == 400 and status_of(InvalidSessionError("x")) == 404
     with pytest.raises(MalformedSessionError):
         ScanId.parse("session-8_scan-")
+
+
+@pytest.mark.parametrize("content_length", ["\u0662", "2" * 5_000, "-2", "0x2", "2 2"])
+def test_a_content_length_that_is_not_ascii_digits_is_refused(content_length):
+    """'٢' was taken as 2; 5,000 digits raised int()'s ValueError (a 500)."""
+    receive = _receiver([_body(b"ab", more=False)], [0.0])
+    with pytest.raises(BergRayError, match="not a byte count in ASCII digits"):
+        asyncio.run(read_body(receive, content_length, LIMITS))
+
+
+@pytest.mark.parametrize("name", ["session-\u0668_scan-\u0665", "session\uff18_scan5", "session-8_scan-5\n\u0665",
+                                  f"session-{'8' * 5_000}_scan-5", f"session-8_scan-{'0' * 5_000}5"])
+def test_scan_numbers_are_ascii_digits_of_bounded_length(name):
+    """'session-٨_scan-٥' parsed as session-8_scan-5; 5,000 digits raised int()'s ValueError (a 500)."""
+    with pytest.raises(MalformedSessionError, match="ASCII digits") as caught:
+        ScanId.parse(name)
+    assert len(str(caught.value)) < 600  # the value is cut, not echoed whole
+    assert ScanId.parse(" session08_scan-5 ") == ScanId(8, 5)
+
+
+def test_field_query_values_are_ascii_digits_of_bounded_length():
+    from berg_ray.serve.ingress import _selection_of
+
+    assert _selection_of(["V1"], [" 2", "3"]) == {"roi": ["V1"], "field": [2, 3]}
+    for bad in ("\u0662", "\uff12", "2" * 5_000, "-2", "2.0", ""):
+        with pytest.raises(InvalidSelectionError, match="ASCII digits"):
+            _selection_of([], ["1", bad])
+
+
+def _npz(member: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("stimulus.npy", member)
+    return buffer.getvalue()
+
+
+def test_npy_headers_declaring_unallocatable_or_negative_shapes_are_400():
+    """An .npz member declaring 32 PiB raised MemoryError (a 500); negative dimensions raised ValueError."""
+    frames = bytes(2 * 144 * 256)
+    with pytest.raises(InvalidStimulusError, match=r"member 'stimulus'.*shape \(1000000, 1000000, 144, 256\)") as c:
+        decode_encode_body(_npz(_npy((10**6, 10**6, 144, 256), b"")), 10**8)
+    assert status_of(c.value) == 400
+    for body in (_npy((-2, -144, 256), frames), _npz(_npy((-2, -144, 256), frames))):
+        with pytest.raises(InvalidStimulusError, match="negative shape"):
+            decode_encode_body(body, 10**8)
+    assert decode_encode_body(_npz(_npy((2, 144, 256), frames)), 10**8).stimulus.shape == (2, 144, 256)
