@@ -224,6 +224,9 @@ def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], sc
     from ray.data import DataContext
     from tqdm import tqdm
 
+    from berg_ray.ray_setup import quiet_ray_loggers
+
+    quiet_ray_loggers(args.verbose)  # importing ray.data (after Ray started) gave it console handlers of its own
     record_sweep_failures(result.output, len(result.errors))  # the listing's; the actors count decode errors
     dataset = build_dataset(args, pool, shards, scans, in_store, out_store, content)
     context = DataContext.get_current()

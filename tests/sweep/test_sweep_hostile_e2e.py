@@ -59,7 +59,8 @@ def test_second_sweep_refused_killed_one_expires_and_next_run_completes(ray_clus
                                                                          fixture_stimuli, tmp_path):
     videos = _write_inputs(tmp_path / "in", fixture_stimuli, n=6, frames=8)
     out = tmp_path / "out"
-    first = _options(fixture_berg_dir, tmp_path / "in", out, batch_size=2, lease_ttl_s=6.0)
+    ttl_s = 20.0  # long enough that the refusal below still sees it on a loaded machine (killing took > 6 s)
+    first = _options(fixture_berg_dir, tmp_path / "in", out, batch_size=2, lease_ttl_s=ttl_s)
     address = ray_cluster.get_runtime_context().gcs_address
     driver = subprocess.Popen([sys.executable, "-c", f"from berg_ray.sweep import run; run(**{first!r}, "
                                f"address={address!r})"], cwd=REPO_ROOT)
@@ -73,6 +74,7 @@ def test_second_sweep_refused_killed_one_expires_and_next_run_completes(ray_clus
         assert time.monotonic() - started < 30  # refused up front: no model, no actor
     finally:
         driver.send_signal(signal.SIGKILL)
+        killed = time.monotonic()  # its last renewal was before this: the lease expires by killed + ttl_s
         driver.wait()
     _wait_until_gone(_encoder_pids)
     stale = out / "_tmp" / "part-x.parquet.0123.tmp"  # what a writer killed mid-file leaves
@@ -80,7 +82,7 @@ def test_second_sweep_refused_killed_one_expires_and_next_run_completes(ray_clus
     stale.write_bytes(b"PAR1 half a file")
     with pytest.raises(StorageError, match="expires"):  # the dead run's lease is still valid for a few seconds
         run(**_options(fixture_berg_dir, tmp_path / "in", out, batch_size=3))
-    time.sleep(6.5)
+    time.sleep(max(0.0, killed + ttl_s + 0.5 - time.monotonic()))
     result = run(**_options(fixture_berg_dir, tmp_path / "in", out, batch_size=2))
     assert result.ok and not stale.exists() and not (out / lease.LEASE_FILE).exists()
     rows = _rows(pq.read_table(out))  # exactly once
