@@ -68,7 +68,8 @@ def inflated_size(body: bytes, limits: DecodeLimits) -> int:
         RequestTooLargeError: a member declares more than ``max_member_bytes``, or the body would inflate more than
             ``max_inflate_ratio`` times its size.
         InvalidStimulusError: not a readable archive, too many members, a pickled member, or a member whose
-            ``.npy`` header disagrees with the member's size in the archive.
+            ``.npy`` header declares a negative shape or disagrees with the member's size in the archive (checked
+            first: a header that lies is malformed whatever size it claims).
     """
     if not body.startswith(_ZIP_MAGIC):
         return len(body)
@@ -105,15 +106,18 @@ def _member_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_member_byt
     if dtype.hasobject:
         raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array (dtype {dtype} holds "
                                    "Python objects); send a uint8 array")
+    if any(n < 0 for n in shape):
+        raise InvalidStimulusError(f"the .npz member {name!r}: .npy header declares the negative shape {shape}; send "
+                                   "np.savez output")
     data_bytes = math.prod(shape) * dtype.itemsize
+    if header_bytes + data_bytes != info.file_size:  # a header that lies is malformed (400), whatever it claims
+        raise InvalidStimulusError(f"the .npz member {name!r} declares shape {shape} of {dtype} ({data_bytes} data "
+                                   f"bytes) but the archive records {info.file_size - header_bytes}; send the "
+                                   "complete np.savez output")
     if data_bytes > max_member_bytes:
         raise RequestTooLargeError(f"the .npz member {name!r} decompresses to {data_bytes} bytes (shape {shape} of "
                                    f"{dtype}), over the limit of {max_member_bytes} bytes; send fewer or shorter "
                                    "videos")
-    if header_bytes + data_bytes != info.file_size:
-        raise InvalidStimulusError(f"the .npz member {name!r} declares shape {shape} of {dtype} ({data_bytes} data "
-                                   f"bytes) but the archive records {info.file_size - header_bytes}; send the "
-                                   "complete np.savez output")
     return data_bytes
 
 
