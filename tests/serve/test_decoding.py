@@ -64,8 +64,12 @@ def _npz_with_header(shape: tuple[int, ...], data: bytes) -> bytes:
 
 def test_a_header_that_disagrees_with_the_archive_is_400_without_allocating():
     body = _npz_with_header((1_000_000, 144, 256), bytes(2 * 144 * 256))
-    with pytest.raises(RequestTooLargeError, match=r"decompresses to 36864000000 bytes \(shape \(1000000, 144, 256\)"):
-        inflated_size(body, LIMITS)  # 36.9 GB declared: over the member limit
+    with pytest.raises(InvalidStimulusError, match=r"declares shape \(1000000, 144, 256\) of uint8 \(36864000000 "
+                                                   r"data bytes\) but the archive records 73728"):
+        inflated_size(body, LIMITS)  # 36.9 GB declared, 74 kB present: a lying header is malformed (400)
+    honest = _npz_with_header((2, 144, 256), bytes(2 * 144 * 256))
+    with pytest.raises(RequestTooLargeError, match=r"decompresses to 73728 bytes \(shape \(2, 144, 256\)"):
+        inflated_size(honest, DecodeLimits(max_member_bytes=1000, max_inflate_ratio=DEFAULT_MAX_INFLATE_RATIO))
     body = _npz_with_header((3, 144, 256), bytes(2 * 144 * 256))
     with pytest.raises(InvalidStimulusError, match="110592 data bytes.* archive records 73728"):
         inflated_size(body, LIMITS)
