@@ -17,6 +17,11 @@ from berg_ray.sweep import run
 from berg_ray.sweep.scaling import StatusLine
 
 
+def ours(stderr: str) -> list[str]:
+    """The sweep's own lines (the session's shared cluster also forwards its workers' logs to this stderr)."""
+    return [line for line in stderr.splitlines() if line.startswith(("encoders on ", "waiting for ", "1 GPU "))]
+
+
 def test_auto_uses_gpus_that_are_up_or_startable_and_says_why():
     up = choose_device("auto", Capacity("GPU", 4.0, None, "no autoscaler config was found on the head node"))
     assert up.on_accelerator and up.reason == "--device auto: the cluster has 4 GPU now"
@@ -104,7 +109,7 @@ def test_cuda_on_a_cluster_without_gpus_waits_then_fails_having_written_nothing(
                                            r".*--resource-wait-s.*--device cpu; nothing was written"):
         run(berg_dir=str(fixture_berg_dir), input=str(tmp_path / "in"), output=str(tmp_path / "out"),
             device="cuda", resource_wait_s=3, show_progress=True)
-    lines = capsys.readouterr().err.splitlines()
+    lines = ours(capsys.readouterr().err)
     assert lines[0] == "encoders on GPU: --device cuda; the cluster has no GPU and no autoscaler config was found " \
                        "on the head node"
     assert re.fullmatch(r"waiting for 1 GPU, 0 up: [0-3] s of at most 3 s \(the autoscaler sees the demand\)",
@@ -125,6 +130,6 @@ def test_auto_on_a_cpu_cluster_runs_on_cpu_and_says_why(ray_cluster, fixture_ber
     result = run(berg_dir=str(fixture_berg_dir), input=str(tmp_path / "in"), output=str(tmp_path / "out"),
                  sessions=["session-8_scan-5"], show_progress=True)
     assert result.ok and result.files_written == 1
-    first = capsys.readouterr().err.splitlines()[0]
+    first = ours(capsys.readouterr().err)[0]
     assert first == ("encoders on CPU: --device auto: the cluster has no GPU and no autoscaler config was found on "
                      "the head node; pass --device cuda to request GPU anyway")
