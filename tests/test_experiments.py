@@ -111,7 +111,8 @@ def test_domains_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_pat
 
 def test_experiment_bad_options_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["experiment", "rf", "--berg-dir", str(tmp_path), "--out", str(tmp_path), "--grid", "3by4"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --grid '3by4' is not ROWSxCOLS with positive integers in ASCII digits, e.g. 6x10"
+    assert capsys.readouterr().err.strip() == ("error: --grid '3by4' is not ROWSxCOLS with positive integers in ASCII "
+                                               "digits, e.g. 6x10")
     assert main(["experiment", "tuning", "--berg-dir", str(tmp_path), "--out", str(tmp_path),
                  "--directions", "3"]) == 2
     assert "directions must be an integer >= 4" in capsys.readouterr().err
