@@ -126,5 +126,5 @@ def test_experiment_refuses_a_bad_metrics_port_before_generating_stimuli(tmp_pat
                            str(fixture_berg_dir), "--out", str(tmp_path / "out"), "--metrics-export-port", "70000"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == ("error: --metrics-export-port '70000' is not a port "
-                                                            "number in 1..65535"), done.stderr[-2000:]
+                                                            "number in 1..65535 (ASCII digits)"), done.stderr[-2000:]
     assert not (tmp_path / "out").exists()
