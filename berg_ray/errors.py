@@ -93,3 +93,7 @@ def validation_summary(error: "ValidationError") -> str:
     """One line naming every invalid field of a pydantic ValidationError: ``core.max_batch: Extra inputs ...``."""
     return "; ".join(f"{'.'.join(str(p) for p in item['loc']) or 'value'}: {item['msg']}"
                      for item in error.errors())
+
+
+class InvalidBehaviourError(BergRayError):
+    """A behaviour input (perspectives / modulations) has the wrong shape, dtype or values."""
