@@ -152,6 +152,8 @@ class EncodingModel(nn.Module):
         Yields:
             (first frame index of the chunk, per-video responses [(T_chunk, U_b)]).
         """
+        _check_behaviour_shape("perspectives", perspectives, *frames.shape[:2])
+        _check_behaviour_shape("modulations", modulations, *frames.shape[:2])
         state = None
         for start in range(0, frames.shape[1], chunk_frames):
             chunk = frames[:, start:start + chunk_frames].to(self.device, non_blocking=True)
@@ -185,5 +187,5 @@ class EncodingModel(nn.Module):
 def _check_behaviour_shape(name: str, value: Tensor | None, batch: int, frames: int) -> None:
     """Guard of the model call (inputs are validated at the edge, berg_ray.behaviour): (B, T, 2) or None."""
     if value is not None and tuple(value.shape) != (batch, frames, 2):
-        raise ValueError(f"{name} has shape {tuple(value.shape)}; expected (B, T, 2) = ({batch}, {frames}, 2) for "
-                         "this chunk of frames")
+        raise ValueError(f"{name} has shape {tuple(value.shape)}; expected (B, T, 2) = ({batch}, {frames}, 2), one row "
+                         "per frame of each video")
