@@ -183,7 +183,7 @@ def _bad(name):
 def test_bad_inputs_are_refused_clearly(name):
     predictions, recordings, message = _bad(name)
     burn_in = {"burn-in": 12, "one frame": 1}.get(name, 0)
-    with pytest.raises(AnalysisInputError, match=None) as error:
+    with pytest.raises(AnalysisInputError) as error:
         correlations(predictions, recordings, burn_in_frames=burn_in)
     assert isinstance(error.value, BergRayError) and message in str(error.value), str(error.value)
 
