@@ -73,13 +73,13 @@ def evaluate(args: EvaluationArgs, files: list[Path]) -> tuple[pd.DataFrame, dic
     """
     from berg_ray.berg_api import BERG
 
+    accumulator = CorrelationAccumulator(args.burn_in_frames)  # checks the burn-in
     berg = BERG(args.berg_dir)
     scan_id = ScanId.parse(args.session)
     units = read_scan_units(berg.berg_dir, scan_id)
     headers = check_recordings(files, units.n_units, args.burn_in_frames)
     model = berg.get_encoding_model(MODEL_ID, train_session=str(scan_id), device=args.device,
                                     chunk_frames=args.chunk_frames, precision=args.precision)
-    accumulator = CorrelationAccumulator(args.burn_in_frames)
     for header in tqdm(headers, unit="video", desc=f"evaluate {scan_id}", disable=not args.show_progress):
         video = read_recording(header.path, units.n_units)
         prediction = predict_trials(model, video)
