@@ -88,6 +88,8 @@ def test_each_trial_is_predicted_with_its_own_behaviour(demo_berg_dir, model, tm
     for name in ("cc_abs", "cc_max", "cc_norm"):
         np.testing.assert_allclose(table[name], expected[name], rtol=1e-5, atol=1e-7)
     assert read_info(tmp_path / "scores.parquet")["videos_with_behaviour"] == 2
+    ignoring = correlations([predictions[0], berg.encode(handle, moving)], recordings, burn_in_frames=BURN_IN)
+    assert not np.allclose(table["cc_abs"], ignoring["cc_abs"], rtol=1e-3)  # the behaviour changed the scores
 
 
 def _write(path, frames=5, trials=2, units=64, **members):
