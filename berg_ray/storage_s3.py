@@ -79,10 +79,10 @@ def check_bucket(bucket: str, uri: str) -> None:
                            "the keys as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
 
 
-def s3_options_for(location: str, endpoint_url: str | None = None) -> S3Options | None:
+def s3_options_for(location: str, endpoint_url: str | None = None, anonymous: bool = False) -> S3Options | None:
     """:func:`resolve_s3_options` for an ``s3://`` location; None for any other (a local path needs no credential
     lookup, and ``open_store`` names an unsupported scheme)."""
-    return resolve_s3_options(endpoint_url) if str(location).startswith("s3://") else None
+    return resolve_s3_options(endpoint_url, anonymous) if str(location).startswith("s3://") else None
 
 
 class S3Store(Store):
@@ -181,7 +181,7 @@ class S3Store(Store):
         if not honoured:
             raise StorageError(f"{self.options.endpoint_name} ignores conditional writes (PutObject If-None-Match), "
                                f"so two sweeps into {self.uri} could not be kept apart; use a store that supports "
-                               f"them (AWS S3, SeaweedFS, MinIO) or a local --output")
+                               f"them (AWS S3, SeaweedFS, MinIO) or a local --out")
 
     def delete(self, name: str) -> None:
         try:
