@@ -3,8 +3,10 @@
 Subcommands: ``encode`` (one video file through one scan), ``demo-release`` (write a generated release),
 ``demo`` (the README's main job), ``serve`` (Ray Serve service), ``sweep`` (Ray Data sweep), ``download``
 (the trained release), ``experiment`` (in-silico experiments), ``evaluate`` (prediction accuracy against recorded
-responses) and ``plot`` (figures of sweep outputs). Every user error prints one line ``error: ...`` and exits with
-status 2; no traceback. ``--help`` of every subcommand shows each option's default. Importing this module (through
+responses) and ``plot`` (figures of sweep outputs). Options shared by several subcommands are defined once, in
+:mod:`berg_ray.cli_options`; every parser is a :class:`~berg_ray.cli_parser.BergRayParser`. Every user error, argparse's
+own included, prints one line ``error: ...`` and exits with status 2; no traceback. ``--help`` of every subcommand
+shows each option's default; ``--version`` prints the package's version. Importing this module (through
 the package) sets the OpenMP wait policy before torch loads (:mod:`berg_ray.threads`); commands that compute here
 set torch's threads from the CPUs available.
 """
@@ -20,19 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from berg_ray.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, DEMO_WORK_DIR, ECHO_CHARS, MODEL_ID, PRECISIONS,
-                             ROIS, ScanId)
+from berg_ray.cli_options import (add_device_options, add_one_session_option, add_output_option,
+                                  add_release_options, add_sessions_option, add_verbosity_options, release_dir)
+from berg_ray.cli_parser import EXIT_USER_ERROR, BergRayParser
+from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEMO_WORK_DIR, ECHO_CHARS, MODEL_ID, ROIS, ScanId
 from berg_ray.errors import BergRayError
 from berg_ray.names import printable_name
 from berg_ray.numbers import ascii_int, int_flag
 from berg_ray.paths import check_output_dir, check_output_file
 from berg_ray.publish import current_umask
 
-EXIT_USER_ERROR = 2
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="berg-ray", description=f"Run {MODEL_ID} (Wang et al., Nature 2025).")
+    parser = BergRayParser(prog="berg-ray", description=f"Run {MODEL_ID} (Wang et al., Nature 2025).")
+    parser.add_argument("--version", action="version", version=f"berg-ray {package_version()}",
+                        help="print the version of berg_ray and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_encode(commands)
     _add_demo_release(commands)
@@ -51,39 +55,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment_command(commands)
     add_evaluate_command(commands)
     add_plot_command(commands)
-    for subparser in commands.choices.values():
-        subparser.formatter_class = DefaultsHelpFormatter
     return parser
 
 
-class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """Appends ``(default: X)`` to every option with a default its help text does not already state."""
+def package_version() -> str:
+    """The installed berg_ray's version (pyproject.toml's ``version``)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if (action.required or action.default is None or action.default is False
-                or action.default == argparse.SUPPRESS or not action.option_strings or "default" in text):
-            return text
-        return f"{text} (default: %(default)s)"
+    try:
+        return version("berg_ray")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _add_encode(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("encode", help="predict responses to one video file (.npy, uint8 [T,144,256])",
                             description="Predict responses of one scan's units to a video saved as .npy.")
-    p.add_argument("--berg-dir", required=True, help="BERG data directory (release layout) or s3://bucket/prefix")
-    p.add_argument("--session", required=True, help="train session, e.g. session-8_scan-5")
+    add_release_options(p, anonymous=True)
+    add_one_session_option(p)
     p.add_argument("--input", required=True, type=Path, help=".npy video, uint8 [T,144,256] or [B,T,144,256]")
-    p.add_argument("--output", required=True, type=Path, help=".npy file for float32 responses [T,U] / [B,T,U]")
+    add_output_option(p, ".npy file for float32 responses [T,U] / [B,T,U]", "FILE", type=Path,
+                      deprecated=("--output",))
     p.add_argument("--roi", action="append", choices=ROIS,
                    help="select units of this area (repeatable; default: all units)")
     p.add_argument("--field", action="append", type=int_flag,
                    help="select units of this imaging field (repeatable; default: all units)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and bfloat16 are faster on GPUs")
+    add_device_options(p, ray=False)
     p.add_argument("--chunk-frames", type=int_flag, default=DEFAULT_CHUNK_FRAMES,
                    help="frames per chunk; memory grows with it, results do not depend on it")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_verbosity_options(p, verbose=False, deprecated_progress=True)
     p.set_defaults(func=_run_encode)
 
 
@@ -93,9 +93,9 @@ def _add_demo_release(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo-release", help="write a generated release (random weights) in the BERG layout",
                             description="Write all release files with the real keys and shapes and seeded random "
                                         "weights, so everything runs without downloading the trained weights.")
-    p.add_argument("--out", required=True, type=Path,
-                   help="directory to write (the berg_dir); must be absent or empty unless --force")
-    p.add_argument("--sessions", default="all", help="comma-separated scans, or 'all'")
+    add_output_option(p, "directory to write (the berg_dir); must be absent or empty unless --force", "DIR",
+                      type=Path)
+    add_sessions_option(p)
     p.add_argument("--units", default=str(DEMO_UNITS), help="units per scan, or 'release' for the released unit counts")
     p.add_argument("--seed", type=int_flag, default=0, help="random seed of the weights and metadata (same seed, same "
                                                        "files)")
@@ -106,9 +106,9 @@ def _add_demo_release(commands: argparse._SubParsersAction) -> None:
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo", help="the main job on built-in demo data (no downloads, no GPU)")
-    p.add_argument("--work-dir", type=Path, default=Path(DEMO_WORK_DIR),
-                   help="where demo files are written, relative to the current directory")
-    p.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log files)")
+    add_output_option(p, "directory the demo's files are written to", "DIR", required=False,
+                      default=Path(DEMO_WORK_DIR), type=Path, deprecated=("--work-dir",))
+    add_verbosity_options(p, quiet=False)
     p.set_defaults(func=_run_demo)
 
 
@@ -118,14 +118,14 @@ def _run_encode(args: argparse.Namespace) -> int:
 
     set_torch_threads()
     stimulus = _read_npy(args.input)
-    check_output_file(args.output, "--output")
+    check_output_file(args.out, "--out")
     selection = {k: v for k, v in (("roi", args.roi), ("field", args.field)) if v}
-    berg = BERG(args.berg_dir)
+    berg = BERG(release_dir(args))
     model = berg.get_encoding_model(MODEL_ID, train_session=args.session, selection=selection or None,
                                     device=args.device, chunk_frames=args.chunk_frames, precision=args.precision)
-    responses = berg.encode(model, stimulus, show_progress=args.progress)
-    write_npy_atomic(args.output, responses)
-    print(f"wrote {args.output}: float32 {list(responses.shape)} ({model.scan_id}, {model.n_units} units)")
+    responses = berg.encode(model, stimulus, show_progress=not args.quiet)
+    write_npy_atomic(args.out, responses)
+    print(f"wrote {args.out}: float32 {list(responses.shape)} ({model.scan_id}, {model.n_units} units)")
     return 0
 
 
@@ -154,7 +154,7 @@ def _run_demo_release(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from berg_ray.demo import run_demo
 
-    return run_demo(args.work_dir, verbose=args.verbose)
+    return run_demo(args.out, verbose=args.verbose)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -184,7 +184,7 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --output") from None
+        raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
     try:
         with os.fdopen(handle, "wb") as file:
             np.save(file, array)
@@ -193,7 +193,7 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
     except BaseException as exc:
         Path(temp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --output") from None
+            raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
         raise
 
 

@@ -18,7 +18,7 @@ def test_encode_writes_the_same_responses_as_the_api(demo_berg_dir, tmp_path):
     video = np.random.default_rng(2).integers(0, 256, (3, 144, 256), dtype=np.uint8)
     np.save(tmp_path / "video.npy", video)
     code = main(["encode", "--berg-dir", str(demo_berg_dir), "--session", "session-4_scan-7", "--input",
-                 str(tmp_path / "video.npy"), "--output", str(tmp_path / "out" / "r.npy"), "--roi", "V1",
+                 str(tmp_path / "video.npy"), "--out", str(tmp_path / "out" / "r.npy"), "--roi", "V1",
                  "--roi", "LM", "--device", "cpu"])
     assert code == 0
     berg = BERG(demo_berg_dir)
@@ -36,11 +36,11 @@ def test_demo_release_writes_requested_scans(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["encode", "--berg-dir", "{rel}", "--session", "session-1_scan-1", "--input", "{video}", "--output", "{out}"],
+    (["encode", "--berg-dir", "{rel}", "--session", "session-1_scan-1", "--input", "{video}", "--out", "{out}"],
      "error: train_session 'session-1_scan-1' is not a released scan"),
-    (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{missing}", "--output",
+    (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{missing}", "--out",
       "{out}"], "error: input"),
-    (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{bad}", "--output", "{out}"],
+    (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{bad}", "--out", "{out}"],
      "error: stimulus frames are 10x10"),
     (["demo-release", "--out", "{out}", "--units", "many"], "error: --units 'many'"),
     (["serve", "--berg-dir", "{missing}"], "error: berg_dir"),  # before Ray starts: no Ray log lines
@@ -79,7 +79,7 @@ def test_encode_unreadable_inputs(demo_berg_dir, tmp_path, make_input, message):
     video = tmp_path / "video.npy"
     make_input(video)
     result = _run_cli("encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
-                      str(video), "--output", str(tmp_path / "o.npy"), "--device", "cpu")
+                      str(video), "--out", str(tmp_path / "o.npy"), "--device", "cpu")
     _assert_one_line_error(result, message)
     assert not (tmp_path / "o.npy").exists()
 
@@ -94,7 +94,7 @@ def test_encode_unwritable_output_fails_before_the_model_runs(demo_berg_dir, tmp
     np.save(tmp_path / "video.npy", np.zeros((2, 144, 256), np.uint8))
     (tmp_path / "file.txt").write_text("keep me")
     result = _run_cli("encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
-                      str(tmp_path / "video.npy"), "--output", output.format(tmp=tmp_path), "--device", "cpu")
+                      str(tmp_path / "video.npy"), "--out", output.format(tmp=tmp_path), "--device", "cpu")
     _assert_one_line_error(result, message.format(tmp=tmp_path))
     assert (tmp_path / "file.txt").read_text() == "keep me" and not Path("/proc/berg-ray-test").exists()
 
@@ -102,7 +102,7 @@ def test_encode_unwritable_output_fails_before_the_model_runs(demo_berg_dir, tmp
 def test_encode_chunk_frames_zero_is_refused(demo_berg_dir, tmp_path):
     np.save(tmp_path / "video.npy", np.zeros((2, 144, 256), np.uint8))
     result = _run_cli("encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
-                      str(tmp_path / "video.npy"), "--output", str(tmp_path / "o.npy"), "--chunk-frames", "0")
+                      str(tmp_path / "video.npy"), "--out", str(tmp_path / "o.npy"), "--chunk-frames", "0")
     _assert_one_line_error(result, "chunk_frames must be a positive integer number of frames, got 0")
 
 
@@ -126,12 +126,12 @@ def test_encode_precision_flag(demo_berg_dir, tmp_path):
     np.save(tmp_path / "video.npy", np.random.default_rng(4).integers(0, 256, (3, 144, 256), dtype=np.uint8))
     common = ["encode", "--berg-dir", str(demo_berg_dir), "--session", "session-4_scan-7", "--input",
               str(tmp_path / "video.npy"), "--device", "cpu"]
-    assert main([*common, "--output", str(tmp_path / "fp32.npy")]) == 0
-    assert main([*common, "--output", str(tmp_path / "bf16.npy"), "--precision", "bfloat16"]) == 0
+    assert main([*common, "--out", str(tmp_path / "fp32.npy")]) == 0
+    assert main([*common, "--out", str(tmp_path / "bf16.npy"), "--precision", "bfloat16"]) == 0
     exact, fast = np.load(tmp_path / "fp32.npy"), np.load(tmp_path / "bf16.npy")
     assert fast.dtype == np.float32 and fast.shape == exact.shape and not np.array_equal(fast, exact)
     assert np.max(np.abs(fast - exact) / exact) < 0.05
-    done = subprocess.run([sys.executable, "-m", "berg_ray.cli", *common, "--output", str(tmp_path / "t.npy"),
+    done = subprocess.run([sys.executable, "-m", "berg_ray.cli", *common, "--out", str(tmp_path / "t.npy"),
                            "--precision", "tf32"], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and done.stderr.startswith("error: precision 'tf32'"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.npy").exists()

@@ -14,6 +14,7 @@ import pytest
 
 from berg_ray import BERG
 from berg_ray.cli import build_parser, main
+from berg_ray.cli_options import cluster_device, local_device, one_scan
 from berg_ray.config import MODEL_ID, ServeArgs
 from berg_ray.errors import BergRayError
 from berg_ray.publish import publish_directory
@@ -75,7 +76,7 @@ def test_encode_output_has_the_mode_the_umask_gives(demo_berg_dir, tmp_path, uma
     previous = os.umask(umask)
     try:
         code = main(["encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
-                     str(tmp_path / "video.npy"), "--output", str(tmp_path / "r.npy"), "--device", "cpu"])
+                     str(tmp_path / "video.npy"), "--out", str(tmp_path / "r.npy"), "--device", "cpu"])
     finally:
         os.umask(previous)
     assert code == 0
@@ -132,13 +133,16 @@ def test_a_sweep_with_nothing_left_to_do_says_so_instead_of_a_rate():
     assert not work.complete_before and "30.00 frames/s" in work.summary()
 
 
+TEXT_TYPES = (local_device, cluster_device, one_scan)  # argparse types of text flags: checked, not numbers
+
+
 def _every_numeric_flag(parser: argparse.ArgumentParser):
     """(parser, flag, type) of every option of ``parser`` and its subcommands (nested) whose type is a number."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 yield from _every_numeric_flag(sub)
-        elif action.option_strings and action.type is not None and action.type not in (str, Path):
+        elif action.option_strings and action.type is not None and action.type not in (str, Path, *TEXT_TYPES):
             yield parser.prog, action.option_strings[0], action.type
 
 

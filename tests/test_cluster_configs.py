@@ -231,14 +231,14 @@ def test_every_berg_ray_command_in_cluster_parses():
 def test_command_check_catches_a_wrong_flag_and_a_bad_value(capsys):
     from berg_ray.errors import BergRayError
 
-    [argv] = berg_ray_commands("ray job submit -- berg-ray sweep --berg-dir b --input i --output o --batchsize 8 && x")
+    [argv] = berg_ray_commands("ray job submit -- berg-ray sweep --berg-dir b --input i --out o --batchsize 8 && x")
     assert argv[-1] == "8"
     with pytest.raises(SystemExit):
         check_command(argv)
     with pytest.raises(BergRayError):
-        check_command(["sweep", "--berg-dir", "b", "--input", "i", "--output", "o", "--batch-size", "0"])
+        check_command(["sweep", "--berg-dir", "b", "--input", "i", "--out", "o", "--batch-size", "0"])
     with pytest.raises(BergRayError):
-        check_command(["download", "--to", "d", "--source", "gs://bucket/berg/"])
+        check_command(["download", "--out", "d", "--source", "gs://bucket/berg/"])
 
 
 def test_rayservice_gpu_group_holds_every_core_replica():

@@ -30,7 +30,7 @@ def _run(argv: list[str], cwd: Path, **env_vars: str) -> subprocess.CompletedPro
 
 def test_demo_prints_only_its_own_lines_and_a_finished_sweep_reruns_without_ray(tmp_path):
     work = tmp_path / "demo"
-    first = _run(["-m", "berg_ray.cli", "demo", "--work-dir", str(work)], tmp_path)
+    first = _run(["-m", "berg_ray.cli", "demo", "--out", str(work)], tmp_path)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     noise = [line for line in (first.stdout + first.stderr).splitlines() if RAY_LOG_LINE.search(line)]
     assert not noise, "\n".join(noise[:20])

@@ -111,7 +111,7 @@ def sweep_job(server: S3Server, bucket: str) -> tuple[str, dict[str, str]]:
     """(entrypoint, env_vars) of `berg-ray sweep` (as `python -m berg_ray.cli`: the same entry point, whatever
     PATH holds) over s3://bucket/in/ -> s3://bucket/out/ with the release at s3://bucket/release/."""
     entrypoint = (f"{sys.executable} -m berg_ray.cli sweep --berg-dir s3://{bucket}/release/ --input s3://{bucket}/in/ "
-                  f"--output s3://{bucket}/out/ --sessions all --batch-size 1 --num-workers 2 "
+                  f"--out s3://{bucket}/out/ --sessions all --batch-size 1 --num-workers 2 "
                   f"--num-cpus-per-worker 1")
     env = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key,
            "AWS_ENDPOINT_URL": server.endpoint, "PYTHONPATH": str(REPO_ROOT),

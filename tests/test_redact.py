@@ -36,8 +36,8 @@ def test_cli_errors_never_show_an_endpoints_password(s3_env, tmp_path, capsys, m
     endpoint = _endpoint_with_credentials(s3_env)
     np.save(tmp_path / "v.npy", np.zeros((2, 144, 256), np.uint8))
     commands = [
-        ["download", "--to", str(tmp_path / "berg"), "--source", f"s3://{bucket}/x/", "--s3-endpoint-url", endpoint],
-        ["sweep", "--berg-dir", str(tmp_path), "--input", f"s3://{bucket}/in/", "--output", str(tmp_path / "out"),
+        ["download", "--out", str(tmp_path / "berg"), "--source", f"s3://{bucket}/x/", "--s3-endpoint-url", endpoint],
+        ["sweep", "--berg-dir", str(tmp_path), "--input", f"s3://{bucket}/in/", "--out", str(tmp_path / "out"),
          "--s3-endpoint-url", endpoint],
     ]
     for argv in commands:
@@ -48,7 +48,7 @@ def test_cli_errors_never_show_an_endpoints_password(s3_env, tmp_path, capsys, m
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("BERG_RAY_CACHE", str(tmp_path / "cache"))
     assert main(["encode", "--berg-dir", f"s3://{bucket}/x/", "--session", "session-8_scan-5", "--input",
-                 str(tmp_path / "v.npy"), "--output", str(tmp_path / "o.npy")]) == 2
+                 str(tmp_path / "v.npy"), "--out", str(tmp_path / "o.npy")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "***@" in err and PASSWORD not in err, err
 
@@ -56,7 +56,7 @@ def test_cli_errors_never_show_an_endpoints_password(s3_env, tmp_path, capsys, m
 def test_a_source_uri_with_credentials_is_redacted_in_s3_errors(s3_env, tmp_path, capsys):
     """The real server refuses the bucket name 'key:pw@bucket'; its error names the URI without the password."""
     bucket = s3_env.new_bucket()
-    assert main(["download", "--to", str(tmp_path / "berg"), "--source",
+    assert main(["download", "--out", str(tmp_path / "berg"), "--source",
                  f"s3://{s3_env.access_key}:{PASSWORD}@{bucket}/x/"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "s3://***@" in err and PASSWORD not in err, err

@@ -76,7 +76,7 @@ def test_a_sweep_on_a_cluster_at_rest_starts_accelerator_nodes_and_uses_them(clu
     for index in range(4):
         np.save(tmp_path / "in" / f"v{index}.npy", rng.integers(0, 256, (4, 144, 256), dtype=np.uint8))
     command = [sys.executable, "-m", "berg_ray.cli", "sweep", "--berg-dir", str(release), "--input",
-               str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--sessions", SCAN, "--batch-size", "1",
+               str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--sessions", SCAN, "--batch-size", "1",
                "--chunk-frames", "4", "--address", ray_cluster.gcs_address, "--accelerator-resource", "fake_gpu",
                "--max-workers", "2", "--resource-wait-s", "300"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO_ROOT,

@@ -137,6 +137,8 @@ class ServeArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     berg_dir: str = Field(..., description="BERG directory holding the release (see design.md)")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint of an s3:// berg_dir; None: "
+                                        "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL of each replica's node, else AWS")
     sessions: list[str] | Literal["all"] = Field("all", description="scans to load, or 'all' present in berg_dir")
     device: str = Field("auto", description="torch device of the core replica: auto, cpu, cuda, cuda:N")
     token_env: str | None = Field(None, description="env var holding the bearer token; None: no auth")

@@ -67,8 +67,8 @@ class SweepArgs(BaseModel):
     resize: bool = Field(False, description="resize frames of another size to 144x256 (bilinear) instead of "
                          "rejecting them")
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; None: AWS_ENDPOINT_URL or AWS")
-    anonymous: bool = Field(False, description="read the input bucket without credentials (public buckets); the "
-                            "output always uses the standard credential chain")
+    anonymous: bool = Field(False, description="read the input and an s3:// release without credentials (public "
+                            "buckets); the output always uses the standard credential chain")
     address: str | None = Field(None, description="Ray cluster address; None: RAY_ADDRESS or a local cluster")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where encoder actors run: 'cuda' requests "
                                                    "GPUs (the autoscaler starts GPU nodes; the sweep waits for "

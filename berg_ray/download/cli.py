@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from berg_ray.cli_options import add_output_option, add_s3_options, add_sessions_option, add_verbosity_options
+
 
 def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``download`` subcommand to the ``berg-ray`` parser."""
@@ -16,15 +18,14 @@ def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
                     "archive). Re-running continues an interrupted download; files appear only complete and "
                     "verified.")
     add = parser.add_argument
-    add("--to", required=True, type=Path, metavar="DIR", help="BERG directory to install into (created)")
+    add_output_option(parser, "BERG directory to install into (created)", "DIR", type=Path, deprecated=("--to",))
     add("--source", default="berg", metavar="SOURCE",
         help="berg, microns, s3://bucket/prefix/ or s3://bucket/path/X.zip")
     add("--md5", default=None, metavar="HEX",
         help="expected MD5 of an archive source (default: the published one for microns; for an s3:// archive, "
              "its ETag when that is an MD5)")
-    add("--sessions", default="all", metavar="a,b|all", help="comma-separated scans (session-8_scan-5,...) or 'all'")
-    add("--s3-endpoint-url", default=None, metavar="URL",
-        help="S3-compatible endpoint for s3:// sources (default: AWS_ENDPOINT_URL, else AWS)")
+    add_sessions_option(parser)
+    add_s3_options(parser)
     add("--metadata-source", default=None, metavar="SOURCE",
         help="berg or s3://bucket/prefix/: where an archive without metadata files gets them (default for "
              "microns: berg)")
@@ -34,7 +35,7 @@ def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     add("--max-total-bytes", default=None, metavar="SIZE",
         help="refuse a download whose release files together exceed SIZE (default: the sum of the bounds of all "
              "files of the whole release)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_verbosity_options(parser, verbose=False)
     parser.set_defaults(func=run_download_command)
     return parser
 
@@ -49,7 +50,7 @@ def run_download_command(ns: argparse.Namespace) -> int:
     limits = SizeLimits(parse_size(ns.max_file_bytes, "--max-file-bytes"),
                         parse_size(ns.max_total_bytes, "--max-total-bytes"))
     source = parse_source(ns.source, ns.md5, ns.s3_endpoint_url, ns.metadata_source)
-    result = download_release(source, ns.to, parse_sessions(ns.sessions), show_progress=not ns.quiet,
+    result = download_release(source, ns.out, parse_sessions(ns.sessions), show_progress=not ns.quiet,
                               limits=limits)
     if not ns.quiet:
         print(result.summary(), flush=True)

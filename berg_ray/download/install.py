@@ -101,7 +101,7 @@ def download_release(source: Source, to: str | os.PathLike[str], sessions: Seque
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BergRayError(f"cannot create {root}: {exc.strerror or exc}; choose a writable --to") from None
+        raise BergRayError(f"cannot create {root}: {exc.strerror or exc}; choose a writable --out") from None
     result = DownloadResult(source.uri, root)
     limits = limits if limits is not None else SizeLimits()
     with locked(root / LOCK_FILE):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 
+from berg_ray.cli_options import (add_cluster_options, add_device_options, add_output_option, add_release_options,
+                                  add_sessions_option, add_verbosity_options, encoder_pool_args)
 from berg_ray.config import (ECHO_CHARS, EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
                              EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
 from berg_ray.errors import BergRayError
 from berg_ray.numbers import ascii_int, int_flag
-from berg_ray.sweep.cli import add_encoder_pool_options, encoder_pool_args
 
 
 def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
     rf = kinds.add_parser("rf", help="flashing ON/OFF dots on a grid -> RF centres vs readout positions")
     _common(rf)
     rf.add_argument("--grid", default=f"{EXPERIMENT_RF_GRID[0]}x{EXPERIMENT_RF_GRID[1]}",
-                    help="dot grid ROWSxCOLS (default %(default)s)")
+                    help="dot grid ROWSxCOLS")
     rf.add_argument("--dot-frames", type=int_flag, default=EXPERIMENT_RF_DOT_FRAMES, help="frames per dot (30 Hz)")
     rf.set_defaults(func=_run_rf)
     domains = kinds.add_parser("domains", help="one stimulus of each out-of-distribution domain -> responses")
@@ -41,21 +42,20 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--berg-dir", required=True, help="BERG directory holding the release")
-    parser.add_argument("--sessions", default="all", help="comma-separated scans or 'all' (default)")
-    parser.add_argument("--out", required=True, help="output: a local directory or s3://bucket/prefix (stimuli, "
-                        "sweep, tables, figures under <out>/<experiment>/; use S3 on a multi-node cluster)")
-    parser.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// --out/--berg-dir "
-                        "(default: AWS_ENDPOINT_URL or AWS)")
+    add_release_options(parser)
+    add_sessions_option(parser)
+    add_output_option(parser, "a local directory or s3://bucket/prefix (stimuli, sweep, tables, figures under "
+                      "<out>/<experiment>/; use S3 on a multi-node cluster)", "DIR")
     parser.add_argument("--burn-in-frames", type=int_flag, default=EXPERIMENT_BURN_IN_FRAMES,
                         help="grey frames before every stimulus, dropped from the mean (model start-up)")
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
-                        help="export Ray's and berg_ray's metrics at http://127.0.0.1:PORT/metrics while the "
-                             "experiment's local cluster runs (default: a port Ray picks; refused with --address: a joined "
-                             "cluster exports on its own nodes' metrics ports)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_encoder_pool_options(parser)
+    add_device_options(parser, ray=True)
+    add_cluster_options(parser)
+    add_verbosity_options(parser)
+
+
+def _sweep_options(ns: argparse.Namespace) -> dict:
+    """The SweepArgs fields of the device, precision, encoder pool and verbosity flags."""
+    return dict(encoder_pool_args(ns), precision=ns.precision, verbose=ns.verbose)
 
 
 def _cluster(ns: argparse.Namespace) -> contextlib.AbstractContextManager:
@@ -69,7 +69,7 @@ def _cluster(ns: argparse.Namespace) -> contextlib.AbstractContextManager:
     check_metrics_export_port(port, ns.address)
     from berg_ray.local_ray import ray_session
 
-    return ray_session(ns.address, metrics_export_port=port)
+    return ray_session(ns.address, verbose=ns.verbose, metrics_export_port=port)
 
 
 def _sessions(value: str) -> list[str] | str:
@@ -95,7 +95,7 @@ def _run_tuning(ns: argparse.Namespace) -> int:
     _announce("tuning", stimulus_set, sessions)
     with cluster:
         tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                                       ns.s3_endpoint_url, encoder_pool_args(ns))
+                                       ns.s3_endpoint_url, _sweep_options(ns))
     _print_summary(tables["summary"], join_uri(ns.out, "tuning"))
     return 0
 
@@ -112,7 +112,7 @@ def _run_rf(ns: argparse.Namespace) -> int:
     _announce("rf", stimulus_set, sessions)
     with cluster:
         tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                                   ns.s3_endpoint_url, encoder_pool_args(ns))
+                                   ns.s3_endpoint_url, _sweep_options(ns))
     _print_summary(tables["summary"], join_uri(ns.out, "rf"))
     return 0
 
@@ -128,7 +128,7 @@ def _run_domains(ns: argparse.Namespace) -> int:
     _announce("domains", stimulus_set, sessions)
     with cluster:
         tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
-                                        ns.s3_endpoint_url, encoder_pool_args(ns))
+                                        ns.s3_endpoint_url, _sweep_options(ns))
     for scan, table in tables.items():
         means = table[[c for c in table.columns if c.startswith("mean_")]].mean()
         print(f"{scan}: population mean response " + ", ".join(f"{k[5:]} {v:.3f}" for k, v in means.items()))

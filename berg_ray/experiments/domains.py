@@ -26,8 +26,8 @@ def run_domains_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: st
       over the frames after the burn-in (the per-frame responses stay in ``sweep/``);
     * ``{scan}.png``: figures.domains_figure (population mean response over time, per-unit means per domain).
 
-    ``pool``: the sweep's encoder-pool options (SweepArgs fields: device, num_workers, min_workers, max_workers,
-    resource_wait_s, ...; berg_ray.sweep.cli.encoder_pool_args).
+    ``pool``: further options of the sweep (SweepArgs fields: device, precision, verbose, num_workers, min_workers,
+    max_workers, resource_wait_s, ...; berg_ray.cli_options.encoder_pool_args).
 
     Returns:
         scan -> per-unit table.

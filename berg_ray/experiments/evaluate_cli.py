@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from berg_ray.config import ACCURACY_BURN_IN_FRAMES, DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, PRECISIONS
+from berg_ray.cli_options import (add_device_options, add_one_session_option, add_output_option,
+                                  add_release_options, add_verbosity_options, release_dir)
+from berg_ray.config import ACCURACY_BURN_IN_FRAMES, DEFAULT_CHUNK_FRAMES
 from berg_ray.errors import BergRayError
 from berg_ray.numbers import int_flag
 
@@ -19,22 +21,19 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
                     "trial, then each trial is predicted with its own behaviour), score the predictions per unit "
                     "(cc_abs, cc_max, cc_norm as the reference computes them) and write a Parquet table with the "
                     "released scores beside them, plus a PNG figure. Runs in this process on --device.")
-    parser.add_argument("--berg-dir", required=True, help="BERG directory of the release, or s3://bucket/prefix")
-    parser.add_argument("--session", required=True, help="train session whose units were recorded, e.g. "
-                                                         "session-8_scan-5")
+    add_release_options(parser, anonymous=True)
+    add_one_session_option(parser)
     parser.add_argument("--recordings", required=True, type=Path,
                         help="a .npz file of one video, or a directory of them (taken in order of file name)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="Parquet table to write (one row per unit); the figure goes beside it as .png")
+    add_output_option(parser, "Parquet table to write (one row per unit); the figure goes beside it as .png", "FILE",
+                      type=Path)
     parser.add_argument("--burn-in-frames", type=int_flag, default=ACCURACY_BURN_IN_FRAMES,
                         help="frames dropped from the start of every video before scoring (the reference's 10)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                        help="numeric precision: float32 matches the reference")
+    add_device_options(parser, ray=False)
     parser.add_argument("--chunk-frames", type=int_flag, default=DEFAULT_CHUNK_FRAMES,
                         help="frames per chunk; memory grows with it and with the trials of a video, results do not "
                              "depend on it")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_verbosity_options(parser, verbose=False)
     parser.set_defaults(func=run_evaluate_command)
     return parser
 
@@ -54,7 +53,7 @@ def run_evaluate_command(ns: argparse.Namespace) -> int:
     check_output_file(figure, "--out's figure")
     files = recording_files(ns.recordings)
     set_torch_threads()
-    args = EvaluationArgs(berg_dir=ns.berg_dir, session=ns.session, burn_in_frames=ns.burn_in_frames,
+    args = EvaluationArgs(berg_dir=release_dir(ns), session=ns.session, burn_in_frames=ns.burn_in_frames,
                           device=ns.device, precision=ns.precision, chunk_frames=ns.chunk_frames,
                           show_progress=not ns.quiet)
     table, info = evaluate(args, files)

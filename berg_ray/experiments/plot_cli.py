@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from berg_ray.cli_options import add_one_session_option, add_output_option, add_s3_options
 from berg_ray.config import ScanId
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.storage import Store, open_store
@@ -25,12 +26,12 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                                              "a --reduce none sweep output, with the stimulus frames above it.")
     responses.add_argument("--input", required=True, help="sweep output: a local directory or s3://bucket/prefix")
     responses.add_argument("--stimulus", required=True, help="stimulus_id (input path without suffix)")
-    responses.add_argument("--session", required=True, help="scan, e.g. session-8_scan-5")
+    add_one_session_option(responses)
     responses.add_argument("--stimuli", default=None, help="the sweep's input (local or s3://), to show the "
-                           "stimulus frames (.npy inputs)")
-    responses.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// locations "
-                           "(default: AWS_ENDPOINT_URL or AWS)")
-    responses.add_argument("--out", type=Path, default=None, help="PNG to write (default: responses_<scan>.png)")
+                           "stimulus frames (.npy inputs; default: no frames)")
+    add_s3_options(responses, anonymous=True)
+    add_output_option(responses, "PNG to write", "PNG", required=False, type=Path,
+                      default_text="responses_<scan>_<stimulus>.png")
     responses.set_defaults(func=_run_plot_responses)
     return parser
 
@@ -42,7 +43,7 @@ def read_stimulus_responses(sweep: Store, stimulus_id: str, scan: str) -> tuple[
         options = json.loads(sweep.read_bytes(MANIFEST_FILE))
     except StorageError:
         raise BergRayError(f"{sweep.uri} is not a sweep output (no readable {MANIFEST_FILE}); pass the sweep's "
-                           "--output") from None
+                           "--out") from None
     if options.get("reduce") != "none":
         raise BergRayError(f"{sweep.uri} holds mean responses (reduce={options.get('reduce')!r}); a raster needs a "
                            "sweep run with --reduce none")
@@ -53,7 +54,7 @@ def read_stimulus_responses(sweep: Store, stimulus_id: str, scan: str) -> tuple[
                          filters=[("stimulus_id", "==", stimulus_id), ("train_session", "==", scan)]).to_pandas()
     if rows.empty:
         raise BergRayError(f"no row for stimulus {stimulus_id!r} and {scan} in {sweep.uri}; check --stimulus "
-                           "(input path without suffix) and --session")
+                           "(input path without suffix) and --sessions")
     return np.stack(rows["responses"].iloc[0]).astype(np.float64), int(options.get("skip_frames", 0))
 
 
@@ -71,17 +72,17 @@ def _run_plot_responses(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.figures import raster_figure
 
     scan = str(ScanId.parse(ns.session))
-    responses, skipped = read_stimulus_responses(_store(ns.input, ns.s3_endpoint_url), ns.stimulus, scan)
+    responses, skipped = read_stimulus_responses(_store(ns.input, ns), ns.stimulus, scan)
     frames = None
     if ns.stimuli is not None:
-        frames = read_stimulus_frames(_store(ns.stimuli, ns.s3_endpoint_url), ns.stimulus)[skipped:]
+        frames = read_stimulus_frames(_store(ns.stimuli, ns), ns.stimulus)[skipped:]
     out = Path(ns.out) if ns.out else Path(f"responses_{scan}_{ns.stimulus.replace('/', '_')}.png")
     raster_figure(responses, frames, f"{scan}: responses to {ns.stimulus}", out)
     print(f"wrote {out}: {responses.shape[1]} units x {responses.shape[0]} frames")
     return 0
 
 
-def _store(location: str, endpoint_url: str | None) -> Store:
+def _store(location: str, ns: argparse.Namespace) -> Store:
     from berg_ray.storage_s3 import s3_options_for
 
-    return open_store(location, s3_options_for(location, endpoint_url))
+    return open_store(location, s3_options_for(location, ns.s3_endpoint_url, ns.anonymous))

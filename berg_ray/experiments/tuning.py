@@ -38,8 +38,8 @@ def run_tuning_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: str
     * ``summary.parquet``: per scan and area the units, median |d pref_ori| and |d pref_dir| (deg) and the
       correlations of OSI, DSI, gOSI, gDSI with in vivo.
 
-    ``pool``: the sweep's encoder-pool options (SweepArgs fields: device, num_workers, min_workers, max_workers,
-    resource_wait_s, ...; berg_ray.sweep.cli.encoder_pool_args).
+    ``pool``: further options of the sweep (SweepArgs fields: device, precision, verbose, num_workers, min_workers,
+    max_workers, resource_wait_s, ...; berg_ray.cli_options.encoder_pool_args).
 
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.

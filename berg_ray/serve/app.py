@@ -21,6 +21,7 @@ from berg_ray.checkpoint.release import available_scans
 from berg_ray import threads
 from berg_ray.config import ReplicaArgs, ScaledDeploymentArgs, ServeArgs
 from berg_ray.download import resolve_berg_dir
+from berg_ray.storage_s3 import s3_options_for
 from berg_ray.errors import BergRayError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.serve.core import CoreServer
 from berg_ray.serve.heads import ReadoutServer
@@ -51,13 +52,14 @@ def build_app_with_digest(args: ServeArgs, digest: str | None) -> Application:
     placement = heads_placement(args.heads, num_gpus)
     heads: Any = None  # in_core: the core replica runs the readout itself
     if placement == "multiplexed":
-        heads = _deployment(ReadoutServer, "ReadoutServer", args.readout).bind(args.berg_dir)
+        heads = _deployment(ReadoutServer, "ReadoutServer", args.readout).bind(args.berg_dir, args.s3_endpoint_url)
     elif placement == "per_scan":
-        heads = {sid: _deployment(ReadoutServer, f"ReadoutServer_{sid}", args.readout).bind(args.berg_dir)
-                 for sid in scan_ids}
+        heads = {sid: _deployment(ReadoutServer, f"ReadoutServer_{sid}", args.readout).bind(
+            args.berg_dir, args.s3_endpoint_url) for sid in scan_ids}
     device = args.device if num_gpus > 0 or args.device != "auto" else "cpu"
     core = _deployment(CoreServer, "CoreServer", args.core, num_gpus).options(
-        user_config=args.batching.model_dump()).bind(args.berg_dir, scan_ids, device, args.core, heads)
+        user_config=args.batching.model_dump()).bind(args.berg_dir, scan_ids, device, args.core, heads,
+                                                     args.s3_endpoint_url)
     return _deployment(Ingress, "Ingress", args.ingress).bind(args, scan_ids, digest, core)
 
 
@@ -77,7 +79,8 @@ def resolve_scan_ids(args: ServeArgs) -> list[str]:
         ReleaseFormatError: ``berg_dir`` does not exist (the message names the absolute path it resolved to).
         ScanNotAvailableError: a requested scan has no weights there.
     """
-    args = args.model_copy(update={"berg_dir": str(resolve_berg_dir(args.berg_dir))})  # s3://: the local cache
+    local = resolve_berg_dir(args.berg_dir, s3_options_for(args.berg_dir, args.s3_endpoint_url))  # s3://: the cache
+    args = args.model_copy(update={"berg_dir": str(local)})
     root = Path(args.berg_dir)
     if not root.is_dir():
         raise ReleaseFormatError(f"berg_dir {args.berg_dir!r} does not exist (resolved to {root.resolve()}, from "

@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from berg_ray.config import DEFAULT_SERVE_PORT, PRECISIONS, SERVE_APP_NAME, ServeArgs
+from berg_ray.cli_options import (add_cluster_options, add_device_options, add_release_options, add_sessions_option,
+                                  add_verbosity_options)
+from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError, validation_summary
 from berg_ray.numbers import int_flag
 from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
@@ -28,9 +30,8 @@ def add_serve_command(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run the Ray Serve HTTP service",
                                    description="Deploy the model as a Ray Serve application and block until "
                                                "SIGINT/SIGTERM. Flags override the config file's args.")
-    parser.add_argument("--berg-dir", required=True, help="BERG directory of the release, or s3://bucket/prefix")
-    parser.add_argument("--sessions", default=None, help="comma-separated scans (session-8_scan-5,...) or 'all' "
-                                                         "(default: the config's sessions, else all)")
+    add_release_options(parser)
+    add_sessions_option(parser, default=None, default_text="the config's sessions, else all")
     parser.add_argument("--host", default=None, help="HTTP host (default: the config's, else 127.0.0.1)")
     parser.add_argument("--port", type=int_flag, default=None, help=f"HTTP port (default: the config's, else "
                                                                f"{DEFAULT_SERVE_PORT})")
@@ -39,26 +40,15 @@ def add_serve_command(subparsers: Any) -> None:
     parser.add_argument("--config", default=None,
                         help="Serve config YAML, e.g. deployments/local-cpu.yaml (default: none: the built-in "
                              "defaults of berg_ray.config.ServeArgs, whatever the working directory)")
-    parser.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one "
-                                                        "(default: a new local cluster)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
-                        help="core replicas: 'cuda' request a GPU each whether or not a GPU node is up (the "
-                             "autoscaler starts one), 'cpu' run on CPUs, 'auto' use GPUs when the cluster has them "
-                             "now or its autoscaler can start them (default: the config's device, else auto)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="core numeric precision: float32 matches the reference; tf32 (CUDA, Ampere+) and "
-                             "bfloat16 are faster on GPUs (default: the config's core.precision, else float32)")
-    parser.add_argument("--metrics-export-port", default=None, metavar="PORT",
-                        help="export Ray's and berg_ray's metrics in Prometheus format at "
-                             "http://127.0.0.1:PORT/metrics (a local cluster only; with --address the cluster's "
-                             "own metrics ports are used; default: a port Ray picks)")
-    parser.add_argument("--verbose", action="store_true", help="also show Ray's own logs (default: in Ray's log "
-                                                               "files)")
+    add_device_options(parser, ray=True, from_config=True)
+    add_cluster_options(parser, encoder_pool=False)
+    add_verbosity_options(parser, quiet=False)
     parser.set_defaults(func=_serve_command)
 
 
 def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None, token_env: str | None,
-                    precision: str | None = None, device: str | None = None) -> ServeArgs:
+                    precision: str | None = None, device: str | None = None, s3_endpoint_url: str | None = None
+                    ) -> ServeArgs:
     """ServeArgs from a Serve config dict (its first application's ``args``) overridden by command-line flags."""
     apps = config.get("applications") or [{}]
     if not isinstance(apps, list) or not isinstance(apps[0], dict) or not isinstance(apps[0].get("args") or {}, dict):
@@ -71,6 +61,8 @@ def serve_args_from(config: dict[str, Any], berg_dir: str, sessions: str | None,
         merged["token_env"] = token_env
     if device is not None:
         merged["device"] = device
+    if s3_endpoint_url is not None:
+        merged["s3_endpoint_url"] = s3_endpoint_url
     if precision is not None:
         merged["core"] = dict(merged.get("core") or {}, precision=precision)
     try:
@@ -168,7 +160,8 @@ def driver_environment() -> str:
 
 def _serve_command(ns: argparse.Namespace) -> int:
     config = read_config(ns.config)
-    args = serve_args_from(config, ns.berg_dir, ns.sessions, ns.token_env, ns.precision, ns.device)
+    args = serve_args_from(config, ns.berg_dir, ns.sessions, ns.token_env, ns.precision, ns.device,
+                           ns.s3_endpoint_url)
     from berg_ray.serve.app import resolve_scan_ids
 
     scans = resolve_scan_ids(args)  # a missing or incomplete release fails here, before Ray starts

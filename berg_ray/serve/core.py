@@ -25,6 +25,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from berg_ray.checkpoint.release import load_model
 from berg_ray.config import BatchingConfig, CoreArgs
 from berg_ray.download import resolve_berg_dir
+from berg_ray.storage_s3 import s3_options_for
 from berg_ray.errors import ScanNotAvailableError
 from berg_ray.metrics import RECORDER, record_encoded
 from berg_ray.model.network import EncodingModel
@@ -54,11 +55,13 @@ class CoreServer:
     """The shared core + per-scan front ends of the loaded scans; every replica one copy, on its own GPU if any."""
 
     def __init__(self, berg_dir: str, scan_ids: list[str], device: str, core: CoreArgs,
-                 heads: DeploymentHandle | dict[str, DeploymentHandle] | None) -> None:
-        """``heads`` None: the readout runs here, on the core's device, and only responses leave it (in_core)."""
+                 heads: DeploymentHandle | dict[str, DeploymentHandle] | None,
+                 s3_endpoint_url: str | None = None) -> None:
+        """``heads`` None: the readout runs here, on the core's device, and only responses leave it (in_core).
+        ``s3_endpoint_url``: the endpoint of an s3:// ``berg_dir`` (None: this node's environment, else AWS)."""
         set_torch_threads(core.torch_threads)  # None: the CPUs Ray reserved for this replica
-        self._model: EncodingModel = load_model(resolve_berg_dir(berg_dir), scan_ids, device=device,
-                                                precision=core.precision)
+        release = resolve_berg_dir(berg_dir, s3_options_for(berg_dir, s3_endpoint_url))
+        self._model: EncodingModel = load_model(release, scan_ids, device=device, precision=core.precision)
         self._heads = None if heads is None else HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._precision = core.precision  # the precision tag of berg_ray_videos_encoded / _frames_encoded

@@ -17,6 +17,7 @@ from ray import serve
 from berg_ray.checkpoint.release import load_readout
 from berg_ray.config import SCAN_FIELDS
 from berg_ray.download import resolve_berg_dir
+from berg_ray.storage_s3 import s3_options_for
 from berg_ray.model.readout import Readout
 from berg_ray.threads import set_torch_threads
 
@@ -24,9 +25,9 @@ from berg_ray.threads import set_torch_threads
 class ReadoutServer:
     """Features (T, 512, 16, 24) of one video -> responses (T, U') of the scan named by the multiplexed model id."""
 
-    def __init__(self, berg_dir: str) -> None:
+    def __init__(self, berg_dir: str, s3_endpoint_url: str | None = None) -> None:
         set_torch_threads()  # the CPUs Ray reserved for this replica
-        self._berg_dir = resolve_berg_dir(berg_dir)
+        self._berg_dir = resolve_berg_dir(berg_dir, s3_options_for(berg_dir, s3_endpoint_url))
 
     @serve.multiplexed(max_num_models_per_replica=len(SCAN_FIELDS))
     async def _load(self, scan_id: str) -> Readout:

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import ECHO_CHARS, ScanId, ServeArgs
 from berg_ray.download import resolve_berg_dir
+from berg_ray.storage_s3 import s3_options_for
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.metrics import RECORDER, record_request, route_of
 from berg_ray.numbers import ascii_int
@@ -53,7 +54,8 @@ class Ingress:
     def __init__(self, args: ServeArgs, scan_ids: list[str], token_digest: str | None,
                  core: DeploymentHandle) -> None:
         self._args, self._token_digest, self._core = args, token_digest, core
-        berg_dir = resolve_berg_dir(args.berg_dir)  # s3://bucket/prefix: this node's verified cached copy
+        # s3://bucket/prefix: this node's verified cached copy
+        berg_dir = resolve_berg_dir(args.berg_dir, s3_options_for(args.berg_dir, args.s3_endpoint_url))
         self._units: dict[str, ScanUnits] = {sid: read_scan_units(berg_dir, sid) for sid in scan_ids}
         self._body_limits = BodyLimits(args.max_body_bytes, args.body_grace_s, args.body_min_bytes_per_s,
                                        args.body_timeout_s)

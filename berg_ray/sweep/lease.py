@@ -83,7 +83,7 @@ class Lease:
         if self.lost is not None:
             raise StorageError(f"this sweep lost its lease on {self.store.uri} to {self.lost} (it was not renewed "
                                f"for longer than its TTL); both sweeps wrote there, so check the output for "
-                               f"duplicate (stimulus_id, train_session) rows or rewrite it to a new --output")
+                               f"duplicate (stimulus_id, train_session) rows or rewrite it to a new --out")
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -124,7 +124,7 @@ def acquire(store: Store, ttl_s: float = SWEEP_LEASE_TTL_S, heartbeat_s: float |
                 if age_s <= holder_ttl:
                     raise StorageError(
                         f"{store.uri} is being written by another sweep ({describe(holder)}; lease renewed "
-                        f"{max(age_s, 0):.0f} s ago): wait until it ends or write to another --output. If that "
+                        f"{max(age_s, 0):.0f} s ago): wait until it ends or write to another --out. If that "
                         f"sweep is dead, its lease expires {max(holder_ttl - age_s, 0):.0f} s from now and the next "
                         f"run takes over (or delete {store.uri_of(LEASE_FILE)} once you are sure)")
                 version = store.put_if(LEASE_FILE, _encode(body), held_version)  # take over the expired lease
@@ -133,7 +133,7 @@ def acquire(store: Store, ttl_s: float = SWEEP_LEASE_TTL_S, heartbeat_s: float |
             lease.start_heartbeat()
             return lease
     raise StorageError(f"could not take the lease {store.uri_of(LEASE_FILE)}: other sweeps keep racing for it; "
-                       f"run one sweep per --output")
+                       f"run one sweep per --out")
 
 
 def describe(holder: dict | None) -> str:

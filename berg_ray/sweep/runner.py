@@ -196,8 +196,9 @@ def _resolve_scans(args: SweepArgs) -> list[str]:
 
 
 def _release_s3(args: SweepArgs) -> S3Options:
-    """How the driver and the encoder actors reach a ``--berg-dir s3://...`` release (the output's options)."""
-    return resolve_s3_options(args.s3_endpoint_url)
+    """How the driver and the encoder actors reach a ``--berg-dir s3://...`` release (unsigned with ``anonymous``,
+    as the input)."""
+    return resolve_s3_options(args.s3_endpoint_url, anonymous=args.anonymous)
 
 
 def _open_stores(args: SweepArgs) -> tuple[Store, Store]:

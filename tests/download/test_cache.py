@@ -75,7 +75,7 @@ def test_encode_cli_reads_an_s3_release_through_the_cache(s3_release, release_di
     video = np.random.default_rng(0).integers(0, 256, (6, 144, 256), dtype=np.uint8)
     np.save(tmp_path / "video.npy", video)
     argv = ["encode", "--berg-dir", s3_release, "--session", "session4_scan7", "--input", str(tmp_path / "video.npy"),
-            "--output", str(tmp_path / "out.npy")]
+            "--out", str(tmp_path / "out.npy")]
     assert main(argv) == 0
     local = BERG(release_dir)
     expected = local.encode(local.get_encoding_model("calcium_2p-wang_2025-3DCNN", "session-4_scan-7"), video)
@@ -102,7 +102,7 @@ def test_missing_s3_release_is_a_clear_error(s3_env, tmp_path, monkeypatch, caps
     bucket = s3_env.new_bucket()
     np.save(tmp_path / "v.npy", np.zeros((2, 144, 256), np.uint8))
     argv = ["encode", "--berg-dir", f"s3://{bucket}/nothing/", "--session", "session-8_scan-5", "--input",
-            str(tmp_path / "v.npy"), "--output", str(tmp_path / "o.npy")]
+            str(tmp_path / "v.npy"), "--out", str(tmp_path / "o.npy")]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no release files under s3://") and "Traceback" not in err
@@ -141,7 +141,7 @@ def test_sweep_cli_with_an_s3_release_fetches_it_once_per_node(s3_release, relea
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("RAY_ADDRESS", None)  # its own local Ray, whose workers inherit BERG_RAY_CACHE and the S3 variables
     command = [sys.executable, "-m", "berg_ray.cli", "sweep", "--berg-dir", s3_release, "--input",
-               str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--sessions", "session-8_scan-5",
+               str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--sessions", "session-8_scan-5",
                "--num-workers", "1", "--quiet"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -156,3 +156,26 @@ def test_sweep_cli_with_an_s3_release_fetches_it_once_per_node(s3_release, relea
     assert len(log) >= 2 and len({line["pid"] for line in log}) == len(log)  # the driver and the encoder actor
     assert sorted(line["files"] for line in log)[-1] == len(release_files(release_dir))
     assert sum(line["files"] for line in log) == len(release_files(release_dir))  # fetched once on this node
+
+
+def test_encode_and_serve_reach_an_s3_release_through_the_endpoint_flag(s3_release, s3_env, tmp_path, monkeypatch):
+    """`--s3-endpoint-url` on encode and serve (they take `--berg-dir s3://...`), with no AWS_ENDPOINT_URL set."""
+    from berg_ray.cli import build_parser
+    from berg_ray.serve.app import resolve_scan_ids
+    from berg_ray.serve.cli import read_config, serve_args_from
+    from berg_ray.serve.core import CoreServer
+    from berg_ray.serve.heads import ReadoutServer
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    np.save(tmp_path / "video.npy", np.zeros((2, 144, 256), np.uint8))
+    assert main(["encode", "--berg-dir", s3_release, "--s3-endpoint-url", s3_env.endpoint, "--sessions",
+                 "session-8_scan-5", "--input", str(tmp_path / "video.npy"), "--out", str(tmp_path / "r.npy"),
+                 "--device", "cpu", "--quiet"]) == 0
+    assert np.load(tmp_path / "r.npy").shape[0] == 2
+    ns = build_parser().parse_args(["serve", "--berg-dir", s3_release, "--s3-endpoint-url", s3_env.endpoint])
+    args = serve_args_from(read_config(None), ns.berg_dir, ns.sessions, ns.token_env, ns.precision, ns.device,
+                           ns.s3_endpoint_url)
+    assert args.s3_endpoint_url == s3_env.endpoint and resolve_scan_ids(args) == list(SCANS[::-1])
+    assert ReadoutServer(s3_release, s3_env.endpoint)._berg_dir.is_relative_to(tmp_path / "cache")
+    core = CoreServer(s3_release, ["session-8_scan-5"], "cpu", args.core, {}, s3_env.endpoint)
+    assert core._model.scan_ids == ["session-8_scan-5"]

@@ -34,7 +34,7 @@ def test_mirror_download_equals_the_source_byte_for_byte(s3_env, release_dir, tm
     bucket = s3_env.new_bucket()
     upload_mirror(s3_env, bucket, "mirror/", release_dir)
     target = tmp_path / "berg"
-    assert main(["download", "--to", str(target), "--source", f"s3://{bucket}/mirror/",
+    assert main(["download", "--out", str(target), "--source", f"s3://{bucket}/mirror/",
                  "--s3-endpoint-url", s3_env.endpoint]) == 0
     assert _installed(target) == release_files(release_dir)
     out = capsys.readouterr()
@@ -49,7 +49,7 @@ def test_mirror_download_equals_the_source_byte_for_byte(s3_env, release_dir, tm
     assert not (target / ".partial").exists()
     _assert_usable(target)
 
-    assert main(["download", "--to", str(target), "--source", f"s3://{bucket}/mirror/"]) == 0  # again: no GET
+    assert main(["download", "--out", str(target), "--source", f"s3://{bucket}/mirror/"]) == 0  # again: no GET
     assert "installed: 0 files" in capsys.readouterr().out
 
 
@@ -109,7 +109,7 @@ def test_corrupted_file_is_refused_and_nothing_is_installed(s3_env, release_dir,
     head = s3_env.client().head_object(Bucket=bucket, Key=f"m/{RELEASE_SUBDIR}/{name}")
     staged.with_name(staged.name + ".source").write_text(json.dumps(
         {"uri": f"s3://{bucket}/m/{RELEASE_SUBDIR}/{name}", "etag": head["ETag"].strip('"'), "size": len(good)}))
-    argv = ["download", "--to", str(tmp_path / "b"), "--source", f"s3://{bucket}/m/", "--quiet"]
+    argv = ["download", "--out", str(tmp_path / "b"), "--source", f"s3://{bucket}/m/", "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "MD5" in err and "nothing was installed" in err and "Traceback" not in err
@@ -124,7 +124,7 @@ def test_archive_download_checks_the_md5_and_unpacks_from_a_nested_folder(s3_env
     s3_env.client().put_object(Bucket=bucket, Key="bossdb/foundation_model_v1.zip", Body=archive)
     md5 = hashlib.md5(archive).hexdigest()
     target = tmp_path / "b"
-    argv = ["download", "--to", str(target), "--source", f"s3://{bucket}/bossdb/foundation_model_v1.zip",
+    argv = ["download", "--out", str(target), "--source", f"s3://{bucket}/bossdb/foundation_model_v1.zip",
             "--md5", md5, "--metadata-source", f"s3://{bucket}/berg/"]
     assert main(argv) == 0
     assert _installed(target) == release_files(release_dir)
@@ -147,7 +147,7 @@ def test_archive_holding_metadata_needs_no_metadata_source(s3_env, release_dir, 
 def test_archive_without_metadata_and_no_metadata_source_is_refused(s3_env, release_dir, tmp_path, capsys):
     bucket = s3_env.new_bucket()
     s3_env.client().put_object(Bucket=bucket, Key="w.zip", Body=zip_bytes(release_dir))
-    assert main(["download", "--to", str(tmp_path / "b"), "--source", f"s3://{bucket}/w.zip", "--quiet"]) == 2
+    assert main(["download", "--out", str(tmp_path / "b"), "--source", f"s3://{bucket}/w.zip", "--quiet"]) == 2
     assert "pass --metadata-source berg" in capsys.readouterr().err
     assert _installed(tmp_path / "b") == {}
 
@@ -158,7 +158,7 @@ def test_corrupted_archive_is_refused_before_unpacking(s3_env, release_dir, tmp_
     md5 = hashlib.md5(archive).hexdigest()
     archive[len(archive) // 2] ^= 0xFF
     s3_env.client().put_object(Bucket=bucket, Key="bad.zip", Body=bytes(archive))
-    argv = ["download", "--to", str(tmp_path / "b"), "--source", f"s3://{bucket}/bad.zip", "--md5", md5, "--quiet"]
+    argv = ["download", "--out", str(tmp_path / "b"), "--source", f"s3://{bucket}/bad.zip", "--md5", md5, "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"expected {md5}" in err and "nothing was installed" in err
@@ -192,7 +192,7 @@ def test_killed_download_process_resumes_with_only_the_rest_fetched(s3_env, tmp_
     target = tmp_path / "b"
     staged = target / ".partial" / WEIGHTS_SUBDIR / "params_8_5.pt"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    process = subprocess.Popen([sys.executable, "-m", "berg_ray.cli", "download", "--to", str(target), "--source",
+    process = subprocess.Popen([sys.executable, "-m", "berg_ray.cli", "download", "--out", str(target), "--source",
                                 f"s3://{bucket}/m/", "--quiet"], env=env)
     deadline = time.monotonic() + 120
     while not (staged.is_file() and staged.stat().st_size >= 2 * 1024 * 1024):

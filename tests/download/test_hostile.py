@@ -46,7 +46,7 @@ def _zip(files: dict[str, bytes], folder: str = "model/", huge: tuple[str, int] 
 
 
 def _run(tmp_path: Path, source: str, *extra: str) -> list[str]:
-    return ["download", "--to", str(tmp_path / "b"), "--source", source, "--quiet", *extra]
+    return ["download", "--out", str(tmp_path / "b"), "--source", source, "--quiet", *extra]
 
 
 def _refused(capsys, *needles: str) -> str:

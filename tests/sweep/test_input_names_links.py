@@ -116,11 +116,11 @@ def test_the_cli_error_line_escapes_names_and_follow_symlinks_is_an_option(tmp_p
     from berg_ray.sweep.cli import sweep_args_from_cli
 
     missing = tmp_path / "no\nsuch: forged"
-    code = main(["sweep", "--berg-dir", str(missing), "--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    code = main(["sweep", "--berg-dir", str(missing), "--input", str(tmp_path), "--out", str(tmp_path / "o")])
     lines = capsys.readouterr().err.splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "no\\nsuch: forged" in lines[0]
 
-    ns = build_parser().parse_args(["sweep", "--berg-dir", "b", "--input", "i", "--output", "o", "--follow-symlinks"])
+    ns = build_parser().parse_args(["sweep", "--berg-dir", "b", "--input", "i", "--out", "o", "--follow-symlinks"])
     assert sweep_args_from_cli(ns).follow_symlinks is True
-    ns = build_parser().parse_args(["sweep", "--berg-dir", "b", "--input", "i", "--output", "o"])
+    ns = build_parser().parse_args(["sweep", "--berg-dir", "b", "--input", "i", "--out", "o"])
     assert sweep_args_from_cli(ns).follow_symlinks is False

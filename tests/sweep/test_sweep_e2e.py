@@ -73,7 +73,7 @@ def test_s3_sweep_matches_local_api_and_reruns_idempotently(ray_cluster, s3_env,
     errors = pq.read_table(f"{bucket}/sweep/_errors/errors.parquet", filesystem=fs).to_pylist()
     assert errors[0]["stimulus_id"] == "broken" and "broken.npy" in errors[0]["input"]
 
-    argv = ["sweep", "--berg-dir", str(fixture_berg_dir), "--input", options["input"], "--output", options["output"],
+    argv = ["sweep", "--berg-dir", str(fixture_berg_dir), "--input", options["input"], "--out", options["output"],
             "--sessions", ",".join(SCANS), "--batch-size", "2", "--quiet"]
     assert _cli(argv) == 1  # the same command again: the broken input still fails, nothing else is recomputed
     again = pq.read_table(f"{bucket}/sweep", filesystem=fs)
@@ -194,7 +194,7 @@ def test_run_returns_quietly_and_the_cli_prints_the_summary_once(ray_cluster, fi
     result = run(**options, show_progress=True)
     assert result.ok and result.files_written == 1
     assert capsys.readouterr().out == ""
-    argv = ["sweep", "--berg-dir", options["berg_dir"], "--input", options["input"], "--output", options["output"],
+    argv = ["sweep", "--berg-dir", options["berg_dir"], "--input", options["input"], "--out", options["output"],
             "--sessions", SCANS[1]]
     assert _cli(argv) == 0  # a re-run: everything is already written
     printed = capsys.readouterr().out

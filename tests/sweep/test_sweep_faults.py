@@ -21,7 +21,7 @@ GB = 10**9
 
 
 def _sweep_cli(berg_dir, source, target, *extra) -> list[str]:
-    return ["sweep", "--berg-dir", str(berg_dir), "--input", str(source), "--output", str(target), "--sessions", SCAN,
+    return ["sweep", "--berg-dir", str(berg_dir), "--input", str(source), "--out", str(target), "--sessions", SCAN,
             "--quiet", *extra]
 
 

@@ -101,7 +101,7 @@ def test_sweep_counters_equal_the_sweep_result(tmp_path, fixture_berg_dir, fixtu
 ])
 def test_sweep_metrics_port_errors_are_one_line(tmp_path, fixture_berg_dir, argv, words):
     done = subprocess.run([sys.executable, "-m", "berg_ray.cli", "sweep", "--berg-dir", str(fixture_berg_dir),
-                           "--input", str(tmp_path), "--output", str(tmp_path / "out"), *argv],
+                           "--input", str(tmp_path), "--out", str(tmp_path / "out"), *argv],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
