@@ -6,9 +6,9 @@ decoding runs in the replica's decode threads (berg_ray.serve.decoding), so the 
 answer.
 
 Every request is validated here, once; the core and heads receive only clean uint8 videos of loaded scans, with
-their behaviour inputs (if any) as float32 (B, T, 2) arrays of the same frames. Any
-failure becomes a JSON ``{"error": ..., "type": ...}`` response with its 4xx status (500 only for a bug), so a bad
-request never takes a replica down. A core (or head) replica that dies while it holds a request makes that request
+their behaviour inputs (if any) as float32 (B, T, 2) arrays of the same frames. Any failure becomes a JSON
+``{"error": ..., "type": ...}`` response with its 4xx status (500 only for a bug), so a bad request never takes a
+replica down. A core (or head) replica that dies while it holds a request makes that request
 a 503 with Retry-After (ReplicaLostError); Serve routes later requests to the other replicas and replaces it.
 """
 
