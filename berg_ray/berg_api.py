@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from berg_ray.behaviour import validate_behaviours
 from berg_ray.checkpoint.release import load_model, read_scan_units, weights_dir
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, ScanId, check_model_id
 from berg_ray.download import resolve_berg_dir
@@ -96,7 +97,8 @@ class BERG:
         return EncodingModelHandle(model_id, scan_id, model, units, selected, chunk_frames)
 
     def encode(self, encoding_model: EncodingModelHandle, stimulus: Any, return_metadata: bool = False,
-               show_progress: bool = False) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
+               show_progress: bool = False, perspectives: Any = None, modulations: Any = None
+               ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
         """Predict responses to a video or a batch of videos.
 
         Args:
@@ -104,18 +106,25 @@ class BERG:
             stimulus: uint8 (or integer-valued) [T, 144, 256] or [B, T, 144, 256], 30 Hz grey-scale.
             return_metadata: also return the metadata of the selected units.
             show_progress: show a progress bar over frames.
+            perspectives: optional eye position per frame (pupil centre x, y), float [T, 2] ([B, T, 2] for a batch),
+                standardised (``berg_ray.behaviour.standardise``); None = the default, 0.
+            modulations: optional (pupil radius, treadmill speed) per frame, float [T, 2] / [B, T, 2],
+                standardised; None = 0. T must equal the stimulus's frame count.
 
         Returns:
             float32 [T, U] or [B, T, U] (U = selected units, readout order); with ``return_metadata``,
             ``(responses, metadata)`` where per-unit metadata arrays are restricted to the selected units.
         """
         videos, batched = validate_stimulus(stimulus)
+        behaviour = validate_behaviours({"perspectives": perspectives, "modulations": modulations}, videos.shape[1],
+                                        videos.shape[0] if batched else None)
+        behaviour = {k: (v if v is None or batched else v[None]) for k, v in behaviour.items()}  # (B, T, 2)
         sid = str(encoding_model.scan_id)
         with tqdm(total=videos.shape[0] * videos.shape[1], unit="frame", desc=f"encode {sid}",
                   disable=not show_progress) as bar:
             per_video = encode_videos(encoding_model.model, videos, [sid] * videos.shape[0],
                                       {sid: encoding_model.selected}, encoding_model.chunk_frames,
-                                      on_chunk=lambda n: bar.update(n * videos.shape[0]))
+                                      on_chunk=lambda n: bar.update(n * videos.shape[0]), **behaviour)
         responses = np.stack(per_video) if batched else per_video[0]
         if not return_metadata:
             return responses

@@ -19,7 +19,8 @@ from berg_ray.model.network import EncodingModel
 
 def encode_videos(model: EncodingModel, videos: np.ndarray, scan_ids: Sequence[str],
                   units: Mapping[str, np.ndarray | None] | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-                  on_chunk: Callable[[int], None] | None = None) -> list[np.ndarray]:
+                  on_chunk: Callable[[int], None] | None = None, perspectives: np.ndarray | None = None,
+                  modulations: np.ndarray | None = None) -> list[np.ndarray]:
     """Run videos through the model in time chunks (state carried across chunks; results do not depend on it).
 
     Args:
@@ -29,6 +30,8 @@ def encode_videos(model: EncodingModel, videos: np.ndarray, scan_ids: Sequence[s
         units: optional readout indices per scan id (None = all units of that scan).
         chunk_frames: frames per chunk; memory grows with B * chunk_frames.
         on_chunk: called with the number of frames of each finished chunk (progress bars).
+        perspectives, modulations: optional behaviour inputs, float32 (B, T, 2), already validated
+            (``berg_ray.behaviour.validate_behaviour``); None = the default (zeros).
 
     Returns:
         One float32 array (T, U_b) per video, U_b the (selected) units of its scan.
@@ -39,9 +42,12 @@ def encode_videos(model: EncodingModel, videos: np.ndarray, scan_ids: Sequence[s
     index = {sid: torch.as_tensor(sel, dtype=torch.long, device=model.device)
              for sid, sel in (units or {}).items() if sel is not None}
     frames = torch.from_numpy(np.ascontiguousarray(videos))
+    behaviour = {name: None if value is None else torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+                 for name, value in (("perspectives", perspectives), ("modulations", modulations))}
     outputs = [np.empty((videos.shape[1], _n_out(model, sid, index)), dtype=np.float32) for sid in scan_ids]
     with torch.inference_mode():
-        for start, chunk in model.encode_chunks(frames, list(scan_ids), chunk_frames, index or None):
+        for start, chunk in model.encode_chunks(frames, list(scan_ids), chunk_frames, index or None,
+                                                **behaviour):
             for out, responses in zip(outputs, chunk):
                 out[start:start + responses.shape[0]] = responses.float().cpu().numpy()
             if on_chunk is not None:

@@ -22,6 +22,7 @@ from berg_ray.model.device_plan import batched_row_ops, pass_shape, temporal_pai
 from berg_ray.model.functional import (
     GELU_GAMMA, from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, pool_rows, to_rows,
 )
+from berg_ray.model.modulation import ModulationState
 from berg_ray.model.params import row_weights, stacked_biases, stacked_weights
 from berg_ray.model.recurrent import POSITIONS, REC_SLOTS, REC_WIDTH, Recurrent
 from berg_ray.model.temporal_pairs import causal_conv_pairs, pair_layout, pair_weights
@@ -39,12 +40,15 @@ class CoreState:
         frame: index of the next frame (selects the modulation drive).
         history: per temporal conv (6), its last 2 input frames (B, C, 2, H, W) after GELU (without the gain).
         hidden, cell: LSTM state (B, 32 slots, 32, 384 positions).
+        modulation: state of the modulation LSTMs of videos given a non-zero modulation input (None while every
+            video follows the default trajectory); set by the network, not the core.
     """
 
     frame: int
     history: list[Tensor]
     hidden: Tensor
     cell: Tensor
+    modulation: ModulationState | None = None
 
 
 class FeedForward(nn.Module):

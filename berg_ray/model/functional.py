@@ -48,12 +48,13 @@ def gelu_gamma(x: Tensor) -> Tensor:
 
 
 def rotation_matrix(angles: Tensor) -> Tensor:
-    """R = (Rz(c) @ Ry(b)) @ Rx(a) for angles (a, b, c) in radians, shape (3,) -> (3, 3)."""
-    a, b, c = angles.unbind()
+    """R = (Rz(c) @ Ry(b)) @ Rx(a) for angles (a, b, c) in radians, shape (..., 3) -> (..., 3, 3)."""
+    a, b, c = angles.unbind(-1)
     one, zero = torch.ones_like(a), torch.zeros_like(a)
-    rx = torch.stack([one, zero, zero, zero, a.cos(), -a.sin(), zero, a.sin(), a.cos()]).view(3, 3)
-    ry = torch.stack([b.cos(), zero, b.sin(), zero, one, zero, -b.sin(), zero, b.cos()]).view(3, 3)
-    rz = torch.stack([c.cos(), -c.sin(), zero, c.sin(), c.cos(), zero, zero, zero, one]).view(3, 3)
+    shape = (*a.shape, 3, 3)
+    rx = torch.stack([one, zero, zero, zero, a.cos(), -a.sin(), zero, a.sin(), a.cos()], -1).view(shape)
+    ry = torch.stack([b.cos(), zero, b.sin(), zero, one, zero, -b.sin(), zero, b.cos()], -1).view(shape)
+    rz = torch.stack([c.cos(), -c.sin(), zero, c.sin(), c.cos(), zero, zero, zero, one], -1).view(shape)
     return (rz @ ry) @ rx
 
 

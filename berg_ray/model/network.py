@@ -7,6 +7,7 @@ the core on uint8 frames of any mix of scans, ``forward_readout`` maps features 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from berg_ray.config import DEFAULT_CHUNK_FRAMES
 from berg_ray.model.core import CoreState, VideoCore
 from berg_ray.model.functional import pixels_to_unit
-from berg_ray.model.modulation import Modulation
+from berg_ray.model.modulation import Modulation, ModulationState
 from berg_ray.model.perspective import Perspective
 from berg_ray.model.readout import Readout
 from berg_ray.precision import DEFAULT_PRECISION, check_precision, precision_mode
@@ -66,7 +67,8 @@ class EncodingModel(nn.Module):
     def initial_state(self, batch: int) -> CoreState:
         return self.core.initial_state(batch)
 
-    def forward_features(self, frames: Tensor, scan_ids: Sequence[str], state: CoreState | None = None
+    def forward_features(self, frames: Tensor, scan_ids: Sequence[str], state: CoreState | None = None,
+                         perspectives: Tensor | None = None, modulations: Tensor | None = None
                          ) -> tuple[Tensor, CoreState]:
         """Front ends + core for one chunk of frames.
 
@@ -74,27 +76,58 @@ class EncodingModel(nn.Module):
             frames: uint8 (B, T, 144, 256) on the model's device; video b is run through scan_ids[b].
             scan_ids: canonical scan id of each video (a batch may mix scans).
             state: state after the previous chunk of the same videos; None starts new videos.
+            perspectives: optional eye positions (B, T, 2), float32, standardised (pupil centre x, y).
+            modulations: optional modulation inputs (B, T, 2), float32, standardised (pupil radius, treadmill).
+                Zeros are the default: rows of zeros (e.g. videos of a batch that have no behaviour) give exactly
+                the output without the input.
         Returns:
             (features (B, T, 512, 16, 24) float32, state after this chunk).
         """
         with precision_mode(self.precision, self.device):
-            return self._forward_features(frames, scan_ids, state)
+            return self._forward_features(frames, scan_ids, state, perspectives, modulations)
 
-    def _forward_features(self, frames: Tensor, scan_ids: Sequence[str], state: CoreState | None
-                          ) -> tuple[Tensor, CoreState]:
+    def _forward_features(self, frames: Tensor, scan_ids: Sequence[str], state: CoreState | None,
+                          perspectives: Tensor | None, modulations: Tensor | None) -> tuple[Tensor, CoreState]:
         batch, frames_n = frames.shape[:2]
+        _check_behaviour_shape("perspectives", perspectives, batch, frames_n)
+        _check_behaviour_shape("modulations", modulations, batch, frames_n)
         state = self.initial_state(batch) if state is None else state
+        behaviour = state.modulation.clone() if state.modulation is not None else None
+        if behaviour is None and modulations is not None and bool(modulations.ne(0).any()):
+            behaviour = ModulationState.inactive(batch, frames.device)
         retina = frames.new_empty((batch, 1, frames_n, 128, 192), dtype=torch.float32)
         drive = retina.new_empty(batch, frames_n, 4, 256)
         for sid in dict.fromkeys(scan_ids):
-            rows = [b for b, s in enumerate(scan_ids) if s == sid]
+            rows = torch.tensor([b for b, s in enumerate(scan_ids) if s == sid], device=frames.device)
             front = self._front_end(sid)
             pixels = pixels_to_unit(frames[rows]).reshape(len(rows) * frames_n, 1, 144, 256)
-            warped = front.perspective(pixels).view(len(rows), frames_n, 128, 192)
+            eye = None if perspectives is None else perspectives[rows].reshape(len(rows) * frames_n, 2)
+            warped = front.perspective(pixels, eye).view(len(rows), frames_n, 128, 192)
             retina[rows] = warped[:, None].to(retina.dtype)  # (autocast may lower the precision)
             modulation = front.modulation.sequence(state.frame, state.frame + frames_n)  # (T, 64)
             drive[rows] = self.core.recurrent.drive(modulation)[None].to(drive.dtype)
-        return self.core(retina, drive, state)
+            if behaviour is not None:
+                self._behaviour_drive(front, rows, state.frame, modulations, behaviour, drive)
+        features, state_after = self.core(retina, drive, state)
+        return features, dataclasses.replace(state_after, modulation=behaviour)
+
+    def _behaviour_drive(self, front: ScanFrontEnd, rows: Tensor, frame: int, modulations: Tensor | None,
+                         behaviour: ModulationState, drive: Tensor) -> None:
+        """Overwrite ``drive`` (and update ``behaviour``) for the videos in ``rows`` that are off the default
+        modulation trajectory: those with a non-zero input now or earlier."""
+        frames_n = drive.shape[1]
+        given = modulations[rows] if modulations is not None else drive.new_zeros(len(rows), frames_n, 2)
+        active = behaviour.active[rows] | given.ne(0).any(-1).any(-1)
+        if not bool(active.any()):
+            return
+        moving = rows[active]
+        start_hidden, start_cell = front.modulation.default_state(frame)  # for videos leaving the default now
+        was_active = behaviour.active[moving][:, None, None]
+        hidden = torch.where(was_active, behaviour.hidden[moving], start_hidden)
+        cell = torch.where(was_active, behaviour.cell[moving], start_cell)
+        outputs, hidden, cell = front.modulation.run(given[active], hidden, cell)
+        drive[moving] = self.core.recurrent.drive(outputs).to(drive.dtype)
+        behaviour.hidden[moving], behaviour.cell[moving], behaviour.active[moving] = hidden, cell, True
 
     def forward_readout(self, features: Tensor, scan_id: str, units: Tensor | None = None) -> Tensor:
         """Features (B, T, 512, 16, 24) -> responses (B, T, U) of ``scan_id`` (or of the ``units`` subset)."""
@@ -105,7 +138,8 @@ class EncodingModel(nn.Module):
         return responses.float().view(batch, frames_n, -1)
 
     def encode_chunks(self, frames: Tensor, scan_ids: Sequence[str], chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-                      units: Mapping[str, Tensor] | None = None) -> Iterator[tuple[int, list[Tensor]]]:
+                      units: Mapping[str, Tensor] | None = None, perspectives: Tensor | None = None,
+                      modulations: Tensor | None = None) -> Iterator[tuple[int, list[Tensor]]]:
         """Stream videos through the model chunk by chunk, carrying state across chunk boundaries.
 
         Args:
@@ -113,13 +147,17 @@ class EncodingModel(nn.Module):
             scan_ids: scan id of each video.
             chunk_frames: frames per chunk; memory grows with B * chunk_frames, results do not depend on it.
             units: optional per-scan readout index subsets.
+            perspectives, modulations: optional behaviour inputs (B, T, 2) float32, on any device
+                (see :meth:`forward_features`).
         Yields:
             (first frame index of the chunk, per-video responses [(T_chunk, U_b)]).
         """
         state = None
         for start in range(0, frames.shape[1], chunk_frames):
             chunk = frames[:, start:start + chunk_frames].to(self.device, non_blocking=True)
-            features, state = self.forward_features(chunk, scan_ids, state)
+            eye, mod = (None if x is None else x[:, start:start + chunk_frames].to(self.device, torch.float32)
+                        for x in (perspectives, modulations))
+            features, state = self.forward_features(chunk, scan_ids, state, eye, mod)
             yield start, self._readouts_of(features, scan_ids, units)
 
     def _readouts_of(self, features: Tensor, scan_ids: Sequence[str], units: Mapping[str, Tensor] | None
@@ -142,3 +180,10 @@ class EncodingModel(nn.Module):
         if scan_id not in self.readouts:
             raise KeyError(f"scan {scan_id!r} is not loaded; loaded: {self.scan_ids}")
         return self.readouts[scan_id]
+
+
+def _check_behaviour_shape(name: str, value: Tensor | None, batch: int, frames: int) -> None:
+    """Guard of the model call (inputs are validated at the edge, berg_ray.behaviour): (B, T, 2) or None."""
+    if value is not None and tuple(value.shape) != (batch, frames, 2):
+        raise ValueError(f"{name} has shape {tuple(value.shape)}; expected (B, T, 2) = ({batch}, {frames}, 2) for "
+                         "this chunk of frames")

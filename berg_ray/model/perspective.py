@@ -1,8 +1,9 @@
-"""Per-scan perspective: monitor frame -> retina image (spec §3.2).
+"""Per-scan perspective: monitor frame -> retina image (spec §3.2), at any eye position.
 
-At inference the eye position input is zero, so the eye rotation, the ray-plane intersection and hence the whole
-sampling grid are constants of the checkpoint: they are computed once here and only the pixel maps and one
-``grid_sample`` run per frame.
+The eye-position input (``perspectives``: pupil centre x, y, standardised) goes through a small MLP to three
+rotation angles; the rotated retina rays are intersected with the monitor plane, giving the ``grid_sample``
+coordinates of every retina pixel. At the default eye position (0, 0) the whole grid is a constant of the
+checkpoint, computed once; frames with a non-zero eye position get their own grid.
 """
 
 from __future__ import annotations
@@ -17,26 +18,51 @@ from berg_ray.model.functional import PLANE_CLIP, RETINA_EPS, gelu_gamma, rotati
 
 _MONITOR_W, _MONITOR_H = 256, 144
 _RETINA_W, _RETINA_H = 192, 128
+_MLP = "perspective.mlp.linears"
+
+
+def eye_mlp(params: Mapping[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
+    """(weight (O, I), bias (O,)) of the 4 layers of the eye-position MLP: 2 -> 16 -> 16 -> 16 -> 3 angles.
+
+    The first layer's weight is used raw (no weight normalisation, spec §3.2.1), the others are normalised.
+    """
+    layers = [(params[f"{_MLP}.0.weights.0"].flatten(1), params[f"{_MLP}.0.biases.0"].reshape(-1))]
+    for layer in (1, 2, 3):
+        prefix = f"{_MLP}.{layer}"
+        weight = weight_norm(params[f"{prefix}.weights.0"], params[f"{prefix}.gains.0"]).flatten(1)
+        layers.append((weight, params[f"{prefix}.biases.0"].reshape(-1)))
+    return layers
 
 
 def eye_rotation(params: Mapping[str, Tensor]) -> Tensor:
     """Rotation (3, 3) produced by the perspective MLP for a zero eye-position input."""
-    hidden = gelu_gamma(params["perspective.mlp.linears.0.biases.0"].reshape(-1))  # W1 @ 0 vanishes
-    for layer in (1, 2, 3):
-        prefix = f"perspective.mlp.linears.{layer}"
-        weight = weight_norm(params[f"{prefix}.weights.0"], params[f"{prefix}.gains.0"]).flatten(1)
-        hidden = weight @ hidden + params[f"{prefix}.biases.0"].reshape(-1)
+    hidden = gelu_gamma(params[f"{_MLP}.0.biases.0"].reshape(-1))  # W1 @ 0 vanishes
+    for layer, (weight, bias) in enumerate(eye_mlp(params)[1:], start=1):
+        hidden = weight @ hidden + bias
         if layer < 3:
             hidden = gelu_gamma(hidden)
     return rotation_matrix(hidden)
 
 
-def sampling_grid(params: Mapping[str, Tensor]) -> Tensor:
-    """grid_sample coordinates (128, 192, 2) of every retina pixel on the monitor (spec §3.2.2-3.2.3)."""
-    rays = params["perspective.retina.grid"] @ eye_rotation(params).T  # (128, 192, 3): r = R g
-    monitor = rotation_matrix(params["perspective.monitor.angle"])
+def eye_rotations(layers: list[tuple[Tensor, Tensor]], perspectives: Tensor) -> Tensor:
+    """Eye positions (N, 2) -> rotations (N, 3, 3) through the MLP ``layers`` (:func:`eye_mlp`)."""
+    hidden = perspectives
+    for i, (weight, bias) in enumerate(layers):
+        hidden = hidden @ weight.T + bias
+        if i < len(layers) - 1:
+            hidden = gelu_gamma(hidden)
+    return rotation_matrix(hidden)
+
+
+def monitor_coordinates(rays: Tensor, monitor: Tensor, center: Tensor) -> Tensor:
+    """grid_sample coordinates (..., 2) where rays (..., 3) hit the monitor (spec §3.2.3).
+
+    Args:
+        rays: unit ray directions (..., 3) in eye coordinates.
+        monitor: monitor rotation (3, 3); its columns are the monitor's x, y and normal axes.
+        center: monitor centre (3,).
+    """
     axis_x, axis_y, axis_z = monitor[:, 0], monitor[:, 1], monitor[:, 2]
-    center = params["perspective.monitor.center"]
     num = (axis_z * center).sum()
     den = (rays * axis_z).sum(-1).clamp_min(PLANE_CLIP)  # one-sided: grazing rays land far outside
     hits = (num / den)[..., None] * rays - center
@@ -47,13 +73,26 @@ def sampling_grid(params: Mapping[str, Tensor]) -> Tensor:
     return torch.stack([gx, gy], dim=-1)
 
 
+def sampling_grid(params: Mapping[str, Tensor]) -> Tensor:
+    """grid_sample coordinates (128, 192, 2) of every retina pixel on the monitor at the default eye position."""
+    rays = params["perspective.retina.grid"] @ eye_rotation(params).T  # (128, 192, 3): r = R g
+    return monitor_coordinates(rays, rotation_matrix(params["perspective.monitor.angle"]),
+                               params["perspective.monitor.center"])
+
+
 class Perspective(nn.Module):
-    """Monitor -> retina warp of one scan at the default eye position."""
+    """Monitor -> retina warp of one scan, per frame eye position (default: the constant grid)."""
 
     def __init__(self, params: Mapping[str, Tensor]) -> None:
         super().__init__()
         with torch.no_grad():
             self.register_buffer("grid", sampling_grid(params).contiguous())  # (128, 192, 2)
+            for i, (weight, bias) in enumerate(eye_mlp(params)):
+                self.register_buffer(f"eye{i}_w", weight.clone())
+                self.register_buffer(f"eye{i}_b", bias.clone())
+            self.register_buffer("retina_rays", params["perspective.retina.grid"].clone())  # (128, 192, 3)
+            self.register_buffer("monitor_axes", rotation_matrix(params["perspective.monitor.angle"]))
+            self.register_buffer("monitor_center", params["perspective.monitor.center"].clone())
             self.register_buffer("monitor_power", params["perspective.monitor_pixel.power"].clone())
             self.register_buffer("monitor_scale", params["perspective.monitor_pixel.scale"].clone())
             self.register_buffer("monitor_offset", params["perspective.monitor_pixel.offset"].clone())
@@ -61,9 +100,28 @@ class Perspective(nn.Module):
             self.register_buffer("retina_scale", params["perspective.retina_pixel.scale"].clone())
             self.register_buffer("retina_offset", params["perspective.retina_pixel.offset"].clone())
 
-    def forward(self, frames: Tensor) -> Tensor:
-        """(N, 1, 144, 256) float32 pixels in [0, 1] -> (N, 1, 128, 192) retina image."""
+    def grids(self, perspectives: Tensor) -> Tensor:
+        """Eye positions (N, 2) -> sampling grids (N, 128, 192, 2), in float32 whatever the autocast."""
+        with torch.autocast(perspectives.device.type, enabled=False):
+            layers = [(getattr(self, f"eye{i}_w"), getattr(self, f"eye{i}_b")) for i in range(4)]
+            rotations = eye_rotations(layers, perspectives.float())  # (N, 3, 3)
+            rays = torch.matmul(self.retina_rays, rotations.transpose(-1, -2)[:, None])  # (N, 128, 192, 3)
+            return monitor_coordinates(rays, self.monitor_axes, self.monitor_center)
+
+    def forward(self, frames: Tensor, perspectives: Tensor | None = None) -> Tensor:
+        """(N, 1, 144, 256) float32 pixels in [0, 1] -> (N, 1, 128, 192) retina image.
+
+        Args:
+            frames: monitor frames.
+            perspectives: optional eye positions (N, 2), standardised; frames whose position is (0, 0) use the
+                default grid, bit for bit the same as passing None.
+        """
         monitor = frames.pow(self.monitor_power) * self.monitor_scale + self.monitor_offset
         grid = self.grid[None].expand(frames.shape[0], -1, -1, -1)  # (N, 128, 192, 2)
+        if perspectives is not None:
+            moved = perspectives.ne(0).any(-1)  # (N,)
+            if bool(moved.any()):
+                grid = grid.clone()
+                grid[moved] = self.grids(perspectives[moved]).to(grid.dtype)
         retina = F.grid_sample(monitor, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return (retina + RETINA_EPS).pow(self.retina_power) * self.retina_scale + self.retina_offset
