@@ -136,9 +136,11 @@ class CoreServer:
         behaviour = {name: behaviour_rows(jobs, active, start, stop, name) for name in BEHAVIOUR_INPUTS}
         with torch.inference_mode():
             chunk = torch.from_numpy(frames).to(self._model.device)
-            given = {name: torch.from_numpy(rows).to(self._model.device)  # (B_active, t, 2) each
-                     for name, rows in behaviour.items() if rows is not None}
-            features, state = self._model.forward_features(chunk, [jobs[i].scan_id for i in active], state, **given)
+            given = {name: None if rows is None else torch.from_numpy(rows).to(self._model.device)  # (B_active, t, 2)
+                     for name, rows in behaviour.items()}  # None: no video of the cohort has it (the default path)
+            features, state = self._model.forward_features(chunk, [jobs[i].scan_id for i in active], state,
+                                                           perspectives=given["perspectives"],
+                                                           modulations=given["modulations"])
             if self._heads is None:
                 return [self._readout(features[row:row + 1], jobs[i]) for row, i in enumerate(active)], state
             return features.cpu().numpy().astype(self._feature_dtype, copy=False), state
