@@ -13,7 +13,10 @@ NOISE = ("[2026-12-02 13:25:54,711 E 10886 10886] core_worker.cc:2465: Actor wit
 
 
 def run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    """Run ``code`` in a fresh interpreter; its stderr is decoded without newline translation (``\r`` kept)."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, timeout=60)
+    result.stderr = result.stderr.decode()
+    return result
 
 
 def test_noise_line_dropped_and_the_rest_kept_in_order():
