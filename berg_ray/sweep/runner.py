@@ -240,11 +240,14 @@ def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], sc
     context.enable_progress_bars = args.show_progress
     context.wait_for_min_actors_s = int(args.resource_wait_s)  # nodes lost after the wait: bounded, not a hang
     try:
-        with tqdm(total=sum(s.n_files for s in shards), desc="sweep files", unit="file",
-                  disable=not args.show_progress) as bar:
+        per_scan = len(scans) > 1  # one video is encoded once per scan
+        with tqdm(total=sum(len(ids) for s in shards for _, ids in s.todo), desc="sweep",
+                  unit=" video x scan" if per_scan else " video", disable=not args.show_progress) as bar:
             for row in dataset.iter_rows():
                 _add_row(result, row)
-                bar.update(1 if row["scan"] else 0)
+                failed = len(json.loads(row["errors"]))  # inputs that could not be read are done too
+                bar.update(int(row["n_stimuli"]) if row["scan"] else failed * len(scans))
+                bar.set_postfix_str(f"{result.frame_scans:,} frames", refresh=False)
     finally:
         context.enable_progress_bars, context.wait_for_min_actors_s = previous
 
