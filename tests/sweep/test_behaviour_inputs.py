@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from berg_ray.errors import InvalidBehaviourError, InvalidVideoError, StorageError
-from berg_ray.storage import open_store
+from berg_ray.storage import open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.pipeline import decode_shards, read_input
 from berg_ray.sweep.plan import list_stimuli, plan_shards
@@ -48,6 +48,14 @@ def test_npz_behaviour_members_are_read_and_checked(clip, tmp_path):
     single = read_input(store, "single.npz", False, 0, 100)  # the one array that is not behaviour is the video
     assert single.perspectives is None and single.modulations.shape == (T, 2)
     assert read_input(store, "plain.npy", False, 0, 100).behaviour == (None, None)
+
+
+def test_behaviour_is_read_from_s3_by_range(s3_env, clip):
+    bucket, client = s3_env.new_bucket(), s3_env.client()
+    eye = np.ones((T, 2), np.float32)
+    client.put_object(Bucket=bucket, Key="in/a.npz", Body=_npz(stimulus=clip, perspectives=eye))
+    item = read_input(open_store(f"s3://{bucket}/in/", resolve_s3_options()), "a.npz", False, 0, 100)
+    assert item.video.tolist() == clip.tolist() and item.perspectives.tolist() == eye.tolist()
 
 
 @pytest.mark.parametrize("arrays, error, message", [
