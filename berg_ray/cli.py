@@ -2,10 +2,11 @@
 
 Subcommands: ``encode`` (one video file through one scan), ``demo-release`` (write a generated release),
 ``demo`` (the README's main job), ``serve`` (Ray Serve service), ``sweep`` (Ray Data sweep), ``download``
-(the trained release), ``experiment`` (in-silico experiments) and ``plot`` (figures of sweep outputs). Every user
-error prints one line ``error: ...`` and exits with status 2; no traceback. ``--help`` of every subcommand shows
-each option's default. Importing this module (through the package) sets the OpenMP wait policy before torch loads
-(:mod:`berg_ray.threads`); commands that compute here set torch's threads from the CPUs available.
+(the trained release), ``experiment`` (in-silico experiments), ``evaluate`` (prediction accuracy against recorded
+responses) and ``plot`` (figures of sweep outputs). Every user error prints one line ``error: ...`` and exits with
+status 2; no traceback. ``--help`` of every subcommand shows each option's default. Importing this module (through
+the package) sets the OpenMP wait policy before torch loads (:mod:`berg_ray.threads`); commands that compute here
+set torch's threads from the CPUs available.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_release(commands)
     _add_demo(commands)
     from berg_ray.experiments.cli import add_experiment_command
+    from berg_ray.experiments.evaluate_cli import add_evaluate_command
     from berg_ray.experiments.plot_cli import add_plot_command
     from berg_ray.serve.cli import add_serve_command
     from berg_ray.sweep.cli import add_sweep_command
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_download_command(commands)
     add_experiment_command(commands)
+    add_evaluate_command(commands)
     add_plot_command(commands)
     for subparser in commands.choices.values():
         subparser.formatter_class = DefaultsHelpFormatter

@@ -97,3 +97,7 @@ def validation_summary(error: "ValidationError") -> str:
 
 class InvalidBehaviourError(BergRayError):
     """A behaviour input (perspectives / modulations) has the wrong shape, dtype or values."""
+
+
+class InvalidRecordingError(BergRayError):
+    """A recordings file of ``berg-ray evaluate`` is unreadable, lacks a member, or has a wrong shape or values."""

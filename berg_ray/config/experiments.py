@@ -24,3 +24,6 @@ EXPERIMENT_BURN_IN_FRAMES = 30  # grey frames before every stimulus, dropped fro
 EXPERIMENT_RF_GRID = (6, 10)  # dot positions (rows, cols) of the RF mapping grid
 EXPERIMENT_RF_DOT_FRAMES = 10  # frames each dot is shown
 EXPERIMENT_DOMAIN_FRAMES = 60  # frames of each out-of-distribution domain's stimulus
+# Prediction accuracy (berg_ray.analysis.accuracy, `berg-ray evaluate`): frames dropped from the start of every video
+# before correlating, as in the reference's evaluation (cajal/fnn demos/6 - evaluate_digital_twin.ipynb).
+ACCURACY_BURN_IN_FRAMES = 10

@@ -186,3 +186,36 @@ def raster_figure(responses: np.ndarray, frames: np.ndarray | None, title: str, 
     ax.set(xlabel="time (s, frames at 30 Hz)", ylabel="unit (sorted by time of peak)")
     fig.suptitle(title)
     return _save(fig, plt, path, title)
+
+
+def accuracy_figure(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """Prediction accuracy of one scan (``berg-ray evaluate``'s per-unit table), as PNG: CC_norm by area,
+    predicted vs released CC_norm, and CC_abs against its ceiling CC_max (the reference notebook's plot)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    finite = table["cc_norm"][np.isfinite(table["cc_norm"])]
+    low, high = (min(0.0, finite.min()), max(1.0, finite.max())) if len(finite) else (0.0, 1.0)
+    edges = np.linspace(low, high, 26)
+    groups = [(area, table.loc[table["area"] == area, "cc_norm"].dropna()) for area in (*ROIS, "")]
+    groups = [(area, values) for area, values in groups if len(values)]
+    if groups:
+        axes[0].hist([v for _, v in groups], bins=edges, stacked=True, color=[AREA_COLOURS[a] for a, _ in groups],
+                     label=[f"{a or 'none'} (n={len(v)}, median {v.median():.2f})" for a, v in groups])
+        axes[0].legend(fontsize=8)
+    axes[0].set(xlabel="CC_norm (predicted)", ylabel="units", title="CC_norm distribution by area")
+    for area, part in ((area, table[table["area"] == area]) for area in (*ROIS, "")):
+        if part.empty:
+            continue
+        colour = AREA_COLOURS.get(area, "tab:grey")
+        axes[1].scatter(part["released_cc_norm"], part["cc_norm"], s=8, color=colour, label=area or "none")
+        axes[2].scatter(part["cc_max"], part["cc_abs"], s=8, color=colour, label=area or "none")
+    axes[1].set(xlabel="CC_norm released (recorded behaviour)", ylabel="CC_norm predicted here",
+                title="predicted vs released CC_norm")
+    median = finite.median() if len(finite) else float("nan")
+    axes[2].set(xlabel="CC_max", ylabel="CC_abs", xlim=(0, 1), ylim=(0, 1), title=f"median CC_norm: {median:.2f}")
+    for ax in axes[1:]:
+        ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--", label="identity")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path, title)

@@ -1,0 +1,151 @@
+"""``berg-ray evaluate``: predict recorded videos, score the predictions per unit, compare with the released scores.
+
+For each recorded video (layout: :mod:`berg_ray.experiments.recordings`) the model predicts the responses, once
+for the video when the file holds no behaviour, else once per recorded trial with that trial's behaviour; then
+:mod:`berg_ray.analysis.accuracy` scores them against the recorded trials. It runs in this process (the trials of
+one video form one batch), on ``--device``; the sweep machinery is not used because its inputs are single videos,
+not one stimulus with R trials of behaviour each.
+
+Outputs: a Parquet table (one row per unit: ``session``, ``scan``, ``readout_id``, ``unit_id``, ``area``,
+``field``, ``cc_abs``, ``cc_max``, ``cc_norm``, and the scan metadata's values as ``released_cc_abs``,
+``released_cc_max``, ``released_cc_norm``; the run's settings in the schema metadata under ``berg_ray.evaluate``)
+and a PNG figure beside it (same name, ``.png``). The released scores were computed with the recorded behaviour,
+so predictions without behaviour score lower.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from berg_ray.analysis.accuracy import ACCURACY_COLUMNS, CorrelationAccumulator
+from berg_ray.checkpoint.release import read_scan_units
+from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, MODEL_ID, ScanId
+from berg_ray.errors import AnalysisInputError, BergRayError, InvalidRecordingError
+from berg_ray.experiments.recordings import RecordedVideo, RecordingHeader, read_header, read_recording
+from berg_ray.publish import current_umask
+from berg_ray.units import ScanUnits
+
+RELEASED_PREFIX = "released_"
+SCHEMA_KEY = b"berg_ray.evaluate"
+
+
+@dataclass(frozen=True)
+class EvaluationArgs:
+    """Options of one evaluation (the CLI's flags)."""
+
+    berg_dir: str
+    session: str
+    burn_in_frames: int
+    device: str = "auto"
+    precision: str = DEFAULT_PRECISION
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES
+    show_progress: bool = True
+
+
+def check_recordings(files: list[Path], n_units: int, burn_in_frames: int) -> list[RecordingHeader]:
+    """Every file's headers, checked before the model runs (shapes, members, length against the burn-in, and at
+    least one video with repeated trials: the noise ceiling needs them)."""
+    headers = [read_header(path, n_units) for path in files]
+    for header in headers:
+        if header.n_frames <= burn_in_frames:
+            raise InvalidRecordingError(f"{header.path}: {header.n_frames} frames, not more than --burn-in-frames "
+                                        f"{burn_in_frames}; lower --burn-in-frames or leave the file out")
+    if max(h.n_trials for h in headers) < 2:
+        raise InvalidRecordingError(f"every recorded video has a single trial ({len(headers)} file(s)); cc_max (the "
+                                    "noise ceiling) needs repeated trials of the same video: give at least one video "
+                                    "with 2 or more trials")
+    return headers
+
+
+def evaluate(args: EvaluationArgs, files: list[Path]) -> tuple[pd.DataFrame, dict]:
+    """Predict and score every recorded video of ``files`` (in order) for one scan.
+
+    Returns:
+        (per-unit table, see the module docstring; the run's settings and counts).
+    """
+    from berg_ray.berg_api import BERG
+
+    accumulator = CorrelationAccumulator(args.burn_in_frames)  # checks the burn-in
+    berg = BERG(args.berg_dir)
+    scan_id = ScanId.parse(args.session)
+    units = read_scan_units(berg.berg_dir, scan_id)
+    headers = check_recordings(files, units.n_units, args.burn_in_frames)
+    model = berg.get_encoding_model(MODEL_ID, train_session=str(scan_id), device=args.device,
+                                    chunk_frames=args.chunk_frames, precision=args.precision)
+    for header in tqdm(headers, unit="video", desc=f"evaluate {scan_id}", disable=not args.show_progress):
+        video = read_recording(header.path, units.n_units)
+        prediction = predict_trials(model, video)
+        try:
+            accumulator.add(prediction, video.responses)
+        except AnalysisInputError as exc:
+            raise InvalidRecordingError(f"{header.path}: {exc}") from None
+    info = {"train_session": str(scan_id), "videos": len(headers), "trials": sum(h.n_trials for h in headers),
+            "videos_with_behaviour": sum(bool(h.behaviour) for h in headers), "burn_in_frames": args.burn_in_frames,
+            "precision": args.precision, "weights": units.weights}
+    return accuracy_table(units, accumulator.table()), info
+
+
+def predict_trials(model, video: RecordedVideo) -> np.ndarray:
+    """float32 [T, U] (one prediction of the video, no behaviour) or [R, T, U] (trial r predicted with its own
+    behaviour), through ``berg_ray.inference.encode_videos``; ``model`` is a BERG ``EncodingModelHandle``."""
+    from berg_ray.inference import encode_videos
+
+    sid = str(model.scan_id)
+    if not video.has_behaviour:
+        return encode_videos(model.model, video.stimulus[None], [sid], None, model.chunk_frames)[0]
+    trials = video.responses.shape[0]
+    stimuli = np.broadcast_to(video.stimulus, (trials, *video.stimulus.shape))  # the same video for every trial
+    outputs = encode_videos(model.model, stimuli, [sid] * trials, None, model.chunk_frames, **video.behaviour)
+    return np.stack(outputs)
+
+
+def accuracy_table(units: ScanUnits, accuracy: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit (readout order): ids, area, field, the scores and the metadata's as ``released_*``."""
+    released = units.metadata["encoding_model"]
+    table = pd.DataFrame({
+        "session": units.scan_id.session, "scan": units.scan_id.scan, "readout_id": units.readout_id,
+        "unit_id": units.unit_id, "area": units.area, "field": units.field,
+    })
+    for name in ACCURACY_COLUMNS:
+        table[name] = accuracy[name].to_numpy()
+    for name in ACCURACY_COLUMNS:
+        table[RELEASED_PREFIX + name] = np.asarray(released[name], dtype=np.float64)
+    return table
+
+
+def write_table(path: Path, table: pd.DataFrame, info: dict) -> None:
+    """Write the table as Parquet (``info`` as JSON in the schema metadata) so ``path`` appears only complete."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), SCHEMA_KEY: json.dumps(info).encode()})
+    try:
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+    except OSError as exc:
+        raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
+    try:
+        pq.write_table(arrow, temp)
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the mode open() would
+        os.replace(temp, path)
+    except BaseException as exc:
+        Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
+        raise
+
+
+def read_info(path: Path) -> dict:
+    """The run's settings stored by :func:`write_table`."""
+    import pyarrow.parquet as pq
+
+    return json.loads(pq.read_schema(path).metadata[SCHEMA_KEY])
