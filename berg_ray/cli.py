@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def _add_encode(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--session", required=True, help="train session, e.g. session-8_scan-5")
     p.add_argument("--input", required=True, type=Path, help=".npy video, uint8 [T,144,256] or [B,T,144,256]")
     p.add_argument("--output", required=True, type=Path, help=".npy file for float32 responses [T,U] / [B,T,U]")
+    p.add_argument("--behaviour", type=Path,
+                   help=".npz with members perspectives and/or modulations, float [T,2] ([B,T,2] for a batch), "
+                        "standardised (berg_ray.behaviour.standardise); default: none (0)")
     p.add_argument("--roi", action="append", choices=ROIS,
                    help="select units of this area (repeatable; default: all units)")
     p.add_argument("--field", action="append", type=int_flag,
@@ -118,12 +122,13 @@ def _run_encode(args: argparse.Namespace) -> int:
 
     set_torch_threads()
     stimulus = _read_npy(args.input)
+    behaviour = {} if args.behaviour is None else _read_behaviour(args.behaviour, stimulus.shape)
     check_output_file(args.output, "--output")
     selection = {k: v for k, v in (("roi", args.roi), ("field", args.field)) if v}
     berg = BERG(args.berg_dir)
     model = berg.get_encoding_model(MODEL_ID, train_session=args.session, selection=selection or None,
                                     device=args.device, chunk_frames=args.chunk_frames, precision=args.precision)
-    responses = berg.encode(model, stimulus, show_progress=args.progress)
+    responses = berg.encode(model, stimulus, show_progress=args.progress, **behaviour)
     write_npy_atomic(args.output, responses)
     print(f"wrote {args.output}: float32 {list(responses.shape)} ({model.scan_id}, {model.n_units} units)")
     return 0
@@ -167,7 +172,7 @@ def _read_npy(path: Path) -> np.ndarray:
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise BergRayError(f"input {path} does not exist") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise BergRayError(f"input {path} is not a readable .npy array ({type(exc).__name__}: {exc}); save it with "
                            "numpy.save") from None
     if not isinstance(loaded, np.ndarray):  # an NpzFile: np.load opened an .npz archive
@@ -175,6 +180,39 @@ def _read_npy(path: Path) -> np.ndarray:
         raise BergRayError(f"input {path} is an .npz archive; berg-ray encode reads one .npy array (numpy.save; "
                            "berg-ray sweep reads .npz)")
     return loaded
+
+
+def _read_behaviour(path: Path, stimulus_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The ``perspectives`` / ``modulations`` members of the ``--behaviour`` .npz, checked against the stimulus
+    ([T, 2] for a [T, 144, 256] stimulus, [B, T, 2] for [B, T, 144, 256]); BergRayError naming the file otherwise."""
+    from berg_ray.behaviour import BEHAVIOUR_INPUTS, validate_behaviours
+
+    shown = f"--behaviour {path}"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise BergRayError(f"{shown} does not exist") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BergRayError(f"{shown} is not a readable .npz file ({type(exc).__name__}: {exc}); save it with "
+                           "numpy.savez(FILE, perspectives=..., modulations=...)") from None
+    if isinstance(archive, np.ndarray):
+        raise BergRayError(f"{shown} is one .npy array; save the behaviour with numpy.savez(FILE, "
+                           "perspectives=..., modulations=...) so each input is named")
+    with archive:
+        unknown = [key for key in archive.files if key not in BEHAVIOUR_INPUTS]
+        if unknown or not archive.files:
+            raise BergRayError(f"{shown} holds {unknown or 'no arrays'}" + (" (unknown members)" if unknown else "")
+                               + f"; its members are {' and/or '.join(BEHAVIOUR_INPUTS)}, float [T, 2]")
+        try:
+            members = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # pickled objects, a damaged member
+            raise BergRayError(f"{shown}: a member is not a readable array ({type(exc).__name__}: {exc})") from None
+    if len(stimulus_shape) in (3, 4):  # else berg.encode refuses the stimulus itself
+        try:
+            validate_behaviours(members, stimulus_shape[-3], stimulus_shape[0] if len(stimulus_shape) == 4 else None)
+        except BergRayError as exc:
+            raise BergRayError(f"{shown}: {exc}") from None
+    return members
 
 
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:

@@ -3,7 +3,8 @@
 Supported inputs (by suffix, case-insensitive):
 
 - ``.npy``: a uint8 (or integer-valued numeric) array [T, H, W]; read without pickle.
-- ``.npz``: one array, or the array named ``video`` when there are several.
+- ``.npz``: the array named ``stimulus``, else ``video``, else its one array that is not behaviour (it may also
+  carry ``perspectives`` / ``modulations``, read by ``arrays.read_behaviour``).
 - ``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv``: decoded with PyAV (FFmpeg), converted to grey-scale luma (FFmpeg's
   ``gray`` conversion, full range 0-255) and resampled to 30 Hz by sample-and-hold: output frame k shows the
   source frame on screen at time k / 30 s (frames are repeated or dropped; the duration is kept).
