@@ -81,6 +81,7 @@ class SweepOutput:
         responses: {(stimulus_id, scan): float32 [T, U] or [U]}; column u is readout index u of the scan.
         units: {scan: units table} (readout_index, readout_id, unit_id, area, field) as written by the sweep.
         errors: inputs that failed in the latest run (stimulus_id, input, error_type, error).
+        behaviour_given: {(stimulus_id, scan): (perspectives given, modulations given)} from the input files.
         options: the sweep's content options (``_sweep.json``).
     """
 
@@ -90,6 +91,7 @@ class SweepOutput:
     responses: dict[tuple[str, str], np.ndarray]
     units: dict[str, pd.DataFrame]
     errors: pd.DataFrame
+    behaviour_given: dict[tuple[str, str], tuple[bool, bool]] = field(default_factory=dict)
     options: dict = field(repr=False, default_factory=dict)
     frame_rate_hz: float = FRAME_RATE_HZ
 
@@ -132,6 +134,7 @@ def load_sweep(uri: str, scans: Sequence[str] | None = None, stimuli: Sequence[s
                            "of a finished berg-ray sweep")
     options = json.loads(store.read_bytes(layout.MANIFEST_FILE))
     responses: dict[tuple[str, str], np.ndarray] = {}
+    given: dict[tuple[str, str], tuple[bool, bool]] = {}
     wanted_scans = None if scans is None else {str(ScanId.parse(scan)) for scan in scans}
     wanted_stimuli = None if stimuli is None else set(stimuli)
     for name in sorted(n for n in names if layout.is_part_name(n)):
@@ -140,7 +143,9 @@ def load_sweep(uri: str, scans: Sequence[str] | None = None, stimuli: Sequence[s
             continue
         for row in pq.read_table(io.BytesIO(store.read_bytes(name))).to_pylist():
             if wanted_stimuli is None or row["stimulus_id"] in wanted_stimuli:
-                responses[(row["stimulus_id"], row["train_session"])] = np.asarray(row["responses"], np.float32)
+                key = (row["stimulus_id"], row["train_session"])
+                responses[key] = np.asarray(row["responses"], np.float32)
+                given[key] = (bool(row.get("perspectives_given")), bool(row.get("modulations_given")))
     units = {}
     for name in sorted(n for n in names if n.startswith(layout.UNITS_DIR + "/")):
         table = pq.read_table(io.BytesIO(store.read_bytes(name))).to_pandas()
@@ -149,4 +154,4 @@ def load_sweep(uri: str, scans: Sequence[str] | None = None, stimuli: Sequence[s
     errors = (pq.read_table(io.BytesIO(store.read_bytes(layout.ERRORS_FILE))).to_pandas()
               if layout.ERRORS_FILE in names else pd.DataFrame(columns=layout.ERRORS_SCHEMA.names))
     return SweepOutput(store.uri, options.get("reduce", "none"), int(options.get("skip_frames", 0)), responses,
-                       units, errors, options)
+                       units, errors, given, options)
