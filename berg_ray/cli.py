@@ -17,15 +17,19 @@ import argparse
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from berg_ray.cli_options import (add_device_options, add_one_session_option, add_output_option,
-                                  add_release_options, add_sessions_option, add_verbosity_options, release_dir)
+                                  add_release_options, add_sessions_option, add_verbosity_options,
+                                  add_video_input_options, release_dir)
 from berg_ray.cli_parser import EXIT_USER_ERROR, BergRayParser
-from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEMO_WORK_DIR, ECHO_CHARS, MODEL_ID, ROIS, ScanId
+from berg_ray.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, DEMO_WORK_DIR, ECHO_CHARS, MODEL_ID, ROIS,
+                             ScanId)
+from berg_ray.encode_input import read_encode_input
 from berg_ray.errors import BergRayError
 from berg_ray.names import printable_name
 from berg_ray.numbers import ascii_int, int_flag
@@ -69,13 +73,26 @@ def package_version() -> str:
 
 
 def _add_encode(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("encode", help="predict responses to one video file (.npy, uint8 [T,144,256])",
-                            description="Predict responses of one scan's units to a video saved as .npy.")
+    p = commands.add_parser("encode", help="predict responses to one video file (.npy, .npz, .mp4, .avi, .mov, "
+                                           ".mkv)",
+                            description="Predict responses of one scan's units to one video file, read as berg-ray "
+                                        "sweep reads it: .npy (uint8 [T,144,256], or a batch [B,T,144,256]), .npz "
+                                        "(member stimulus or video, with optional perspectives/modulations), or "
+                                        ".mp4/.avi/.mov/.mkv (grey-scale, resampled to 30 Hz).")
     add_release_options(p, anonymous=True)
     add_one_session_option(p)
-    p.add_argument("--input", required=True, type=Path, help=".npy video, uint8 [T,144,256] or [B,T,144,256]")
+    p.add_argument("--input", required=True, type=Path,
+                   help="video file: .npy, .npz, .mp4, .avi, .mov or .mkv, frames of 144x256 (else --resize)")
+    add_video_input_options(p)
+    p.add_argument("--max-frames", type=int_flag, default=DEFAULT_SWEEP_MAX_FRAMES,
+                   help=f"most frames at 30 Hz per video ({DEFAULT_SWEEP_MAX_FRAMES} = 10 min); checked from the "
+                        "file's header before it is read")
     add_output_option(p, ".npy file for float32 responses [T,U] / [B,T,U]", "FILE", type=Path,
                       deprecated=("--output",))
+    p.add_argument("--behaviour", type=Path,
+                   help=".npz with members perspectives and/or modulations, float [T,2] ([B,T,2] for a batch), "
+                        "standardised (berg_ray.behaviour.standardise); default: those of an .npz --input, else "
+                        "none (0)")
     p.add_argument("--roi", action="append", choices=ROIS,
                    help="select units of this area (repeatable; default: all units)")
     p.add_argument("--field", action="append", type=int_flag,
@@ -117,13 +134,24 @@ def _run_encode(args: argparse.Namespace) -> int:
     from berg_ray.threads import set_torch_threads
 
     set_torch_threads()
-    stimulus = _read_npy(args.input)
+    if args.max_frames < 1:
+        raise BergRayError(f"--max-frames {args.max_frames} must be a positive number of frames")
+    stimulus, behaviour = read_encode_input(args.input, args.resize, args.max_frames)
+    if args.behaviour is not None:
+        given = _read_behaviour(args.behaviour, stimulus.shape)
+        twice = [key for key in given if key in behaviour]
+        if twice:
+            raise BergRayError(f"{' and '.join(twice)} given twice: by --input {args.input} (its .npz members) and "
+                               f"by --behaviour {args.behaviour}; keep one (drop --behaviour, or the members)")
+        behaviour.update(given)
     check_output_file(args.out, "--out")
     selection = {k: v for k, v in (("roi", args.roi), ("field", args.field)) if v}
     berg = BERG(release_dir(args))
+    _check_scan_present(berg, args.session, args.berg_dir)
     model = berg.get_encoding_model(MODEL_ID, train_session=args.session, selection=selection or None,
                                     device=args.device, chunk_frames=args.chunk_frames, precision=args.precision)
-    responses = berg.encode(model, stimulus, show_progress=not args.quiet)
+    show_progress = not args.quiet and (args.progress or sys.stderr.isatty())  # no bar in logs unless asked
+    responses = berg.encode(model, stimulus, show_progress=show_progress, **behaviour)
     write_npy_atomic(args.out, responses)
     print(f"wrote {args.out}: float32 {list(responses.shape)} ({model.scan_id}, {model.n_units} units)")
     return 0
@@ -157,24 +185,54 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, verbose=args.verbose)
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    """The array of a .npy file; BergRayError for a missing, empty, truncated or non-.npy file (.npz included)."""
-    if path.is_dir():
-        raise BergRayError(f"input {path} is a directory; give a .npy file (berg-ray sweep reads directories)")
+def _check_scan_present(berg, session: str, berg_dir: str) -> None:
+    """Refuse a ``--session`` whose weights the release lacks (or no released scan at all) before the model
+    loads, listing the scans present, as ``berg-ray sweep`` does: one round trip to a valid choice."""
+    from berg_ray.checkpoint.release import available_scans
+    from berg_ray.errors import InvalidSessionError, ScanNotAvailableError
+
+    present = [str(scan) for scan in available_scans(berg.berg_dir)]
     try:
-        if path.stat().st_size == 0:
-            raise BergRayError(f"input {path} is empty (0 bytes); save the video with numpy.save")
-        loaded = np.load(path, allow_pickle=False)
+        scan = str(ScanId.parse(session))
+    except InvalidSessionError:
+        scan = None
+    if scan not in present:
+        kind = "is not a released scan" if scan is None else f"has no weights in --berg-dir {berg_dir}"
+        raise ScanNotAvailableError(f"train_session {session[:ECHO_CHARS]!r} {kind}; scans present in this release: "
+                                    f"{', '.join(present) or 'none'}")
+
+
+def _read_behaviour(path: Path, stimulus_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The ``perspectives`` / ``modulations`` members of the ``--behaviour`` .npz, checked against the stimulus
+    ([T, 2] for a [T, 144, 256] stimulus, [B, T, 2] for [B, T, 144, 256]); BergRayError naming the file otherwise."""
+    from berg_ray.behaviour import BEHAVIOUR_INPUTS, validate_behaviours
+
+    shown = f"--behaviour {path}"
+    try:
+        archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise BergRayError(f"input {path} does not exist") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise BergRayError(f"input {path} is not a readable .npy array ({type(exc).__name__}: {exc}); save it with "
-                           "numpy.save") from None
-    if not isinstance(loaded, np.ndarray):  # an NpzFile: np.load opened an .npz archive
-        loaded.close()
-        raise BergRayError(f"input {path} is an .npz archive; berg-ray encode reads one .npy array (numpy.save; "
-                           "berg-ray sweep reads .npz)")
-    return loaded
+        raise BergRayError(f"{shown} does not exist") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BergRayError(f"{shown} is not a readable .npz file ({type(exc).__name__}: {exc}); save it with "
+                           "numpy.savez(FILE, perspectives=..., modulations=...)") from None
+    if isinstance(archive, np.ndarray):
+        raise BergRayError(f"{shown} is one .npy array; save the behaviour with numpy.savez(FILE, "
+                           "perspectives=..., modulations=...) so each input is named")
+    with archive:
+        unknown = [key for key in archive.files if key not in BEHAVIOUR_INPUTS]
+        if unknown or not archive.files:
+            raise BergRayError(f"{shown} holds {unknown or 'no arrays'}" + (" (unknown members)" if unknown else "")
+                               + f"; its members are {' and/or '.join(BEHAVIOUR_INPUTS)}, float [T, 2]")
+        try:
+            members = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # pickled objects, a damaged member
+            raise BergRayError(f"{shown}: a member is not a readable array ({type(exc).__name__}: {exc})") from None
+    if len(stimulus_shape) in (3, 4):  # else berg.encode refuses the stimulus itself
+        try:
+            validate_behaviours(members, stimulus_shape[-3], stimulus_shape[0] if len(stimulus_shape) == 4 else None)
+        except BergRayError as exc:
+            raise BergRayError(f"{shown}: {exc}") from None
+    return members
 
 
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:

@@ -122,12 +122,14 @@ def cluster_device(text: str) -> str:
     return value
 
 
-def add_cluster_options(parser: argparse.ArgumentParser, encoder_pool: bool = True) -> argparse._ArgumentGroup:
-    """``--address``, ``--metrics-export-port`` and, for commands that run a sweep (``encoder_pool``), the encoder
-    pool's size and resources, in the group "Ray cluster"."""
+def add_cluster_options(parser: argparse.ArgumentParser, encoder_pool: bool = True, metrics: bool = True
+                        ) -> argparse._ArgumentGroup:
+    """``--address``, ``--metrics-export-port`` (``metrics``) and, for commands that run a sweep
+    (``encoder_pool``), the encoder pool's size and resources, in the group "Ray cluster"."""
     group = parser.add_argument_group("Ray cluster")
     group.add_argument("--address", default=None, metavar="ADDRESS", help=ADDRESS_HELP)
-    group.add_argument("--metrics-export-port", default=None, metavar="PORT", help=METRICS_PORT_HELP)
+    if metrics:
+        group.add_argument("--metrics-export-port", default=None, metavar="PORT", help=METRICS_PORT_HELP)
     if not encoder_pool:
         return group
     group.add_argument("--num-workers", type=int_flag, default=None, metavar="N",
@@ -140,13 +142,18 @@ def add_cluster_options(parser: argparse.ArgumentParser, encoder_pool: bool = Tr
     group.add_argument("--resource-wait-s", type=float_flag, default=DEFAULT_RESOURCE_WAIT_S, metavar="SECONDS",
                        help="GPU pool: seconds to wait for the GPUs of --min-workers actors, then exit 2 with "
                             "nothing written")
-    group.add_argument("--num-gpus-per-worker", type=float_flag, default=1.0, metavar="GPUS",
-                       help="GPUs per GPU actor")
+    add_gpus_per_worker_option(group)
     group.add_argument("--accelerator-resource", default="GPU", metavar="RESOURCE",
                        help="Ray resource GPU actors request: GPU, or a custom resource your GPU node types declare")
     group.add_argument("--num-cpus-per-worker", type=float_flag, default=None, metavar="CPUS",
                        help="CPUs per actor (default: 1 on GPUs, else sized from the cluster)")
     return group
+
+
+def add_gpus_per_worker_option(group: argparse._ArgumentGroup) -> None:
+    """``--num-gpus-per-worker``: GPUs of each actor that runs on GPUs (--device decides whether they do)."""
+    group.add_argument("--num-gpus-per-worker", type=float_flag, default=1.0, metavar="GPUS",
+                       help="GPUs per GPU actor (--device decides whether actors run on GPUs)")
 
 
 def encoder_pool_args(ns: argparse.Namespace) -> dict[str, Any]:
@@ -178,8 +185,9 @@ def add_verbosity_options(parser: argparse.ArgumentParser, quiet: bool = True, v
     if verbose:
         group.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     if deprecated_progress:
-        group.add_argument("--progress", action=DeprecatedFlag, instead="a progress bar is shown unless --quiet",
-                           help="deprecated: a progress bar is shown by default (--quiet hides it)")
+        group.add_argument("--progress", action=DeprecatedFlag,
+                           instead="a progress bar is shown on a terminal unless --quiet",
+                           help="deprecated: a progress bar is shown by default on a terminal (--quiet hides it)")
     return group
 
 

@@ -105,8 +105,8 @@ class StoreWithAliases(argparse.Action):
 
 
 class DeprecatedFlag(argparse.Action):
-    """A flag that no longer changes anything (what it asked for is now the default): accepted for a release with a
-    one-line note, ``instead``, on what to use."""
+    """A flag whose request is now the default: accepted for a release (it stores True, so it still does what it
+    did) with a one-line note, ``instead``, on what to use."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, instead: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, **kwargs)
@@ -115,3 +115,4 @@ class DeprecatedFlag(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         note_deprecated(option_string or self.option_strings[0], self.instead)
+        setattr(namespace, self.dest, True)

@@ -95,6 +95,7 @@ def ray_session(address: str | None = None, verbose: bool = False, **init_kwargs
         return
     owns = not (address or os.environ.get("RAY_ADDRESS"))
     handler = signal.getsignal(signal.SIGTERM)
+    from berg_ray.console_noise import filter_stderr
     from berg_ray.ray_setup import init_ray
 
     init_ray(address, verbose, **init_kwargs)
@@ -102,7 +103,8 @@ def ray_session(address: str | None = None, verbose: bool = False, **init_kwargs
         signal.signal(signal.SIGTERM, handler)  # ray.init installs its own, which exits mid-work
     reaper = start_reaper(ray._private.worker._global_node.get_session_dir_path()) if owns else None
     try:
-        yield owns
+        with filter_stderr(enabled=not verbose):  # after init: Ray's own processes keep their log files
+            yield owns
     finally:
         ray.shutdown()
         if reaper is not None:

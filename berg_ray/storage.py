@@ -14,6 +14,7 @@ S3 lives in :mod:`berg_ray.storage_s3` (its names are importable from here too).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -30,6 +31,7 @@ from berg_ray.names import printable_name
 if TYPE_CHECKING:  # defined in storage_s3, which imports this module
     from berg_ray.storage_s3 import S3Options
 
+LOCK_FILE = "_berg_ray.lock"  # local outputs: flock file of the compare-and-swap
 TMP_DIR = "_tmp"  # local staging directory inside an output root (ignored by pyarrow: leading underscore)
 # defined in berg_ray.storage_s3, importable from here
 _S3_NAMES = ("S3Options", "S3Store", "check_bucket", "resolve_s3_options")
@@ -124,6 +126,15 @@ class Store:
     def remove_staging(self) -> int:
         """Delete every staging file under this root (left by killed runs); returns how many were removed."""
         raise NotImplementedError
+
+    def root_exists(self) -> bool:
+        """Whether the root exists (S3 prefixes always do)."""
+        return True
+
+    def remove_if_unused(self) -> bool:
+        """Remove the root if it holds nothing but the store's own bookkeeping (an empty staging area, a lock
+        file): what a refused run leaves behind. True if removed; S3 keeps no such objects (no-op)."""
+        return False
 
 
 def open_store(uri: str, s3: "S3Options | None" = None, follow_symlinks: bool = False) -> Store:
@@ -316,7 +327,7 @@ class LocalStore(Store):
         @contextmanager
         def lock():
             self.root.mkdir(parents=True, exist_ok=True)
-            with open(self.root / "_berg_ray.lock", "a") as handle:
+            with open(self.root / LOCK_FILE, "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 try:
                     yield
@@ -325,6 +336,8 @@ class LocalStore(Store):
         return lock()
 
     def check_writable(self) -> None:
+        """Probe by writing a staging file; directories the probe had to create are removed again."""
+        missing = [d for d in (self.root / TMP_DIR, self.root, *self.root.parents) if not d.is_dir()]
         try:
             probe = self.staging_path(".probe")
             probe.write_bytes(b"")
@@ -332,6 +345,29 @@ class LocalStore(Store):
         except OSError as exc:
             raise StorageError(f"cannot write to output directory {self.uri}: {exc.strerror or exc}; choose a "
                                f"writable location") from None
+        finally:
+            for created in missing:  # innermost first
+                with contextlib.suppress(OSError):
+                    created.rmdir()  # only if still empty
+
+    def root_exists(self) -> bool:
+        return self.root.is_dir()
+
+    def remove_if_unused(self) -> bool:
+        try:
+            entries = {entry.name: entry for entry in os.scandir(self.root)}
+        except OSError:
+            return False
+        staging = entries.get(TMP_DIR)
+        if set(entries) - {TMP_DIR, LOCK_FILE} or (staging is not None and any(os.scandir(staging.path))):
+            return False
+        with contextlib.suppress(OSError):
+            if staging is not None:
+                os.rmdir(staging.path)
+            (self.root / LOCK_FILE).unlink(missing_ok=True)
+            self.root.rmdir()
+            return True
+        return False
 
 
 def _is_within(path: str, root: str) -> bool:

@@ -41,7 +41,7 @@ def test_demo_release_writes_requested_scans(tmp_path):
     (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{missing}", "--out",
       "{out}"], "error: input"),
     (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{bad}", "--out", "{out}"],
-     "error: stimulus frames are 10x10"),
+     "error: {bad}: stimulus frames are 10x10"),
     (["demo-release", "--out", "{out}", "--units", "many"], "error: --units 'many'"),
     (["serve", "--berg-dir", "{missing}"], "error: berg_dir"),  # before Ray starts: no Ray log lines
 ])
@@ -53,7 +53,7 @@ def test_errors_print_one_line_and_exit_2(demo_berg_dir, tmp_path, args, message
     argv = [a.format(**paths) for a in args]
     result = subprocess.run([sys.executable, "-m", "berg_ray.cli", *argv], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip().startswith(message.format(**paths)) and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and not (tmp_path / "o.npy").exists()
 
 
@@ -70,10 +70,11 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, message: str) ->
 
 @pytest.mark.parametrize("make_input, message", [
     (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
-    (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "is not a readable .npy array"),
+    (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "not a readable .npy file"),
     (lambda p: np.savez(p.with_suffix(".npz"), video=np.zeros((2, 144, 256), np.uint8)) or
      p.with_suffix(".npz").replace(p), "is an .npz archive"),
     (lambda p: p.mkdir(), "is a directory"),
+    (lambda p: p.write_bytes(b"PK\x03\x04 not a zip"), "not a readable .npy file"),
 ])
 def test_encode_unreadable_inputs(demo_berg_dir, tmp_path, make_input, message):
     video = tmp_path / "video.npy"
@@ -135,3 +136,48 @@ def test_encode_precision_flag(demo_berg_dir, tmp_path):
                            "--precision", "tf32"], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and done.stderr.startswith("error: precision 'tf32'"), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.npy").exists()
+
+
+def test_encode_with_behaviour_matches_the_api(demo_berg_dir, tmp_path):
+    """--behaviour FILE.npz: the same responses as BERG.encode with those inputs, for one video and a batch."""
+    rng = np.random.default_rng(6)
+    berg = BERG(demo_berg_dir)
+    model = berg.get_encoding_model(MODEL_ID, train_session="session-4_scan-7", device="cpu")
+    for video, members in [(rng.integers(0, 256, (4, 144, 256), dtype=np.uint8),
+                            {"perspectives": rng.normal(0, 1, (4, 2)), "modulations": rng.normal(0, 1, (4, 2))}),
+                           (rng.integers(0, 256, (2, 4, 144, 256), dtype=np.uint8),
+                            {"modulations": rng.normal(0, 1, (2, 4, 2)).astype(np.float32)})]:
+        np.save(tmp_path / "video.npy", video)
+        np.savez(tmp_path / "behaviour.npz", **members)
+        assert main(["encode", "--berg-dir", str(demo_berg_dir), "--session", "session-4_scan-7", "--input",
+                     str(tmp_path / "video.npy"), "--behaviour", str(tmp_path / "behaviour.npz"), "--out",
+                     str(tmp_path / "r.npy"), "--device", "cpu"]) == 0
+        expected = berg.encode(model, video, **members)
+        np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), expected)
+        assert not np.allclose(expected, berg.encode(model, video))  # the behaviour reached the model
+
+
+@pytest.mark.parametrize("make_behaviour, message", [
+    (lambda p: np.savez(p, perspectives=np.zeros((3, 2)), speed=np.zeros(3), pupil=np.zeros(3)),
+     "holds ['speed', 'pupil'] (unknown members); its members are perspectives and/or modulations"),
+    (lambda p: np.savez(p), "holds no arrays"),
+    (lambda p: np.savez(p, modulations=np.zeros((2, 2))), "--behaviour {p}: modulations (pupil radius, treadmill "
+                                                          "speed) has shape [2, 2]; expected [T, 2] = [3, 2]"),
+    (lambda p: np.savez(p, perspectives=np.zeros((3, 3))), "perspectives (pupil centre x, y) has shape [3, 3]"),
+    (lambda p: np.savez(p, perspectives=np.full((3, 2), np.inf)), "perspectives contains NaN or infinite"),
+    (lambda p: np.savez(p, modulations=np.zeros((1, 3, 2))), "has shape [1, 3, 2]; expected [T, 2]"),
+    (lambda p: np.savez(p, modulations=np.array([[None, 1]] * 3, dtype=object)), "a member is not a readable array"),
+    (lambda p: np.save(p, np.zeros((3, 2))) or p.with_suffix(".npz.npy").replace(p), "is one .npy array"),
+    (lambda p: p.write_bytes(b"PK\x03\x04 not a zip"), "is not a readable .npz file"),
+    (lambda p: None, "--behaviour {p} does not exist"),
+])
+def test_encode_bad_behaviour_file_is_one_line(demo_berg_dir, tmp_path, capsys, make_behaviour, message):
+    np.save(tmp_path / "video.npy", np.zeros((3, 144, 256), np.uint8))
+    path = tmp_path / "b.npz"
+    make_behaviour(path)
+    code = main(["encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
+                 str(tmp_path / "video.npy"), "--behaviour", str(path), "--out", str(tmp_path / "o.npy"),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert message.format(p=path) in err and not (tmp_path / "o.npy").exists()

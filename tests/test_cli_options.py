@@ -41,7 +41,8 @@ EXPECTED = {
     "berg-ray experiment tuning": EXPERIMENT,
     "berg-ray experiment rf": EXPERIMENT,
     "berg-ray experiment domains": EXPERIMENT,
-    "berg-ray evaluate": RELEASE | DEVICE | {"--anonymous", "--sessions", "--out", "--quiet"},
+    "berg-ray evaluate": RELEASE | DEVICE | {"--anonymous", "--sessions", "--out", "--address", "--num-gpus-per-worker",
+                                            "--quiet", "--verbose"},
     "berg-ray plot responses": {"--s3-endpoint-url", "--anonymous", "--sessions", "--out"},
 }
 # The argument group (concern) of each shared option; --sessions sits with each command's own options.
@@ -79,8 +80,7 @@ def test_every_parser_shares_the_options_of_its_concerns():
         parser = parsers[prog]
         actions = _options(parser)
         assert options <= set(actions), f"{prog} lacks {sorted(options - set(actions))}"
-        for name in options:
-            action = actions[name]
+        for name, action in actions.items():  # every option named like a shared one is the shared one
             if name in GROUPS:
                 wanted = S3_ONLY if name != "--berg-dir" and GROUPS[name] == GROUPS["--berg-dir"] and \
                     "--berg-dir" not in actions else GROUPS[name]
@@ -189,10 +189,12 @@ def test_encode_with_the_old_names_writes_its_output_and_notes_each(demo_berg_di
     argv = ["encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
             str(tmp_path / "video.npy"), "--device", "cpu"]
     assert main([*argv, "--output", str(tmp_path / "old.npy"), "--progress"]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    err = capsys.readouterr().err
+    assert "encode session-8_scan-5: 100%" in err  # --progress still shows the bar, here where stderr is no terminal
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
     assert notes == ["note: --output is deprecated and will be removed in a later release; use --out",
                      "note: --progress is deprecated and will be removed in a later release; a progress bar is "
-                     "shown unless --quiet"]
+                     "shown on a terminal unless --quiet"]
     assert main([*argv, "--out", str(tmp_path / "new.npy"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""  # --quiet: no progress bar; no note
     np.testing.assert_array_equal(np.load(tmp_path / "old.npy"), np.load(tmp_path / "new.npy"))

@@ -13,6 +13,7 @@ S3_DEFAULT_REGION = "us-east-1"  # when neither the options nor the AWS config n
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 ARRAY_SUFFIXES = (".npy", ".npz")
 NPZ_VIDEO_KEY = "video"  # array name looked up in a multi-array .npz
+NPZ_STIMULUS_KEY = "stimulus"  # the same, first: the name of the HTTP body's member, beside behaviour members
 
 # --- Download and S3 releases (berg_ray.download): `berg-ray download` and `--berg-dir s3://...` ---
 

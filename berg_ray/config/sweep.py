@@ -23,7 +23,8 @@ SWEEP_MAX_CPU_THREADS_PER_WORKER = 8  # CPU encoder actors: torch threads per ac
 SWEEP_ACTOR_BASE_BYTES = 450 * 10**6
 SWEEP_ACTOR_BYTES_PER_VIDEO = 100 * 10**6
 SWEEP_ACTOR_BYTES_PER_FRAME = 2 * 10**6
-SWEEP_FORMAT_VERSION = 1  # written to _sweep.json; a re-run refuses an output of another version
+SWEEP_FORMAT_VERSION = 2  # written to _sweep.json; a re-run refuses an output of another version
+# (2: the columns perspectives_given, modulations_given)
 # Longest stimulus (frames at 30 Hz; longer inputs are listed as errors). 18,000 = 10 min: far longer than any
 # trial of the training data (clips of ~10 s), while keeping one stimulus bounded: 18,000 x 144 x 256 uint8 =
 # 664 MB decoded, and with --reduce none 18,000 x 9,941 units x 4 B = 716 MB of responses per scan. A micro-batch

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from berg_ray.cli_options import (add_device_options, add_one_session_option, add_output_option,
-                                  add_release_options, add_verbosity_options, release_dir)
+from berg_ray.cli_options import (add_cluster_options, add_device_options, add_gpus_per_worker_option,
+                                  add_one_session_option, add_output_option, add_release_options,
+                                  add_verbosity_options)
 from berg_ray.config import ACCURACY_BURN_IN_FRAMES, DEFAULT_CHUNK_FRAMES
 from berg_ray.errors import BergRayError
 from berg_ray.numbers import int_flag
@@ -20,7 +21,9 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
                     "[R,T,U] recorded trials in readout order, optional 'perspectives' / 'modulations' [R,T,2] per "
                     "trial, then each trial is predicted with its own behaviour), score the predictions per unit "
                     "(cc_abs, cc_max, cc_norm as the reference computes them) and write a Parquet table with the "
-                    "released scores beside them, plus a PNG figure. Runs in this process on --device.")
+                    "released scores beside them, plus a PNG figure. Runs in this process on --device, or with "
+                    "--workers N on N Ray actors (a local Ray cluster, or --address / RAY_ADDRESS; --device picks "
+                    "CPU or GPU actors).")
     add_release_options(parser, anonymous=True)
     add_one_session_option(parser)
     parser.add_argument("--recordings", required=True, type=Path,
@@ -33,7 +36,12 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument("--chunk-frames", type=int_flag, default=DEFAULT_CHUNK_FRAMES,
                         help="frames per chunk; memory grows with it and with the trials of a video, results do not "
                              "depend on it")
-    add_verbosity_options(parser, verbose=False)
+    cluster = add_cluster_options(parser, encoder_pool=False, metrics=False)
+    cluster.add_argument("--workers", type=int_flag, default=0, metavar="N",
+                         help="0: predict in this process; N: on N Ray actors, one model each (videos spread over "
+                              "them)")
+    add_gpus_per_worker_option(cluster)
+    add_verbosity_options(parser)
     parser.set_defaults(func=run_evaluate_command)
     return parser
 
@@ -53,10 +61,19 @@ def run_evaluate_command(ns: argparse.Namespace) -> int:
     check_output_file(figure, "--out's figure")
     files = recording_files(ns.recordings)
     set_torch_threads()
-    args = EvaluationArgs(berg_dir=release_dir(ns), session=ns.session, burn_in_frames=ns.burn_in_frames,
+    args = EvaluationArgs(berg_dir=ns.berg_dir, session=ns.session, burn_in_frames=ns.burn_in_frames,
                           device=ns.device, precision=ns.precision, chunk_frames=ns.chunk_frames,
-                          show_progress=not ns.quiet)
-    table, info = evaluate(args, files)
+                          show_progress=not ns.quiet, s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous)
+    if ns.workers == 0 and ns.address:
+        raise BergRayError("--address applies to Ray actors: add --workers N (N >= 1)")
+    if ns.workers and ns.device.startswith("cuda:"):
+        raise BergRayError(f"--device {ns.device} names one GPU of this machine, but Ray places the --workers "
+                           "actors: give auto, cpu or cuda")
+    if not 0 < ns.num_gpus_per_worker <= 64:
+        raise BergRayError(f"--num-gpus-per-worker {ns.num_gpus_per_worker} is out of range; give more than 0, at "
+                           "most 64")
+    table, info = evaluate(args, files, workers=ns.workers, address=ns.address,
+                           gpus_per_worker=ns.num_gpus_per_worker, verbose=ns.verbose)
     write_table(out, table, info)
     title = (f"{info['train_session']}: prediction accuracy on {info['videos']} recorded videos "
              f"({_behaviour_note(info)}; {info['weights']})")

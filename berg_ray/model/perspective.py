@@ -54,6 +54,14 @@ def eye_rotations(layers: list[tuple[Tensor, Tensor]], perspectives: Tensor) -> 
     return rotation_matrix(hidden)
 
 
+def rotate_rays(rays: Tensor, rotations: Tensor) -> Tensor:
+    """r = R g for every ray g (H, W, 3) and rotation R (N, 3, 3) -> (N, H, W, 3), as one (H*W, 3) x (3, 3N)
+    matrix product (the same per-element arithmetic as ``rays @ R.T`` for one rotation)."""
+    n, (height, width) = rotations.shape[0], rays.shape[:2]
+    stacked = rotations.transpose(-1, -2).permute(1, 0, 2).reshape(3, 3 * n)  # [R_0^T | R_1^T | ...]
+    return (rays.reshape(-1, 3) @ stacked).view(height, width, n, 3).permute(2, 0, 1, 3).contiguous()
+
+
 def monitor_coordinates(rays: Tensor, monitor: Tensor, center: Tensor) -> Tensor:
     """grid_sample coordinates (..., 2) where rays (..., 3) hit the monitor (spec §3.2.3).
 
@@ -105,8 +113,8 @@ class Perspective(nn.Module):
         with torch.autocast(perspectives.device.type, enabled=False):
             layers = [(getattr(self, f"eye{i}_w"), getattr(self, f"eye{i}_b")) for i in range(4)]
             rotations = eye_rotations(layers, perspectives.float())  # (N, 3, 3)
-            rays = torch.matmul(self.retina_rays, rotations.transpose(-1, -2)[:, None])  # (N, 128, 192, 3)
-            return monitor_coordinates(rays, self.monitor_axes, self.monitor_center)
+            return monitor_coordinates(rotate_rays(self.retina_rays, rotations), self.monitor_axes,
+                                       self.monitor_center)
 
     def forward(self, frames: Tensor, perspectives: Tensor | None = None) -> Tensor:
         """(N, 1, 144, 256) float32 pixels in [0, 1] -> (N, 1, 128, 192) retina image.

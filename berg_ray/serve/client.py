@@ -3,6 +3,7 @@
     >>> client = BergClient("http://127.0.0.1:8000", token=os.environ.get("BERG_RAY_TOKEN"))
     >>> responses = client.encode("session-8_scan-5", video, selection={"roi": ["V1"]})  # float32 (T, U')
     >>> chosen = client.encode("session-8_scan-5", video, selection={"unit_index": mask})  # mask: 0/1, length U
+    >>> running = client.encode("session-8_scan-5", video, modulations=traces)  # traces: float (T, 2), standardised
 
 Service errors are raised as the package's exceptions (InvalidStimulusError, ScanNotAvailableError, ...), whose
 message is the service's JSON ``error``.
@@ -31,8 +32,8 @@ class BergClient:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout_s = timeout_s
 
-    def encode(self, train_session: str, stimulus: np.ndarray, selection: Mapping[str, Any] | None = None
-               ) -> np.ndarray:
+    def encode(self, train_session: str, stimulus: np.ndarray, selection: Mapping[str, Any] | None = None,
+               perspectives: np.ndarray | None = None, modulations: np.ndarray | None = None) -> np.ndarray:
         """Responses float32 (T, U') or (B, T, U') to a uint8 (T, 144, 256) or (B, T, 144, 256) stimulus.
 
         Args:
@@ -40,16 +41,22 @@ class BergClient:
             stimulus: the video(s), uint8 (or integer-valued) at 30 Hz.
             selection: None or a dict of ``roi`` (str or list), ``field`` (int or list) and ``unit_index`` (a 0/1
                 or bool vector of length U, readout order); the units of all keys are joined (union, as in BERG).
-                ``roi`` / ``field`` travel as query parameters; with ``unit_index`` the body is an ``.npz``
-                holding ``stimulus`` and ``unit_index`` (``application/x-npz``), else the stimulus ``.npy``.
+                ``roi`` / ``field`` travel as query parameters.
+            perspectives: None, or pupil centre (x, y) per frame in standardised units: float [T, 2] for a single
+                video, [B, T, 2] for a batch (0 is the model's default; validated by the service).
+            modulations: None, or (pupil radius, treadmill speed) per frame, standardised, shaped as perspectives.
+
+        With ``unit_index`` or a behaviour input the body is an ``.npz`` holding ``stimulus`` and those members
+        (``application/x-npz``), else the stimulus ``.npy``.
         """
         selection = dict(selection or {})
         unit_index = selection.pop("unit_index", None)
         query = [("train_session", train_session)] + _selection_query(selection)
-        if unit_index is None:
+        extra = {"unit_index": unit_index, "perspectives": perspectives, "modulations": modulations}
+        if all(value is None for value in extra.values()):
             body, media_type = encode_npy(np.asarray(stimulus)), NPY_MEDIA_TYPE
         else:
-            body, media_type = encode_npz(np.asarray(stimulus), np.asarray(unit_index)), NPZ_MEDIA_TYPE
+            body, media_type = encode_npz(np.asarray(stimulus), **extra), NPZ_MEDIA_TYPE
         raw = self._request("POST", f"/v1/encode?{urllib.parse.urlencode(query)}", body, media_type)
         return decode_npy(raw)
 

@@ -3,11 +3,12 @@
 Videos of different clients and scans are batched by the replica's :class:`~berg_ray.serve.scheduler.ChunkScheduler`
 (one item per video): videos that arrive together form a cohort that runs in lock-step from frame 0, cut at
 every video's end and every ``chunk_frames``; each segment runs once through ``EncodingModel.forward_features``
-for the videos still running, and a finished video's rows are dropped from the carried state. No frame is padded
-or computed twice, so the result equals a single pass (the model is causal). Cohorts take turns segment by
-segment, so a short request arriving during a long one waits about one segment, not the long one's length. After
-each segment the features of each video go to the readout head of its scan; a head call of segment k overlaps the
-core's work on segment k+1, and at most two segments of features are in flight.
+for the videos still running (with each video's own behaviour rows, zeros for a video without them), and a
+finished video's rows are dropped from the carried state. No frame is padded or computed twice, so the result
+equals a single pass (the model is causal). Cohorts take turns segment by segment, so a short request arriving
+during a long one waits about one segment, not the long one's length. After each segment the features of each
+video go to the readout head of its scan; a head call of segment k overlaps the core's work on segment k+1, and at
+most two segments of features are in flight.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
+from berg_ray.behaviour import BEHAVIOUR_INPUTS
 from berg_ray.checkpoint.release import load_model
 from berg_ray.config import BatchingConfig, CoreArgs
 from berg_ray.download import resolve_berg_dir
@@ -29,8 +31,8 @@ from berg_ray.storage_s3 import s3_options_for
 from berg_ray.errors import ScanNotAvailableError
 from berg_ray.metrics import RECORDER, record_encoded
 from berg_ray.model.network import EncodingModel
-from berg_ray.serve.scheduler import (ChunkScheduler, Forward, Send, VideoJob, plan_segments, run_batch,  # noqa: F401
-                                      take_rows)
+from berg_ray.serve.scheduler import (ChunkScheduler, Forward, Send, VideoJob, behaviour_rows,  # noqa: F401
+                                      plan_segments, run_batch, take_rows)
 from berg_ray.threads import set_torch_threads
 
 
@@ -85,14 +87,17 @@ class CoreServer:
         self._scheduler.configure(config.max_batch_size, config.batch_wait_timeout_s, config.chunk_frames,
                                   config.max_cohorts, config.interleave)
 
-    async def encode(self, videos: np.ndarray, scan_id: str, units: np.ndarray | None) -> np.ndarray:
-        """Responses float32 (B, T, U') of validated uint8 videos (B, T, 144, 256) of one loaded scan."""
+    async def encode(self, videos: np.ndarray, scan_id: str, units: np.ndarray | None,
+                     perspectives: np.ndarray | None = None, modulations: np.ndarray | None = None) -> np.ndarray:
+        """Responses float32 (B, T, U') of validated uint8 videos (B, T, 144, 256) of one loaded scan, with their
+        validated behaviour inputs float32 (B, T, 2) or None (each video keeps its own rows through batching)."""
         if scan_id not in self._model.scan_ids:
             raise ScanNotAvailableError(f"scan {scan_id} is not loaded; loaded: {self._model.scan_ids}")
         self._count_ongoing(1)
         try:
-            per_video = await asyncio.gather(*(self._scheduler.submit(VideoJob(v, scan_id, units))
-                                               for v in videos))
+            per_video = await asyncio.gather(*(self._scheduler.submit(VideoJob(
+                v, scan_id, units, None if perspectives is None else perspectives[b],
+                None if modulations is None else modulations[b])) for b, v in enumerate(videos)))
             outputs = []
             for parts in per_video:
                 outputs.append(np.concatenate([await p if isinstance(p, Awaitable) else p for p in parts]))
@@ -131,9 +136,14 @@ class CoreServer:
         """Features (B_active, t, F, h, w) for the heads, or with the readout in core the responses of each active
         video (a list of (t, U') arrays), computed on the device so that only responses are copied to the host."""
         frames = np.stack([jobs[i].frames[start:stop] for i in active])  # (B_active, t, 144, 256)
+        behaviour = {name: behaviour_rows(jobs, active, start, stop, name) for name in BEHAVIOUR_INPUTS}
         with torch.inference_mode():
             chunk = torch.from_numpy(frames).to(self._model.device)
-            features, state = self._model.forward_features(chunk, [jobs[i].scan_id for i in active], state)
+            given = {name: None if rows is None else torch.from_numpy(rows).to(self._model.device)  # (B_active, t, 2)
+                     for name, rows in behaviour.items()}  # None: no video of the cohort has it (the default path)
+            features, state = self._model.forward_features(chunk, [jobs[i].scan_id for i in active], state,
+                                                           perspectives=given["perspectives"],
+                                                           modulations=given["modulations"])
             if self._heads is None:
                 return [self._readout(features[row:row + 1], jobs[i]) for row, i in enumerate(active)], state
             return features.cpu().numpy().astype(self._feature_dtype, copy=False), state

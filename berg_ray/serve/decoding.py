@@ -19,20 +19,21 @@ import os
 import sys
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
+from berg_ray.behaviour import BEHAVIOUR_INPUTS, validate_behaviours
 from berg_ray.config import DECODE_THREAD_NICENESS
 from berg_ray.errors import InvalidStimulusError
-from berg_ray.serve.protocol import NPZ_STIMULUS, NPZ_UNIT_INDEX, RequestTooLargeError, decode_encode_body
+from berg_ray.serve.protocol import (NPZ_ALLOWED, NPZ_MEMBERS, RequestTooLargeError, decode_encode_body,
+                                     npz_member_header, npz_member_names)
 from berg_ray.stimulus import validate_stimulus
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 _T = TypeVar("_T")
 
 
@@ -52,15 +53,18 @@ class DecodeLimits:
 @dataclass(frozen=True)
 class DecodedRequest:
     """A decoded and validated encode body: uint8 videos (B, T, 144, 256), whether the stimulus was a batch (4-D),
-    and the optional ``unit_index`` member of an ``.npz`` body."""
+    the optional ``unit_index`` member of an ``.npz`` body, and its behaviour inputs (``perspectives`` /
+    ``modulations`` -> float32 (B, T, 2), or None where not sent)."""
 
     videos: np.ndarray
     batched: bool
     unit_index: np.ndarray | None
+    behaviour: dict[str, np.ndarray | None] = field(default_factory=dict)
 
 
 def inflated_size(body: bytes, limits: DecodeLimits) -> int:
-    """Bytes the body decodes to, from its headers alone (no member is inflated beyond its ``.npy`` header).
+    """Bytes the body decodes to, from its headers alone (no member is inflated beyond its ``.npy`` header), plus
+    the float32 copies of its behaviour members that validation makes.
 
     An ``.npy`` body decodes to at most its own size (``decode_npy`` checks its header against its data).
 
@@ -78,31 +82,27 @@ def inflated_size(body: bytes, limits: DecodeLimits) -> int:
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InvalidStimulusError(f"request body is not a valid .npz archive ({exc}); send np.savez output") from None
-    if len(infos) > 2:
+    if len(infos) > len(NPZ_MEMBERS):
         names = sorted(info.filename.removesuffix(".npy") for info in infos[:5])
-        raise InvalidStimulusError(f"the .npz body has {len(infos)} members ({', '.join(names)}...); allowed: "
-                                   f"{NPZ_STIMULUS!r} (required) and {NPZ_UNIT_INDEX!r}")
-    total = sum(_member_size(archive, info, limits.max_member_bytes) for info in infos)
+        raise InvalidStimulusError(f"the .npz body has {len(infos)} members ({', '.join(names)}...); allowed "
+                                   f"members: {NPZ_ALLOWED}")
+    names = npz_member_names(archive, infos)  # an unknown member is named (with its shape) before any inflating
+    sizes = [_member_size(archive, info, limits.max_member_bytes) for info in infos]
+    total = sum(data_bytes for data_bytes, _ in sizes)
     if total > limits.max_inflate_ratio * len(body):
         raise RequestTooLargeError(
             f"the .npz body inflates {total / len(body):.0f}x ({len(body)} bytes decode to {total}), over the limit "
             f"of {limits.max_inflate_ratio:g}x (max_inflate_ratio); send the video less compressed (np.savez, or an "
             ".npy body)")
-    return total
+    # a behaviour member's float32 copy (validate_behaviour) is counted as held too: an upper bound
+    return total + sum(4 * elements for name, (_, elements) in zip(names, sizes) if name in BEHAVIOUR_INPUTS)
 
 
-def _member_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_member_bytes: int) -> int:
-    """Decoded bytes of one ``.npz`` member, from its ``.npy`` header, checked against the archive's size record."""
+def _member_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_member_bytes: int) -> tuple[int, int]:
+    """(decoded bytes, elements) of one ``.npz`` member, from its ``.npy`` header, checked against the archive's
+    size record."""
     name = info.filename.removesuffix(".npy")
-    try:
-        with archive.open(info) as member:
-            version = np.lib.format.read_magic(member)
-            if version not in _HEADER_READERS:
-                raise ValueError(f"unsupported .npy format version {version}")
-            shape, _, dtype = _HEADER_READERS[version](member)
-            header_bytes = member.tell()
-    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array ({exc})") from None
+    shape, dtype, header_bytes = npz_member_header(archive, info)
     if dtype.hasobject:
         raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array (dtype {dtype} holds "
                                    "Python objects); send a uint8 array")
@@ -118,14 +118,33 @@ def _member_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_member_byt
         raise RequestTooLargeError(f"the .npz member {name!r} decompresses to {data_bytes} bytes (shape {shape} of "
                                    f"{dtype}), over the limit of {max_member_bytes} bytes; send fewer or shorter "
                                    "videos")
-    return data_bytes
+    return data_bytes, math.prod(shape)
 
 
 def decode_request(body: bytes, limits: DecodeLimits) -> DecodedRequest:
-    """Decode an encode body (``.npy`` or ``.npz``) and validate its stimulus (``validate_stimulus``)."""
+    """Decode an encode body (``.npy`` or ``.npz``) and validate its stimulus and behaviour (``validate_request``)."""
     decoded = decode_encode_body(body, limits.max_member_bytes)
-    videos, batched = validate_stimulus(decoded.stimulus)
-    return DecodedRequest(videos, batched, decoded.unit_index)
+    videos, batched, behaviour = validate_request(decoded.stimulus, {name: getattr(decoded, name)
+                                                                     for name in BEHAVIOUR_INPUTS})
+    return DecodedRequest(videos, batched, decoded.unit_index, behaviour)
+
+
+def validate_request(stimulus: Any, behaviour: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, bool, dict[str, np.ndarray | None]]:
+    """Validate a request's stimulus, then its behaviour inputs against it (HTTP body and handle alike).
+
+    Args:
+        stimulus: [T, 144, 256] or [B, T, 144, 256] (``validate_stimulus``).
+        behaviour: ``perspectives`` / ``modulations`` -> None, or [T, 2] for a single video, [B, T, 2] for a batch.
+    Returns:
+        (videos uint8 (B, T, 144, 256), batched, {name: float32 (B, T, 2) or None}).
+    Raises:
+        InvalidStimulusError, InvalidBehaviourError: the message names the input, its shape and what is allowed.
+    """
+    videos, batched = validate_stimulus(stimulus)
+    valid = validate_behaviours(behaviour, videos.shape[1], videos.shape[0] if batched else None)
+    return videos, batched, {name: value if value is None or batched else value[None]
+                             for name, value in valid.items()}
 
 
 def build_decoder(threads: int) -> ThreadPoolExecutor:

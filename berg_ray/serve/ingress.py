@@ -5,9 +5,10 @@ decoding runs in the replica's decode threads (berg_ray.serve.decoding), so the 
 ``/healthz`` and receiving other bodies, and its bytes are held in the replica's decoded-bytes budget until the
 answer.
 
-Every request is validated here, once; the core and heads receive only clean uint8 videos of loaded scans. Any
-failure becomes a JSON ``{"error": ..., "type": ...}`` response with its 4xx status (500 only for a bug), so a bad
-request never takes a replica down. A core (or head) replica that dies while it holds a request makes that request
+Every request is validated here, once; the core and heads receive only clean uint8 videos of loaded scans, with
+their behaviour inputs (if any) as float32 (B, T, 2) arrays of the same frames. Any failure becomes a JSON
+``{"error": ..., "type": ...}`` response with its 4xx status (500 only for a bug), so a bad request never takes a
+replica down. A core (or head) replica that dies while it holds a request makes that request
 a 503 with Retry-After (ReplicaLostError); Serve routes later requests to the other replicas and replaces it.
 """
 
@@ -36,10 +37,9 @@ from berg_ray.numbers import ascii_int
 from berg_ray.serve.admission import ByteBudget, Gate
 from berg_ray.serve.body import BodyLimits, ClientClock, read_body
 from berg_ray.serve.decoding import (DecodeLimits, DecodedRequest, build_decoder, decode_request, inflated_size,
-                                     run_off_loop)
+                                     run_off_loop, validate_request)
 from berg_ray.serve.protocol import (NPY_MEDIA_TYPE, NotFoundError, OverloadedError, ReplicaLostError,
                                      RequestTooLargeError, check_token, encode_npy, error_body, status_of)
-from berg_ray.stimulus import validate_stimulus
 from berg_ray.units import ScanUnits, select_units
 
 logger = logging.getLogger("ray.serve")
@@ -86,25 +86,32 @@ class Ingress:
             headers = {"Retry-After": str(self._args.retry_after_s)} if status_of(exc) == 503 else None
             return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
 
-    async def encode(self, train_session: str, stimulus: Any, selection: Mapping[str, Any] | None = None
-                     ) -> np.ndarray:
+    async def encode(self, train_session: str, stimulus: Any, selection: Mapping[str, Any] | None = None,
+                     perspectives: Any = None, modulations: Any = None) -> np.ndarray:
         """Handle API, same semantics as ``BERG.encode``: float32 (T, U') or (B, T, U') responses.
 
         Args:
             train_session: "session-8_scan-5" or "session8_scan5" (a loaded scan).
             stimulus: uint8 (or integer-valued) [T, 144, 256] or [B, T, 144, 256].
             selection: None (all units) or a dict of ``roi`` / ``field`` / ``unit_index`` (union).
+            perspectives: None, or pupil centre (x, y) per frame in standardised units: [T, 2] for a single video,
+                [B, T, 2] for a batch.
+            modulations: None, or (pupil radius, treadmill speed) per frame, standardised, shaped as perspectives.
         """
         scan_id = self._loaded(train_session)
-        videos, batched = await run_off_loop(self._decoder, validate_stimulus, stimulus)
-        return await self._encode_valid(scan_id, videos, batched, selection)
+        videos, batched, behaviour = await run_off_loop(
+            self._decoder, validate_request, stimulus, {"perspectives": perspectives, "modulations": modulations})
+        return await self._encode_valid(scan_id, videos, batched, selection, behaviour)
 
     async def _encode_valid(self, scan_id: str, videos: np.ndarray, batched: bool,
-                            selection: Mapping[str, Any] | None) -> np.ndarray:
+                            selection: Mapping[str, Any] | None, behaviour: Mapping[str, np.ndarray | None]
+                            ) -> np.ndarray:
+        """``behaviour``: validated inputs, float32 (B, T, 2) or None each (``validate_request``)."""
         check_frames(videos.shape, self._args.max_frames_per_request)
         units = select_units(self._units[scan_id], selection)
         with self._encodes.admit():
-            responses = await self._call_core("encode", videos, scan_id, units)
+            responses = await self._call_core("encode", videos, scan_id, units, behaviour.get("perspectives"),
+                                              behaviour.get("modulations"))
         return responses if batched else responses[0]
 
     async def healthz(self) -> dict[str, Any]:
@@ -168,7 +175,8 @@ class Ingress:
             decoded = await self._receive_and_decode(request, held)
             if decoded.unit_index is not None:
                 selection = dict(selection or {}, unit_index=decoded.unit_index)
-            responses = await self._encode_valid(scan_id, decoded.videos, decoded.batched, selection)
+            responses = await self._encode_valid(scan_id, decoded.videos, decoded.batched, selection,
+                                                 decoded.behaviour)
         return Response(encode_npy(responses), media_type=NPY_MEDIA_TYPE)
 
     async def _receive_and_decode(self, request: Request, held: contextlib.ExitStack) -> DecodedRequest:

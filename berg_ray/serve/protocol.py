@@ -8,8 +8,11 @@ always ``{"error": message, "type": exception class}``. Every package error maps
 - ``.npy``: the stimulus alone, uint8 [T, 144, 256] or [B, T, 144, 256];
 - ``.npz`` (``application/x-npz``, ``np.savez`` or ``np.savez_compressed``): the member ``stimulus`` (required)
   and optionally ``unit_index``, a 1-D bool or integer 0/1 vector of length U (one entry per unit, readout
-  order) whose units join the ``roi`` / ``field`` query selection (union, as in BERG). Any other member, a
-  pickled or non-numeric member, or a member larger than the body limit once decompressed is refused (400).
+  order) whose units join the ``roi`` / ``field`` query selection (union, as in BERG), and the behaviour inputs
+  ``perspectives`` and ``modulations`` (float [T, 2] for a [T, 144, 256] stimulus, [B, T, 2] for a batch;
+  validated by the ingress with ``berg_ray.behaviour.validate_behaviour``). Any other member (named in the
+  error with its shape), a pickled or non-numeric member, or a member larger than the body limit once
+  decompressed is refused (400).
 """
 
 from __future__ import annotations
@@ -24,12 +27,18 @@ from typing import BinaryIO
 
 import numpy as np
 
+from berg_ray.behaviour import BEHAVIOUR_INPUTS
 from berg_ray.errors import (BergRayError, InvalidSelectionError, InvalidSessionError, InvalidStimulusError,
                              MalformedSessionError, ScanNotAvailableError)
 
 NPY_MEDIA_TYPE = "application/x-npy"
 NPZ_MEDIA_TYPE = "application/x-npz"
 NPZ_STIMULUS, NPZ_UNIT_INDEX = "stimulus", "unit_index"  # members of an .npz encode body
+NPZ_MEMBERS = (NPZ_STIMULUS, NPZ_UNIT_INDEX, *BEHAVIOUR_INPUTS)
+NPZ_ALLOWED = (f"{NPZ_STIMULUS!r} (required; uint8 [T,144,256] or [B,T,144,256]), {NPZ_UNIT_INDEX!r} (0/1 vector "
+               f"of length U), {BEHAVIOUR_INPUTS[0]!r} and {BEHAVIOUR_INPUTS[1]!r} (float [T,2], or [B,T,2] for a "
+               "batch)")
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 _ZIP_MAGIC = b"PK\x03\x04"
 JSON_MEDIA_TYPE = "application/json"
 
@@ -124,11 +133,7 @@ def _check_npy_header(stream: BinaryIO, size: int, what: str) -> None:
     Checked before any data is read, so a header declaring more than is sent (a shape too large to allocate)
     is refused without allocating it."""
     try:
-        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        version = np.lib.format.read_magic(stream)
-        if version not in readers:
-            raise ValueError(f"unsupported .npy format version {version}")
-        shape, _, dtype = readers[version](stream)
+        shape, dtype = _read_npy_header(stream)
     except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise InvalidStimulusError(f"{what} is not a valid .npy array ({exc}); send np.save output of a "
                                    "uint8 [T,144,256] or [B,T,144,256] array") from None
@@ -142,26 +147,82 @@ def _check_npy_header(stream: BinaryIO, size: int, what: str) -> None:
                                    f"but holds {present} data bytes; send the complete np.save output")
 
 
+def _read_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the ``.npy`` header at the start of ``stream``; ValueError (and the like) if unreadable."""
+    version = np.lib.format.read_magic(stream)
+    if version not in _NPY_HEADER_READERS:
+        raise ValueError(f"unsupported .npy format version {version}")
+    shape, _, dtype = _NPY_HEADER_READERS[version](stream)
+    return shape, dtype
+
+
+def npz_member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header bytes) of one ``.npz`` member, from its ``.npy`` header alone (nothing else inflated).
+
+    Raises:
+        InvalidStimulusError: the member does not start with a readable ``.npy`` header.
+    """
+    try:
+        with archive.open(info) as member:
+            shape, dtype = _read_npy_header(member)
+            return shape, dtype, member.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, RuntimeError) as exc:
+        name = info.filename.removesuffix(".npy")
+        raise InvalidStimulusError(f"the .npz member {name!r} is not a valid plain .npy array ({exc})") from None
+
+
+def npz_member_names(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> list[str]:
+    """The member names of an ``.npz`` body, each known and present once.
+
+    Raises:
+        InvalidStimulusError: a repeated member, or an unknown one (named with the shape and dtype of its header,
+            and the allowed members).
+    """
+    names = [info.filename.removesuffix(".npy") for info in infos]
+    if len(set(names)) != len(names):
+        raise InvalidStimulusError(f"the .npz body repeats members ({', '.join(sorted(names))}); send each member "
+                                   "once (np.savez output)")
+    unknown = [(name, info) for name, info in zip(names, infos) if name not in NPZ_MEMBERS]
+    if unknown:
+        described = "; ".join(f"{name!r} ({_header_summary(archive, info)})" for name, info in unknown[:4])
+        raise InvalidStimulusError(f"the .npz body has {len(names)} members ({', '.join(sorted(names))}), unknown: "
+                                   f"{described}; allowed members: {NPZ_ALLOWED}")
+    return names
+
+
+def _header_summary(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    try:
+        shape, dtype, _ = npz_member_header(archive, info)
+    except InvalidStimulusError:
+        return "not a readable .npy array"
+    return f"shape {list(shape)}, {dtype}"
+
+
 @dataclass(frozen=True)
 class EncodeBody:
-    """A decoded ``POST /v1/encode`` body: the stimulus and, from an ``.npz`` body, an optional unit_index."""
+    """A decoded ``POST /v1/encode`` body: the stimulus and, from an ``.npz`` body, an optional unit_index and the
+    behaviour inputs as sent (checked against the stimulus by ``berg_ray.serve.decoding.validate_request``)."""
 
     stimulus: np.ndarray
     unit_index: np.ndarray | None = None
+    perspectives: np.ndarray | None = None
+    modulations: np.ndarray | None = None
 
 
-def encode_npz(stimulus: np.ndarray, unit_index: np.ndarray | None = None) -> bytes:
-    """Serialise an encode body as ``.npz`` bytes (members ``stimulus`` and, if given, ``unit_index``)."""
+def encode_npz(stimulus: np.ndarray, unit_index: np.ndarray | None = None, perspectives: np.ndarray | None = None,
+               modulations: np.ndarray | None = None) -> bytes:
+    """Serialise an encode body as ``.npz`` bytes: member ``stimulus`` and each of ``unit_index``,
+    ``perspectives``, ``modulations`` that is given."""
     buffer = io.BytesIO()
-    members = {NPZ_STIMULUS: np.asarray(stimulus)}
-    if unit_index is not None:
-        members[NPZ_UNIT_INDEX] = np.asarray(unit_index)
+    given = {NPZ_UNIT_INDEX: unit_index, BEHAVIOUR_INPUTS[0]: perspectives, BEHAVIOUR_INPUTS[1]: modulations}
+    members = {NPZ_STIMULUS: np.asarray(stimulus)} | {k: np.asarray(v) for k, v in given.items() if v is not None}
     np.savez(buffer, **members)
     return buffer.getvalue()
 
 
 def decode_encode_body(body: bytes, max_member_bytes: int) -> EncodeBody:
-    """Parse a ``POST /v1/encode`` body: ``.npy`` (stimulus) or ``.npz`` (stimulus [+ unit_index]).
+    """Parse a ``POST /v1/encode`` body: ``.npy`` (stimulus) or ``.npz`` (stimulus [+ unit_index, perspectives,
+    modulations]); the behaviour members are returned as sent (their shapes depend on the stimulus's).
 
     Args:
         body: the raw request body.
@@ -176,12 +237,13 @@ def decode_encode_body(body: bytes, max_member_bytes: int) -> EncodeBody:
     members = _read_npz(body, max_member_bytes)
     if NPZ_STIMULUS not in members:
         raise InvalidStimulusError(f"the .npz body has no member {NPZ_STIMULUS!r} (members: {sorted(members)}); "
-                                   f"use np.savez(f, {NPZ_STIMULUS}=video[, {NPZ_UNIT_INDEX}=mask])")
+                                   f"use np.savez(f, {NPZ_STIMULUS}=video[, {NPZ_UNIT_INDEX}=mask, "
+                                   f"{BEHAVIOUR_INPUTS[0]}=..., {BEHAVIOUR_INPUTS[1]}=...])")
     unit_index = members.get(NPZ_UNIT_INDEX)
     if unit_index is not None and (unit_index.ndim != 1 or unit_index.dtype.kind not in "biu"):
         raise InvalidSelectionError(f"the .npz member {NPZ_UNIT_INDEX!r} must be a 1-D bool or integer 0/1 vector "
                                     f"(one entry per unit), got {unit_index.dtype} of shape {unit_index.shape}")
-    return EncodeBody(members[NPZ_STIMULUS], unit_index)
+    return EncodeBody(members[NPZ_STIMULUS], unit_index, *(members.get(name) for name in BEHAVIOUR_INPUTS))
 
 
 def _read_npz(body: bytes, max_member_bytes: int) -> dict[str, np.ndarray]:
@@ -191,11 +253,7 @@ def _read_npz(body: bytes, max_member_bytes: int) -> dict[str, np.ndarray]:
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise InvalidStimulusError(f"request body is not a valid .npz archive ({exc}); send np.savez output") from None
-    names = [info.filename.removesuffix(".npy") for info in infos]
-    unknown = sorted(set(names) - {NPZ_STIMULUS, NPZ_UNIT_INDEX})
-    if unknown or len(set(names)) != len(names):
-        raise InvalidStimulusError(f"the .npz body has unknown or repeated members {unknown or names}; allowed: "
-                                   f"{NPZ_STIMULUS!r} (required) and {NPZ_UNIT_INDEX!r}")
+    names = npz_member_names(archive, infos)
     members = {}
     for name, info in zip(names, infos):
         if info.file_size > max_member_bytes:

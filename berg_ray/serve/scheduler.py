@@ -37,11 +37,33 @@ class VideoJob:
         frames: uint8 (T, 144, 256).
         scan_id: canonical scan id whose front end and readout apply.
         units: int64 readout indices to return, or None for all units.
+        perspectives: float32 (T, 2) pupil centre per frame (standardised), or None (the model's default, 0).
+        modulations: float32 (T, 2) pupil radius and treadmill speed per frame (standardised), or None.
     """
 
     frames: np.ndarray
     scan_id: str
     units: np.ndarray | None
+    perspectives: np.ndarray | None = None
+    modulations: np.ndarray | None = None
+
+
+def behaviour_rows(jobs: Sequence[VideoJob], active: Sequence[int], start: int, stop: int, name: str
+                   ) -> np.ndarray | None:
+    """One behaviour input of a cohort's segment: float32 (len(active), stop - start, 2), row r from video
+    ``jobs[active[r]]`` (frames [start, stop)), zeros for a video without it (the model's default path).
+
+    Built from the active videos of each segment, so the rows follow the carried state when the cohort shrinks
+    (:func:`take_rows`). None when no video of the cohort has the input, so such cohorts run the default path.
+    """
+    if all(getattr(job, name) is None for job in jobs):
+        return None
+    rows = np.zeros((len(active), stop - start, 2), np.float32)
+    for row, i in enumerate(active):
+        value = getattr(jobs[i], name)
+        if value is not None:
+            rows[row] = value[start:stop]
+    return rows
 
 
 def plan_segments(lengths: Sequence[int], chunk_frames: int) -> list[tuple[int, int]]:

@@ -3,13 +3,14 @@
 ```
 OUTPUT/
   part-{scan}-{hash16}.parquet   responses: one row per (stimulus, scan); one file per (micro-batch, scan)
-  _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field
+  _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field (footer: weights)
   _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error_type, error
   _sweep.json                    options that fix the content (reduce, skip_frames, resize, precision); re-runs check them
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
   _lease.json                    held by the running sweep (lease.py); absent when none runs
   _berg_ray.lock                 local outputs: flock file of the lease's compare-and-swap (storage.py)
 ```
+Each row also says whether its input carried behaviour (``perspectives_given``, ``modulations_given``; issue 17).
 pyarrow and pandas skip names starting with ``_`` or ``.``, so ``pq.read_table(OUTPUT)`` reads exactly the
 responses. ``hash16`` is a SHA-256 prefix of the scan, the stimulus ids of the micro-batch and the options, so a
 retried micro-batch rewrites the same name with the same content. Every part file also lists its scan and
@@ -42,9 +43,12 @@ FOOTER_KEY = b"berg_ray.sweep"
 _KEY_FIELDS = [pa.field("stimulus_id", pa.string(), nullable=False),
                pa.field("train_session", pa.string(), nullable=False),
                pa.field("n_frames", pa.int32(), nullable=False)]
+_GIVEN_FIELDS = [pa.field("perspectives_given", pa.bool_(), nullable=False),  # the input file carried behaviour
+                 pa.field("modulations_given", pa.bool_(), nullable=False)]  # (else: the model's default, 0)
 RESPONSES_SCHEMAS = {
-    "none": pa.schema(_KEY_FIELDS + [pa.field("responses", pa.list_(pa.list_(pa.float32())), nullable=False)]),
-    "mean": pa.schema(_KEY_FIELDS + [pa.field("responses", pa.list_(pa.float32()), nullable=False)]),
+    "none": pa.schema(_KEY_FIELDS + _GIVEN_FIELDS
+                      + [pa.field("responses", pa.list_(pa.list_(pa.float32())), nullable=False)]),
+    "mean": pa.schema(_KEY_FIELDS + _GIVEN_FIELDS + [pa.field("responses", pa.list_(pa.float32()), nullable=False)]),
 }
 UNITS_SCHEMA = pa.schema([pa.field("column_index", pa.int32(), nullable=False),
                           pa.field("readout_id", pa.int64(), nullable=False),
@@ -72,7 +76,8 @@ def is_part_name(name: str) -> bool:
 
 
 def responses_table(stimulus_ids: Sequence[str], scan_id: str, n_frames: Sequence[int],
-                    responses: Sequence[np.ndarray], reduce: str) -> pa.Table:
+                    responses: Sequence[np.ndarray], reduce: str, perspectives_given: Sequence[bool] | None = None,
+                    modulations_given: Sequence[bool] | None = None) -> pa.Table:
     """Rows of one micro-batch of one scan.
 
     Args:
@@ -81,6 +86,7 @@ def responses_table(stimulus_ids: Sequence[str], scan_id: str, n_frames: Sequenc
         n_frames: (B,) frames each row covers (after skip_frames).
         responses: B float32 arrays, (T_b, N) with reduce "none" or (N,) with reduce "mean".
         reduce: "none" or "mean".
+        perspectives_given, modulations_given: (B,) whether the input carried that behaviour (None: none did).
 
     Returns:
         A table with schema ``RESPONSES_SCHEMAS[reduce]``.
@@ -94,8 +100,10 @@ def responses_table(stimulus_ids: Sequence[str], scan_id: str, n_frames: Sequenc
                                           inner)
     else:
         column = inner
+    given = [pa.array([False] * len(responses) if flags is None else [bool(f) for f in flags], pa.bool_())
+             for flags in (perspectives_given, modulations_given)]
     return pa.table([pa.array(list(stimulus_ids), pa.string()), pa.array([scan_id] * len(responses), pa.string()),
-                     pa.array(list(n_frames), pa.int32()), column], schema=RESPONSES_SCHEMAS[reduce])
+                     pa.array(list(n_frames), pa.int32()), *given, column], schema=RESPONSES_SCHEMAS[reduce])
 
 
 def write_table(store: Store, name: str, table: pa.Table, schema: pa.Schema, footer: dict | None = None) -> int:
@@ -120,6 +128,12 @@ def units_table(units: ScanUnits) -> pa.Table:
     return pa.table([pa.array(np.arange(units.n_units), pa.int32()), pa.array(units.readout_id, pa.int64()),
                      pa.array(units.unit_id, pa.int64()), pa.array(units.area.tolist(), pa.string()),
                      pa.array(units.field, pa.int64())], schema=UNITS_SCHEMA)
+
+
+def units_footer(units: ScanUnits) -> dict:
+    """Footer metadata of a units file: the scan and whose weights made its responses ("generated weights" or
+    "released weights", ``ScanUnits.weights``), so figures of the output can say so without the release."""
+    return {"scan": str(units.scan_id), "weights": units.weights}
 
 
 def units_name(scan_id: ScanId | str) -> str:
@@ -163,6 +177,10 @@ def check_manifest(store: Store, options: dict) -> bool:
         raise StorageError(f"{store.uri_of(MANIFEST_FILE)} is damaged (not a JSON object: {found}); it records the "
                            f"options {options} of this output's rows: restore it, or write it with those options "
                            f"if you know them, or write to a new --output")
+    if found.get("format") != options.get("format"):
+        raise StorageError(f"{store.uri} holds a sweep of output format {found.get('format')}, written by another "
+                           f"version of berg_ray; this one writes format {options.get('format')} (other columns), "
+                           f"and one output holds one format: write to a new --output")
     if found != options:
         raise StorageError(f"{store.uri} already holds a sweep made with {found}, but this run asks for {options}; "
                            f"re-run with the same --reduce/--skip-frames/--resize or write to a new --output")

@@ -3,6 +3,7 @@
 ```
 from_items(shards)                        one row per micro-batch (planned on the driver, see plan.py)
   .map_batches(decode_shards)             CPU tasks: read each input file, decode to uint8 [T, 144, 256]
+                                          (and a .npz's behaviour members to float32 [T, 2], checked)
   .map_batches(ShardEncoder, compute=ActorPoolStrategy(size=n_workers), num_gpus=...)
                                           actors: model loaded once; encode each scan of the micro-batch,
                                           write one Parquet file per scan (staged, then published atomically)
@@ -20,20 +21,40 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
+from berg_ray.behaviour import BEHAVIOUR_INPUTS, validate_behaviours
 from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
 from berg_ray.download import resolve_berg_dir
-from berg_ray.errors import BergRayError
+from berg_ray.errors import BergRayError, InvalidBehaviourError
 from berg_ray.metrics import record_sweep_failures, record_sweep_file
 from berg_ray.names import printable_name
 from berg_ray.storage import S3Options, Store
 from berg_ray.sweep.layout import RESPONSES_SCHEMAS, input_error, part_name, responses_table, write_table
+from berg_ray.sweep.arrays import read_behaviour
 from berg_ray.sweep.plan import Shard
 from berg_ray.sweep.video import decode_video
 
 _FRAME_BYTES = FRAME_HEIGHT * FRAME_WIDTH
+_BEHAVIOUR_DTYPE = np.float32
+
+
+@dataclass(frozen=True)
+class DecodedInput:
+    """One input file, decoded and checked: its video and the behaviour it carries (None: not given)."""
+
+    video: np.ndarray  # uint8 (T, 144, 256)
+    perspectives: np.ndarray | None = None  # float32 (T, 2), standardised pupil centre x, y
+    modulations: np.ndarray | None = None  # float32 (T, 2), standardised pupil radius, treadmill velocity
+
+    @property
+    def behaviour(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(perspectives, modulations), in the order of ``BEHAVIOUR_INPUTS``."""
+        return self.perspectives, self.modulations
 
 
 def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip_frames: int,
@@ -53,40 +74,61 @@ def decode_shards(batch: dict[str, np.ndarray], store: Store, resize: bool, skip
 
     Returns:
         Columns ``shard``, ``frames`` (bytes: the valid videos' uint8 frames concatenated along T),
-        ``lengths`` (JSON [[stimulus_id, T], ...]) and ``errors`` (JSON list of error dicts).
+        ``lengths`` (JSON [[stimulus_id, T], ...]), ``given`` (JSON [[perspectives given, modulations given],
+        ...] per valid video), ``behaviour`` (bytes: the given behaviour arrays, float32 (T, 2), concatenated in
+        that order) and ``errors`` (JSON list of error dicts).
     """
-    out: dict[str, list] = {"shard": [], "frames": [], "lengths": [], "errors": []}
+    out: dict[str, list] = {"shard": [], "frames": [], "lengths": [], "given": [], "behaviour": [], "errors": []}
     for text in batch["shard"]:
         shard = Shard.from_json(str(text))
-        videos, lengths, errors = [], [], []
+        decoded, lengths, errors = [], [], []
         for stimulus in shard.stimuli:
             try:
-                video = decode_input(store, stimulus.name, resize, skip_frames, max_frames)
+                item = read_input(store, stimulus.name, resize, skip_frames, max_frames)
             except Exception as exc:  # one input's failure, whatever its type: listed, the sweep goes on
                 errors.append(input_error(store, stimulus.stimulus_id, stimulus.name, exc))
                 continue
-            videos.append(video)
-            lengths.append([stimulus.stimulus_id, int(video.shape[0])])
+            decoded.append(item)
+            lengths.append([stimulus.stimulus_id, int(item.video.shape[0])])
         out["shard"].append(text)
-        out["frames"].append(b"".join(v.tobytes() for v in videos))
+        out["frames"].append(b"".join(item.video.tobytes() for item in decoded))
         out["lengths"].append(json.dumps(lengths))
+        out["given"].append(json.dumps([[b is not None for b in item.behaviour] for item in decoded]))
+        out["behaviour"].append(b"".join(b.tobytes() for item in decoded for b in item.behaviour if b is not None))
         out["errors"].append(json.dumps(errors))
     return {key: np.array(values, dtype=object) for key, values in out.items()}
 
 
 def decode_input(store: Store, name: str, resize: bool, skip_frames: int, max_frames: int) -> np.ndarray:
-    """Read, decode and check one input file: uint8 (T, 144, 256) with skip_frames < T <= max_frames.
+    """The video of ``read_input``: uint8 (T, 144, 256) with skip_frames < T <= max_frames."""
+    return read_input(store, name, resize, skip_frames, max_frames).video
+
+
+def read_input(store: Store, name: str, resize: bool, skip_frames: int, max_frames: int) -> DecodedInput:
+    """Read, decode and check one input file: its video (skip_frames < T <= max_frames) and, for a .npz, the
+    behaviour members it holds (``perspectives``, ``modulations``), each checked to be float [T, 2] for this T.
 
     The file is read on demand (``Store.open_read``), so an input refused from its header (too many frames,
     truncated) is read only that far; messages show the name with control characters escaped.
     """
-    shown = printable_name(name)
     with store.open_read(name) as handle:
-        video = decode_video(shown, handle, resize, max_frames)
+        return read_file(name, handle, resize, skip_frames, max_frames)
+
+
+def read_file(name: str, handle: BinaryIO, resize: bool, skip_frames: int, max_frames: int) -> DecodedInput:
+    """``read_input`` of an open file (seekable, at its start): ``name``'s suffix selects the reader; it is shown
+    in messages with control characters escaped. ``berg-ray encode`` reads its input with this too."""
+    shown = printable_name(name)
+    video = decode_video(shown, handle, resize, max_frames)
+    raw = read_behaviour(shown, handle, max_frames) if PurePosixPath(name).suffix.lower() == ".npz" else {}
     if video.shape[0] <= skip_frames:
         raise BergRayError(f"{shown} has {video.shape[0]} frames, but skip_frames={skip_frames} leaves none; lower "
                            f"--skip-frames")
-    return video
+    try:
+        behaviour = validate_behaviours(raw, int(video.shape[0]))
+    except InvalidBehaviourError as exc:
+        raise InvalidBehaviourError(f"{shown}: {exc}") from None
+    return DecodedInput(video, **behaviour)
 
 
 class ShardEncoder:
@@ -109,9 +151,11 @@ class ShardEncoder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows: list[dict] = []
-        for text, frames, lengths, errors in zip(batch["shard"], batch["frames"], batch["lengths"], batch["errors"]):
+        columns = (batch[key] for key in ("shard", "frames", "lengths", "given", "behaviour", "errors"))
+        for text, frames, lengths, given, behaviour, errors in zip(*columns):
             shard, lengths = Shard.from_json(str(text)), json.loads(str(lengths))
-            written = self._encode_shard(shard, _split_videos(frames, lengths), [sid for sid, _ in lengths])
+            decoded = _split_inputs(frames, lengths, json.loads(str(given)), behaviour)
+            written = self._encode_shard(shard, decoded, [sid for sid, _ in lengths])
             rows.extend(written or [_summary_row("", "", 0, 0, 0, 0.0, 0.0)])
             rows[-1]["errors"] = str(errors)
             record_sweep_failures(self._store.uri, len(json.loads(str(errors))))
@@ -119,9 +163,9 @@ class ShardEncoder:
             row["node"] = self._node
         return {key: np.array([row[key] for row in rows]) for key in rows[0]}
 
-    def _encode_shard(self, shard: Shard, videos: list[np.ndarray], stimulus_ids: list[str]) -> list[dict]:
+    def _encode_shard(self, shard: Shard, items: list[DecodedInput], stimulus_ids: list[str]) -> list[dict]:
         """Encode and write each scan of the micro-batch: one file per scan (rows: the decoded stimuli)."""
-        decoded = dict(zip(stimulus_ids, videos))
+        decoded = dict(zip(stimulus_ids, items))
         rows = []
         for scan, planned in shard.todo:
             ids = [i for i in planned if i in decoded]
@@ -129,48 +173,72 @@ class ShardEncoder:
                 continue
             start = time.perf_counter()
             responses = self._encode_scan([decoded[i] for i in ids], scan)
+            given = {name: [value is not None for value in column]
+                     for name, column in zip(BEHAVIOUR_INPUTS, zip(*(decoded[i].behaviour for i in ids)))}
             n_frames = [r.shape[0] for r in responses]  # frames covered after skip_frames
             if self._options["reduce"] == "mean":
                 responses = [r.mean(axis=0, dtype=np.float64).astype(np.float32) for r in responses]
             encoded = time.perf_counter()
-            table = responses_table(ids, scan, n_frames, responses, self._options["reduce"])
+            table = responses_table(ids, scan, n_frames, responses, self._options["reduce"],
+                                    given["perspectives"], given["modulations"])
             name = part_name(scan, planned, self._options)  # planned ids: the same name in every run
             inputs = {s.stimulus_id: s.input_key for s in shard.stimuli if s.stimulus_id in ids}  # changed-input check
             size = write_table(self._store, name, table, RESPONSES_SCHEMAS[self._options["reduce"]],
                                {"scan": scan, "stimulus_ids": ids, **self._options, "inputs": inputs})
-            frames = sum(decoded[i].shape[0] for i in ids)
+            frames = sum(decoded[i].video.shape[0] for i in ids)
             rows.append(_summary_row(scan, name, len(ids), frames, size, encoded - start,
                                      time.perf_counter() - encoded))
             record_sweep_file(self._store.uri, scan, len(ids), frames, size)
         if rows:
-            rows[0]["decoded_frames"] = sum(v.shape[0] for v in videos)  # decoded once per micro-batch
+            rows[0]["decoded_frames"] = sum(item.video.shape[0] for item in items)  # decoded once per micro-batch
         return rows
 
-    def _encode_scan(self, videos: list[np.ndarray], scan: str) -> list[np.ndarray]:
-        """Responses (T - skip_frames, N) of each video for one scan; equal-length videos share a forward pass."""
+    def _encode_scan(self, inputs: list[DecodedInput], scan: str) -> list[np.ndarray]:
+        """Responses (T - skip_frames, N) of each input for one scan; equal-length videos share a forward pass
+        (with behaviour given for some of them, the others get zeros: exactly the output without it)."""
         from berg_ray.inference import encode_videos
 
         skip = self._options["skip_frames"]
-        responses: list[np.ndarray | None] = [None] * len(videos)
+        responses: list[np.ndarray | None] = [None] * len(inputs)
         by_length: dict[int, list[int]] = {}
-        for index, video in enumerate(videos):
-            by_length.setdefault(video.shape[0], []).append(index)
+        for index, item in enumerate(inputs):
+            by_length.setdefault(item.video.shape[0], []).append(index)
         for indices in by_length.values():
-            stacked = np.stack([videos[i] for i in indices])  # (B, T, 144, 256)
-            outputs = encode_videos(self._model, stacked, [scan] * len(indices), chunk_frames=self._chunk_frames)
+            stacked = np.stack([inputs[i].video for i in indices])  # (B, T, 144, 256)
+            outputs = encode_videos(self._model, stacked, [scan] * len(indices), chunk_frames=self._chunk_frames,
+                                    **_stacked_behaviour([inputs[i] for i in indices]))
             for i, output in zip(indices, outputs):
                 responses[i] = output[skip:]  # (T - skip, N)
         return responses
 
 
-def _split_videos(frames: bytes, lengths: list) -> list[np.ndarray]:
+def _stacked_behaviour(inputs: list[DecodedInput]) -> dict[str, np.ndarray]:
+    """Keyword arguments of ``encode_videos`` for equal-length inputs: each behaviour input given for any of them,
+    (B, T, 2) with zeros (the default) for those without it; inputs given for none are left out."""
+    frames = inputs[0].video.shape[0]
+    stacked = {}
+    for name, column in zip(BEHAVIOUR_INPUTS, zip(*(item.behaviour for item in inputs))):
+        if any(value is not None for value in column):
+            stacked[name] = np.stack([np.zeros((frames, 2), _BEHAVIOUR_DTYPE) if value is None else value
+                                      for value in column])
+    return stacked
+
+
+def _split_inputs(frames: bytes, lengths: list, given: list, behaviour: bytes) -> list[DecodedInput]:
+    """The inverse of ``decode_shards``' ``frames``, ``given`` and ``behaviour`` columns."""
     flat = np.frombuffer(frames, dtype=np.uint8)
-    videos, offset = [], 0
-    for _, n_frames in lengths:
+    values = np.frombuffer(behaviour, dtype=_BEHAVIOUR_DTYPE)
+    inputs, offset, at = [], 0, 0
+    for (_, n_frames), flags in zip(lengths, given):
         size = n_frames * _FRAME_BYTES
-        videos.append(flat[offset:offset + size].reshape(n_frames, FRAME_HEIGHT, FRAME_WIDTH).copy())
+        video = flat[offset:offset + size].reshape(n_frames, FRAME_HEIGHT, FRAME_WIDTH).copy()
         offset += size
-    return videos
+        arrays = []
+        for flag in flags:
+            arrays.append(values[at:at + n_frames * 2].reshape(n_frames, 2).copy() if flag else None)
+            at += n_frames * 2 if flag else 0
+        inputs.append(DecodedInput(video, *arrays))
+    return inputs
 
 
 def _summary_row(scan: str, name: str, n_stimuli: int, n_frames: int, n_bytes: int, encode_s: float,

@@ -36,7 +36,7 @@ from berg_ray.ray_setup import check_metrics_export_port
 from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.lease import acquire as acquire_lease
-from berg_ray.sweep.plan import Shard, Stimulus, changed_parts, list_stimuli, plan_shards
+from berg_ray.sweep.plan import Listing, Shard, Stimulus, changed_parts, list_stimuli, plan_shards
 from berg_ray.sweep.resources import Workers
 from berg_ray.sweep.scaling import StatusLine, plan_encoders
 
@@ -116,22 +116,28 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
     start = time.perf_counter()
     scans = _resolve_scans(args)
     in_store, out_store = _open_stores(args)
-    with acquire_lease(out_store, args.lease_ttl_s) as lease:  # one sweep per output: refused before any compute
-        out_store.remove_staging()  # left by killed runs: while we hold the lease no other sweep writes here
-        result = _sweep(args, scans, in_store, out_store)
-        lease.check()
+    fresh = not out_store.root_exists()  # (check_writable removes what its probe created)
+    listing = list_stimuli(in_store)  # pre-flight: an empty input is refused before the output is touched
+    if not listing.stimuli and not listing.errors:
+        raise StorageError(f"no input videos under {in_store.uri} ({listing.ignored} other files); expected "
+                           f".npy/.npz/.mp4/.avi/.mov/.mkv files: check --input")
+    try:
+        with acquire_lease(out_store, args.lease_ttl_s) as lease:  # one sweep per output: refused before compute
+            out_store.remove_staging()  # left by killed runs: while we hold the lease no other sweep writes here
+            result = _sweep(args, scans, in_store, out_store, listing)
+            lease.check()
+    except BergRayError:
+        if fresh:  # a refused run leaves no lock file or empty staging area behind in an output it created
+            out_store.remove_if_unused()
+        raise
     result.wall_s = time.perf_counter() - start
     return result
 
 
-def _sweep(args: SweepArgs, scans: list[str], in_store: Store, out_store: Store) -> SweepResult:
+def _sweep(args: SweepArgs, scans: list[str], in_store: Store, out_store: Store, listing: Listing) -> SweepResult:
     """Steps 3-6 of the module docstring, under the output's lease."""
     content = layout.content_options(args.reduce, args.skip_frames, args.resize, args.precision)
     needs_manifest = layout.check_manifest(out_store, content)
-    listing = list_stimuli(in_store)
-    if not listing.stimuli and not listing.errors:
-        raise StorageError(f"no input videos under {in_store.uri} ({listing.ignored} other files); expected "
-                           f".npy/.npz/.mp4/.avi/.mov/.mkv files: check --input")
     done, changed = _done_set(out_store, listing.stimuli)
     shards = plan_shards(listing.stimuli, scans, done, args.batch_size)
     result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=list(listing.errors),
@@ -215,8 +221,9 @@ def _write_units(berg_dir: str, scans: list[str], store: Store) -> None:
     from berg_ray.checkpoint.release import read_scan_units
 
     for scan in scans:
-        table = layout.units_table(read_scan_units(berg_dir, scan))
-        layout.write_table(store, layout.units_name(scan), table, layout.UNITS_SCHEMA)
+        units = read_scan_units(berg_dir, scan)
+        layout.write_table(store, layout.units_name(scan), layout.units_table(units), layout.UNITS_SCHEMA,
+                           layout.units_footer(units))
 
 
 def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], scans: list[str], in_store: Store,
@@ -235,11 +242,14 @@ def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], sc
     context.enable_progress_bars = args.show_progress
     context.wait_for_min_actors_s = int(args.resource_wait_s)  # nodes lost after the wait: bounded, not a hang
     try:
-        with tqdm(total=sum(s.n_files for s in shards), desc="sweep files", unit="file",
-                  disable=not args.show_progress) as bar:
+        per_scan = len(scans) > 1  # one video is encoded once per scan
+        with tqdm(total=sum(len(ids) for s in shards for _, ids in s.todo), desc="sweep",
+                  unit=" video x scan" if per_scan else " video", disable=not args.show_progress) as bar:
             for row in dataset.iter_rows():
                 _add_row(result, row)
-                bar.update(1 if row["scan"] else 0)
+                failed = len(json.loads(row["errors"]))  # inputs that could not be read are done too
+                bar.update(int(row["n_stimuli"]) if row["scan"] else failed * len(scans))
+                bar.set_postfix_str(f"{result.frame_scans:,} frames", refresh=False)
     finally:
         context.enable_progress_bars, context.wait_for_min_actors_s = previous
 

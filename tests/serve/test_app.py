@@ -110,6 +110,31 @@ def test_readout_in_core_equals_the_local_api(fixture_berg_dir, fixture_stimuli)
     assert asyncio.run(server.ready()) == scans
 
 
+def test_a_cohort_keeps_each_videos_behaviour(fixture_berg_dir, fixture_stimuli):
+    """One cohort of videos with both inputs, none, and modulations only (lengths 5, 3, 5 in 2-frame segments,
+    so rows are dropped mid-way): each video's responses equal the local API run with its own behaviour alone."""
+    from berg_ray.config import CoreArgs
+    from berg_ray.serve.core import CoreServer
+
+    scan = "session-8_scan-5"
+    server = CoreServer(str(fixture_berg_dir), [scan], "cpu", CoreArgs(), None)
+    server._chunk_frames = 2
+    rng = np.random.default_rng(5)
+    inputs = [(rng.normal(size=(5, 2)), rng.normal(size=(5, 2))), (None, None), (None, rng.normal(size=(5, 2)))]
+    inputs = [tuple(None if x is None else x.astype(np.float32) for x in pair) for pair in inputs]
+    lengths = (5, 3, 5)
+    jobs = [VideoJob(fixture_stimuli[i, :t], scan, None, p, m) for i, (t, (p, m)) in enumerate(zip(lengths, inputs))]
+    parts = asyncio.run(server._run(jobs))
+    model = load_model(fixture_berg_dir, [scan])
+    for job, job_parts in zip(jobs, parts):
+        given = {k: v[None] for k, v in (("perspectives", job.perspectives), ("modulations", job.modulations))
+                 if v is not None}
+        alone = encode_videos(model, job.frames[None], [scan], **given)[0]
+        np.testing.assert_allclose(np.concatenate(job_parts), alone, rtol=1e-6, atol=0)
+        if given:
+            assert not np.allclose(alone, encode_videos(model, job.frames[None], [scan])[0], rtol=1e-4, atol=0)
+
+
 def test_build_app_fails_loudly(fixture_berg_dir, monkeypatch):
     monkeypatch.delenv("BERG_TEST_TOKEN", raising=False)
     with pytest.raises(BergRayError, match="BERG_TEST_TOKEN"):

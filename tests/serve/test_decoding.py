@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from berg_ray.config import DECODE_THREAD_NICENESS, DEFAULT_MAX_INFLATE_RATIO, ServeArgs
-from berg_ray.errors import InvalidStimulusError
+from berg_ray.errors import InvalidBehaviourError, InvalidStimulusError
 from berg_ray.serve.admission import ByteBudget
 from berg_ray.serve.body import BodyLimits, ClientClock, read_body
 from berg_ray.serve.decoding import DecodeLimits, build_decoder, decode_request, inflated_size, run_off_loop
@@ -79,6 +79,25 @@ def test_a_header_that_disagrees_with_the_archive_is_400_without_allocating():
         inflated_size(buffer.getvalue(), LIMITS)
     with pytest.raises(InvalidStimulusError, match="not a valid .npz"):
         inflated_size(b"PK\x03\x04 truncated", LIMITS)
+
+
+def test_behaviour_members_are_sized_validated_and_batched():
+    """perspectives / modulations beside the stimulus: their float32 copies join the decoded size, they come out
+    as (B, T, 2), and an unknown member is named with its shape before anything is inflated."""
+    video = np.zeros((3, 144, 256), np.uint8)
+    modulations = np.arange(6, dtype=np.float64).reshape(3, 2)
+    body = encode_npz(video, modulations=modulations)
+    assert inflated_size(body, LIMITS) == video.nbytes + modulations.nbytes + modulations.size * 4
+    decoded = decode_request(body, LIMITS)
+    assert decoded.behaviour["perspectives"] is None and decoded.behaviour["modulations"].dtype == np.float32
+    np.testing.assert_array_equal(decoded.behaviour["modulations"], modulations[None])
+    batch = decode_request(encode_npz(video[None].repeat(2, 0), perspectives=np.ones((2, 3, 2))), LIMITS)
+    assert batch.batched and batch.behaviour["perspectives"].shape == (2, 3, 2)
+    with pytest.raises(InvalidBehaviourError, match=r"perspectives .* shape \[3, 3\]; expected \[T, 2\] = \[3, 2\]"):
+        decode_request(encode_npz(video, perspectives=np.ones((3, 3))), LIMITS)
+    with pytest.raises(InvalidStimulusError, match=r"unknown: 'perspective' \(shape \[3, 2\], float64\); allowed "
+                                                   r"members: 'stimulus' .*'perspectives' and 'modulations'"):
+        inflated_size(_compressed(stimulus=video, perspective=np.ones((3, 2))), LIMITS)
 
 
 def test_byte_budget_refuses_beyond_its_limit_and_frees_bytes():

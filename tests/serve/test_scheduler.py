@@ -1,6 +1,7 @@
 """The core's chunk scheduler (berg_ray.serve.scheduler) with a stand-in model: cohorts take turns segment by
 segment, a short video waits about one segment behind a long one, results equal one lock-step pass, a failing
-cohort fails only its own requests. The real model goes through the same path in tests/serve/test_fairness.py."""
+cohort fails only its own requests, behaviour rows follow their videos. The real model goes through the same path in
+tests/serve/test_fairness.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from berg_ray.serve.scheduler import ChunkScheduler, VideoJob, run_batch
+from berg_ray.serve.scheduler import ChunkScheduler, VideoJob, behaviour_rows, run_batch
 
 
 class StandIn:
@@ -142,3 +143,48 @@ def test_cohorts_in_flight_are_bounded():
         if stop == 8:
             in_flight.discard(name)
     assert peak == 2
+
+
+class BehaviourStandIn:
+    """forward: per active row and frame, the running sum of the row's ``modulations`` (column 0 + 10 x column 1)
+    over all its frames so far; the state (B,) carries the sums, so a behaviour row that did not follow its video
+    when the cohort shrinks (take_rows) changes the numbers. Logs whether each segment got the input."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[bool, bool]] = []
+
+    def runner(self, jobs: list[VideoJob]):
+        async def forward(active, start, stop, state):
+            rows = behaviour_rows(jobs, active, start, stop, "modulations")
+            self.given.append((rows is not None, behaviour_rows(jobs, active, start, stop, "perspectives")
+                               is not None))
+            steps = torch.from_numpy(rows[..., 0] + 10 * rows[..., 1]).double()  # (B_active, t)
+            sums = (torch.zeros(len(active), dtype=torch.double) if state is None else state)[:, None] + steps.cumsum(1)
+            return sums.numpy(), sums[:, -1]
+
+        def send(job, row):
+            return row
+        return forward, send
+
+
+def test_behaviour_rows_follow_their_videos_when_the_cohort_shrinks():
+    rng = np.random.default_rng(0)
+    lengths, with_input = [4, 11, 7, 9], [True, False, True, True]
+    jobs = [VideoJob(np.zeros((n, 1, 1), np.uint8), f"v{i}", None,
+                     modulations=rng.integers(-5, 5, (n, 2)).astype(np.float32) if given else None)
+            for i, (n, given) in enumerate(zip(lengths, with_input))]
+    model = BehaviourStandIn()
+    parts = asyncio.run(run_batch(jobs, 4, *model.runner(jobs)))  # segments 0-4, 4-7, 7-8, 8-9, 9-11
+    for job, job_parts in zip(jobs, parts):
+        alone = np.zeros(len(job.frames)) if job.modulations is None else np.cumsum(
+            job.modulations[:, 0] + 10.0 * job.modulations[:, 1])
+        assert np.array_equal(np.concatenate(job_parts), alone), job.scan_id
+    assert model.given == [(True, False)] * 5  # the cohort's input every segment (zeros for v1), never perspectives
+
+
+def test_behaviour_rows_of_a_segment():
+    frames, values = np.zeros((3, 1, 1), np.uint8), np.arange(6, dtype=np.float32).reshape(3, 2)
+    jobs = [VideoJob(frames, "a", None, perspectives=values), VideoJob(frames, "b", None)]
+    rows = behaviour_rows(jobs, [1, 0], 1, 3, "perspectives")
+    assert rows.dtype == np.float32 and rows.tolist() == [[[0, 0], [0, 0]], [[2, 3], [4, 5]]]
+    assert behaviour_rows(jobs, [0, 1], 0, 3, "modulations") is None  # no video has it: the default path

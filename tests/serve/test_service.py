@@ -14,7 +14,7 @@ import pytest
 
 from berg_ray.checkpoint.release import load_model, read_scan_units
 from berg_ray.config import SERVE_APP_NAME
-from berg_ray.errors import ScanNotAvailableError
+from berg_ray.errors import InvalidBehaviourError, ScanNotAvailableError
 from berg_ray.inference import encode_videos
 from berg_ray.serve.cli import free_port
 from berg_ray.serve.client import BergClient
@@ -49,9 +49,13 @@ def service(ray_cluster, fixture_berg_dir):
 
 
 @pytest.fixture(scope="module")
-def local(fixture_berg_dir, fixture_stimuli):
+def model(fixture_berg_dir):
+    return load_model(fixture_berg_dir, SCANS)
+
+
+@pytest.fixture(scope="module")
+def local(model, fixture_stimuli):
     """Local-API responses (36 frames): fixture videos 0-1 for session-8_scan-5, video 0 for session-4_scan-7."""
-    model = load_model(fixture_berg_dir, SCANS)
     return {SCANS[0]: np.stack(encode_videos(model, fixture_stimuli[:2], [SCANS[0]] * 2)),
             SCANS[1]: np.stack(encode_videos(model, fixture_stimuli[:1], [SCANS[1]]))}
 
@@ -112,6 +116,91 @@ def test_npz_unit_index_over_http_equals_local_selection(service, client, local,
     assert code == 200 and headers["content-type"].startswith("application/x-npy")
     np.testing.assert_allclose(np.load(io.BytesIO(payload)), local[SCANS[1]][0][:9, np.flatnonzero(mask)],
                                rtol=1e-6, atol=0)
+
+
+BEHAVIOUR_FRAMES = 12
+_RNG = np.random.default_rng(17)
+PERSPECTIVES, MODULATIONS = (_RNG.normal(size=(2, BEHAVIOUR_FRAMES, 2)).astype(np.float32) for _ in range(2))
+
+
+@pytest.fixture(scope="module")
+def local_behaviour(model, fixture_stimuli):
+    """Local-API responses of fixture videos 0-1 (12 frames, session-8_scan-5) with both behaviour inputs
+    ("both") and with modulations only ("modulations")."""
+    videos = fixture_stimuli[:2, :BEHAVIOUR_FRAMES]
+    return {"both": np.stack(encode_videos(model, videos, [SCANS[0]] * 2, perspectives=PERSPECTIVES,
+                                           modulations=MODULATIONS)),
+            "modulations": np.stack(encode_videos(model, videos, [SCANS[0]] * 2, modulations=MODULATIONS))}
+
+
+def test_behaviour_over_http_and_handle_equals_local_api(service, client, local, local_behaviour, fixture_stimuli):
+    videos = fixture_stimuli[:2, :BEHAVIOUR_FRAMES]
+    assert not np.allclose(local_behaviour["both"], local[SCANS[0]][:, :BEHAVIOUR_FRAMES], rtol=1e-4, atol=0)
+    batch = client.encode(SCANS[0], videos, perspectives=PERSPECTIVES, modulations=MODULATIONS)
+    np.testing.assert_allclose(batch, local_behaviour["both"], rtol=1e-6, atol=0)
+    single = client.encode(SCANS[0], videos[1], perspectives=PERSPECTIVES[1], modulations=MODULATIONS[1])
+    np.testing.assert_allclose(single, local_behaviour["both"][1], rtol=1e-6, atol=0)
+    served = service[1].encode.remote(SCANS[0], videos[0], modulations=MODULATIONS[0]).result()
+    np.testing.assert_allclose(served, local_behaviour["modulations"][0], rtol=1e-6, atol=0)
+    zeros = client.encode(SCANS[0], videos[0], perspectives=np.zeros((BEHAVIOUR_FRAMES, 2)),
+                          modulations=np.zeros((BEHAVIOUR_FRAMES, 2)))
+    np.testing.assert_allclose(zeros, local[SCANS[0]][0, :BEHAVIOUR_FRAMES], rtol=1e-6, atol=0)  # 0: the default
+
+
+def test_concurrent_clients_with_and_without_behaviour_get_their_own(client, local, local_behaviour,
+                                                                    fixture_stimuli):
+    """Six clients at once, every other one with behaviour: the core batches them, each row keeps its own input."""
+    before = client.stats()["batch_videos_histogram"]
+    barrier = threading.Barrier(6)
+
+    def run(i):
+        video = i % 2
+        behaviour = {"perspectives": PERSPECTIVES[video], "modulations": MODULATIONS[video]} if i % 3 else {}
+        barrier.wait()
+        return client.encode(SCANS[0], fixture_stimuli[video, :BEHAVIOUR_FRAMES], **behaviour)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(run, range(6)))
+    for i, result in enumerate(results):
+        want = local_behaviour["both"][i % 2] if i % 3 else local[SCANS[0]][i % 2, :BEHAVIOUR_FRAMES]
+        np.testing.assert_allclose(result, want, rtol=1e-6, atol=0)
+    after = client.stats()["batch_videos_histogram"]
+    new = {int(k): v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+    assert max(new) > 1, f"the core never batched videos together: {new}"
+
+
+_CLIP, _TRACE = np.zeros((3, 144, 256), np.uint8), np.zeros((3, 2), np.float32)
+BAD_BEHAVIOUR = [  # (members beside the stimulus, stimulus, words the error must hold)
+    ({"perspectives": np.zeros((2, 2))}, _CLIP, ("perspectives", "[2, 2]", "[3, 2]", "one row per stimulus frame")),
+    ({"modulations": np.zeros((4, 2))}, _CLIP, ("modulations", "[4, 2]", "[3, 2]")),
+    ({"modulations": np.zeros((3, 3))}, _CLIP, ("modulations", "[3, 3]", "2 columns")),
+    ({"perspectives": np.full((3, 2), np.nan)}, _CLIP, ("perspectives", "NaN", "[0, 0]")),
+    ({"modulations": np.array([0, 1, np.inf, 0, 0, 0]).reshape(3, 2)}, _CLIP, ("modulations", "infinite", "[1, 0]")),
+    ({"perspectives": np.full((3, 2), "a")}, _CLIP, ("perspectives", "dtype <U1", "real numbers")),
+    ({"modulations": np.ones((3, 2), bool)}, _CLIP, ("modulations", "dtype bool")),
+    ({"modulations": np.zeros((3, 3, 2))}, np.stack([_CLIP, _CLIP]), ("modulations", "[3, 3, 2]", "[2, 3, 2]")),
+    ({"perspectives": _TRACE}, np.stack([_CLIP, _CLIP]), ("perspectives", "[3, 2]", "[B, T, 2] = [2, 3, 2]")),
+    ({"perspectives": _TRACE[None]}, _CLIP, ("perspectives", "[1, 3, 2]", "[T, 2] = [3, 2]")),
+    ({"perspective": _TRACE}, _CLIP, ("unknown: 'perspective' (shape [3, 2], float32)", "'perspectives' and "
+                                      "'modulations' (float [t,2], or [b,t,2] for a batch)")),
+]
+
+
+@pytest.mark.parametrize(("members", "stimulus", "words"), BAD_BEHAVIOUR)
+def test_bad_behaviour_gets_400_json_naming_it(service, members, stimulus, words):
+    code, payload, _ = _post(service[0], f"/v1/encode?train_session={SCANS[0]}", _npz(stimulus=stimulus, **members))
+    assert code == 400, payload
+    error = json.loads(payload)
+    assert error["type"] in ("InvalidBehaviourError", "InvalidStimulusError")
+    for word in words:
+        assert word.lower() in error["error"].lower(), error
+
+
+def test_bad_behaviour_through_the_client_and_the_handle(service, client):
+    with pytest.raises(InvalidBehaviourError, match=r"HTTP 400: modulations .*shape \[3, 1\]"):
+        client.encode(SCANS[0], _CLIP, modulations=np.zeros((3, 1)))
+    with pytest.raises(InvalidBehaviourError, match=r"perspectives .*shape \[2, 2\]"):
+        service[1].encode.remote(SCANS[0], _CLIP, perspectives=np.zeros((2, 2))).result()
 
 
 def _npz(**members) -> bytes:
