@@ -19,7 +19,7 @@ def check_output_file(path: Path, option: str) -> None:
 
     Args:
         path: the output file.
-        option: how the user named it (e.g. ``--output``), for the message.
+        option: how the user named it (e.g. ``--out``), for the message.
     """
     if path.is_dir():
         raise BergRayError(f"{option} {path} is a directory; give a file name, e.g. {path / 'responses.npy'}")

@@ -176,14 +176,14 @@ def check_manifest(store: Store, options: dict) -> bool:
     if not isinstance(found, dict):
         raise StorageError(f"{store.uri_of(MANIFEST_FILE)} is damaged (not a JSON object: {found}); it records the "
                            f"options {options} of this output's rows: restore it, or write it with those options "
-                           f"if you know them, or write to a new --output")
+                           f"if you know them, or write to a new --out")
     if found.get("format") != options.get("format"):
         raise StorageError(f"{store.uri} holds a sweep of output format {found.get('format')}, written by another "
                            f"version of berg_ray; this one writes format {options.get('format')} (other columns), "
-                           f"and one output holds one format: write to a new --output")
+                           f"and one output holds one format: write to a new --out")
     if found != options:
         raise StorageError(f"{store.uri} already holds a sweep made with {found}, but this run asks for {options}; "
-                           f"re-run with the same --reduce/--skip-frames/--resize or write to a new --output")
+                           f"re-run with the same --reduce/--skip-frames/--resize or write to a new --out")
     return False
 
 
@@ -212,7 +212,7 @@ def read_footers(store: Store, part_names: Sequence[str]) -> dict[str, dict]:
                                f"which recomputes its rows") from None
         if FOOTER_KEY not in metadata:
             raise StorageError(f"{store.uri_of(name)} is not a berg_ray sweep file (no {FOOTER_KEY.decode()} "
-                               f"metadata); remove it or write to a new --output")
+                               f"metadata); remove it or write to a new --out")
         return json.loads(metadata[FOOTER_KEY])
 
     with ThreadPoolExecutor(max_workers=16) as pool:

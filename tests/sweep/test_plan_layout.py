@@ -83,7 +83,7 @@ def test_manifest_refuses_other_content_options(tmp_path):
     layout.write_manifest(store, options)
     assert not layout.check_manifest(store, options)
     assert json.loads((tmp_path / layout.MANIFEST_FILE).read_text()) == options
-    with pytest.raises(StorageError, match="new --output"):
+    with pytest.raises(StorageError, match="new --out"):
         layout.check_manifest(store, layout.content_options("mean", 10, False, "float32"))
 
 
