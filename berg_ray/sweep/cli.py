@@ -88,19 +88,20 @@ def encoder_pool_args(ns: argparse.Namespace) -> dict:
 
 
 def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
-    """The typed options of parsed flags (raises BergRayError for invalid values)."""
+    """The typed options of parsed flags, pre-flighted (raises BergRayError for invalid values or scans not in the
+    release, naming the flags)."""
     from berg_ray.ray_setup import metrics_port_from
-    from berg_ray.sweep.runner import validate_args
+    from berg_ray.sweep.preflight import check_options
 
     sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
-    return validate_args(dict(
+    return check_options(dict(
         berg_dir=ns.berg_dir, input=ns.input, follow_symlinks=ns.follow_symlinks, output=ns.output,
         sessions=sessions, batch_size=ns.batch_size,
         chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, precision=ns.precision, resize=ns.resize,
         max_frames=ns.max_frames,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, **encoder_pool_args(ns),
         metrics_export_port=metrics_port_from(ns.metrics_export_port), show_progress=not ns.quiet,
-        verbose=ns.verbose))
+        verbose=ns.verbose), names={"show_progress": "--quiet"}, flags=True)[0]
 
 
 def run_sweep_command(ns: argparse.Namespace) -> int:

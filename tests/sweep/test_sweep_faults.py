@@ -66,7 +66,7 @@ def test_corrupt_manifest_is_one_line(capsys, fixture_berg_dir, source, tmp_path
 def test_zero_length_part_file_is_one_line_naming_it(capsys, fixture_berg_dir, source, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    name = layout.part_name(SCAN, ["a"], layout.content_options("none", 0, False, "float32"))
+    name = layout.part_name(SCAN, ["a"], layout.content_options("none", 0, "float32"))
     (out / name).write_bytes(b"")
     _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, out), f"{name} is not a readable Parquet.*delete it")
 
