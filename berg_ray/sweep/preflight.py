@@ -16,8 +16,8 @@ from pathlib import PurePosixPath
 
 from pydantic import ValidationError
 
-from berg_ray.config import (ECHO_CHARS, FRAME_HEIGHT, FRAME_WIDTH, SWEEP_HEADER_THREADS, SWEEP_SHOWN_INPUTS, VIDEO_SUFFIXES,
-                             ScanId, SweepArgs)
+from berg_ray.config import (ECHO_CHARS, FRAME_HEIGHT, FRAME_WIDTH, SWEEP_HEADER_THREADS, SWEEP_SHOWN_INPUTS,
+                             VIDEO_SUFFIXES, ScanId, SweepArgs)
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import (BergRayError, InvalidSessionError, InvalidVideoError, ScanNotAvailableError,
                              validation_summary)
@@ -45,8 +45,11 @@ def check_options(options: dict, names: Mapping[str, str] | None = None,
     """
     sessions, berg_dir = options.get("sessions", "all"), options.get("berg_dir")
     session_flag = (names or {}).get("sessions", "--sessions" if flags else "sessions")
-    if isinstance(berg_dir, str) and isinstance(sessions, list) and all(isinstance(s, str) for s in sessions):
-        scans_present(berg_dir, sessions, resolve_s3_options(options.get("s3_endpoint_url")), session_flag)
+    endpoint = options.get("s3_endpoint_url")
+    if (isinstance(berg_dir, str) and isinstance(endpoint, (str, type(None))) and isinstance(sessions, list)
+            and all(isinstance(s, str) for s in sessions)):
+        # first, so a wrong scan is refused with the scans this release holds (not all 13 of the paper)
+        scans_present(berg_dir, sessions, resolve_s3_options(endpoint), session_flag)
     args = validate_args(options, names, flags)
     return args, resolve_scans(args, session_flag)
 

@@ -51,7 +51,8 @@ def test_endpoint_without_scheme_is_one_line(capsys, fixture_berg_dir, source, t
 
 
 def test_max_frames_must_be_positive(capsys, fixture_berg_dir, source, tmp_path):
-    _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, tmp_path / "out", "--max-frames", "0"), "max_frames")
+    _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, tmp_path / "out", "--max-frames", "0"),
+                    "--max-frames must be >= 1, got 0")
 
 
 def test_corrupt_manifest_is_one_line(capsys, fixture_berg_dir, source, tmp_path):
