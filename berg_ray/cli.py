@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from berg_ray.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, DEMO_WORK_DIR, ECHO_CHARS, MODEL_ID, PRECISIONS,
-                             ROIS, ScanId)
+from berg_ray.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, DEFAULT_SWEEP_MAX_FRAMES, DEMO_WORK_DIR,
+                             ECHO_CHARS, MODEL_ID, PRECISIONS, ROIS, ScanId)
+from berg_ray.encode_input import read_encode_input
 from berg_ray.errors import BergRayError
 from berg_ray.names import printable_name
 from berg_ray.numbers import ascii_int, int_flag
@@ -69,15 +70,25 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
 
 def _add_encode(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("encode", help="predict responses to one video file (.npy, uint8 [T,144,256])",
-                            description="Predict responses of one scan's units to a video saved as .npy.")
+    p = commands.add_parser("encode", help="predict responses to one video file (.npy, .npz, .mp4, .avi, .mov, "
+                                           ".mkv)",
+                            description="Predict responses of one scan's units to one video file, read as berg-ray "
+                                        "sweep reads it: .npy (uint8 [T,144,256], or a batch [B,T,144,256]), .npz "
+                                        "(member stimulus or video, with optional perspectives/modulations), or "
+                                        ".mp4/.avi/.mov/.mkv (grey-scale, resampled to 30 Hz).")
     p.add_argument("--berg-dir", required=True, help="BERG data directory (release layout) or s3://bucket/prefix")
     p.add_argument("--session", required=True, help="train session, e.g. session-8_scan-5")
-    p.add_argument("--input", required=True, type=Path, help=".npy video, uint8 [T,144,256] or [B,T,144,256]")
+    p.add_argument("--input", required=True, type=Path,
+                   help="video file: .npy, .npz, .mp4, .avi, .mov or .mkv, frames of 144x256 (else --resize)")
+    p.add_argument("--resize", action="store_true", help="resize other frame sizes to 144x256 (bilinear)")
+    p.add_argument("--max-frames", type=int_flag, default=DEFAULT_SWEEP_MAX_FRAMES,
+                   help=f"most frames at 30 Hz per video ({DEFAULT_SWEEP_MAX_FRAMES} = 10 min); checked from the "
+                        "file's header before it is read")
     p.add_argument("--output", required=True, type=Path, help=".npy file for float32 responses [T,U] / [B,T,U]")
     p.add_argument("--behaviour", type=Path,
                    help=".npz with members perspectives and/or modulations, float [T,2] ([B,T,2] for a batch), "
-                        "standardised (berg_ray.behaviour.standardise); default: none (0)")
+                        "standardised (berg_ray.behaviour.standardise); default: those of an .npz --input, else "
+                        "none (0)")
     p.add_argument("--roi", action="append", choices=ROIS,
                    help="select units of this area (repeatable; default: all units)")
     p.add_argument("--field", action="append", type=int_flag,
@@ -121,11 +132,20 @@ def _run_encode(args: argparse.Namespace) -> int:
     from berg_ray.threads import set_torch_threads
 
     set_torch_threads()
-    stimulus = _read_npy(args.input)
-    behaviour = {} if args.behaviour is None else _read_behaviour(args.behaviour, stimulus.shape)
+    if args.max_frames < 1:
+        raise BergRayError(f"--max-frames {args.max_frames} must be a positive number of frames")
+    stimulus, behaviour = read_encode_input(args.input, args.resize, args.max_frames)
+    if args.behaviour is not None:
+        given = _read_behaviour(args.behaviour, stimulus.shape)
+        twice = [key for key in given if key in behaviour]
+        if twice:
+            raise BergRayError(f"{' and '.join(twice)} given twice: by --input {args.input} (its .npz members) and "
+                               f"by --behaviour {args.behaviour}; keep one (drop --behaviour, or the members)")
+        behaviour.update(given)
     check_output_file(args.output, "--output")
     selection = {k: v for k, v in (("roi", args.roi), ("field", args.field)) if v}
     berg = BERG(args.berg_dir)
+    _check_scan_present(berg, args.session, args.berg_dir)
     model = berg.get_encoding_model(MODEL_ID, train_session=args.session, selection=selection or None,
                                     device=args.device, chunk_frames=args.chunk_frames, precision=args.precision)
     responses = berg.encode(model, stimulus, show_progress=args.progress, **behaviour)
@@ -162,24 +182,21 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.work_dir, verbose=args.verbose)
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    """The array of a .npy file; BergRayError for a missing, empty, truncated or non-.npy file (.npz included)."""
-    if path.is_dir():
-        raise BergRayError(f"input {path} is a directory; give a .npy file (berg-ray sweep reads directories)")
+def _check_scan_present(berg, session: str, berg_dir: str) -> None:
+    """Refuse a ``--session`` whose weights the release lacks (or no released scan at all) before the model
+    loads, listing the scans present, as ``berg-ray sweep`` does: one round trip to a valid choice."""
+    from berg_ray.checkpoint.release import available_scans
+    from berg_ray.errors import InvalidSessionError, ScanNotAvailableError
+
+    present = [str(scan) for scan in available_scans(berg.berg_dir)]
     try:
-        if path.stat().st_size == 0:
-            raise BergRayError(f"input {path} is empty (0 bytes); save the video with numpy.save")
-        loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise BergRayError(f"input {path} does not exist") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise BergRayError(f"input {path} is not a readable .npy array ({type(exc).__name__}: {exc}); save it with "
-                           "numpy.save") from None
-    if not isinstance(loaded, np.ndarray):  # an NpzFile: np.load opened an .npz archive
-        loaded.close()
-        raise BergRayError(f"input {path} is an .npz archive; berg-ray encode reads one .npy array (numpy.save; "
-                           "berg-ray sweep reads .npz)")
-    return loaded
+        scan = str(ScanId.parse(session))
+    except InvalidSessionError:
+        scan = None
+    if scan not in present:
+        kind = "is not a released scan" if scan is None else f"has no weights in --berg-dir {berg_dir}"
+        raise ScanNotAvailableError(f"train_session {session[:ECHO_CHARS]!r} {kind}; scans present in this release: "
+                                    f"{', '.join(present) or 'none'}")
 
 
 def _read_behaviour(path: Path, stimulus_shape: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -79,7 +79,9 @@ class SweepOutput:
         reduce: "none" (responses [T, U] per frame) or "mean" ([U], the mean over the kept frames).
         skip_frames: frames dropped at each video's start before writing.
         responses: {(stimulus_id, scan): float32 [T, U] or [U]}; column u is readout index u of the scan.
-        units: {scan: units table} (readout_index, readout_id, unit_id, area, field) as written by the sweep.
+        units: {scan: units table} (readout_index, readout_id, unit_id, area, field) as written by the sweep;
+            ``attrs["weights"]`` says whose weights made the responses ("generated weights" or "released weights",
+            as ``units_table``; None for outputs written before berg_ray recorded it).
         errors: inputs that failed in the latest run (stimulus_id, input, error_type, error).
         behaviour_given: {(stimulus_id, scan): (perspectives given, modulations given)} from the input files.
         options: the sweep's content options (``_sweep.json``).
@@ -148,9 +150,11 @@ def load_sweep(uri: str, scans: Sequence[str] | None = None, stimuli: Sequence[s
                 given[key] = (bool(row.get("perspectives_given")), bool(row.get("modulations_given")))
     units = {}
     for name in sorted(n for n in names if n.startswith(layout.UNITS_DIR + "/")):
-        table = pq.read_table(io.BytesIO(store.read_bytes(name))).to_pandas()
+        arrow = pq.read_table(io.BytesIO(store.read_bytes(name)))
         scan = name.removeprefix(layout.UNITS_DIR + "/").removesuffix(".parquet")
-        units[scan] = table.rename(columns={"column_index": "readout_index"}).set_index("readout_index")
+        units[scan] = arrow.to_pandas().rename(columns={"column_index": "readout_index"}).set_index("readout_index")
+        footer = json.loads((arrow.schema.metadata or {}).get(layout.FOOTER_KEY, b"{}"))
+        units[scan].attrs |= {"scan": scan, "weights": footer.get("weights")}  # None: written before it was recorded
     errors = (pq.read_table(io.BytesIO(store.read_bytes(layout.ERRORS_FILE))).to_pandas()
               if layout.ERRORS_FILE in names else pd.DataFrame(columns=layout.ERRORS_SCHEMA.names))
     return SweepOutput(store.uri, options.get("reduce", "none"), int(options.get("skip_frames", 0)), responses,

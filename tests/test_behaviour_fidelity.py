@@ -10,23 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from berg_ray import BERG, load_model
+from berg_ray import load_model
 from berg_ray.config import MODEL_ID
 from berg_ray.errors import InvalidBehaviourError
 from berg_ray.inference import encode_videos
 
 from .conftest import FIXTURE_SCANS
-
-REL_TOL = 1e-5
-
-
-def max_rel_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float(np.max(np.abs(actual - expected) / np.abs(expected)))
-
-
-@pytest.fixture(scope="module")
-def berg(fixture_berg_dir):
-    return BERG(fixture_berg_dir)
+from .test_fidelity import REL_TOL, berg, max_rel_error  # noqa: F401 - berg is a fixture
 
 
 @pytest.fixture(scope="module")

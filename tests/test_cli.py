@@ -41,7 +41,7 @@ def test_demo_release_writes_requested_scans(tmp_path):
     (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{missing}", "--output",
       "{out}"], "error: input"),
     (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{bad}", "--output", "{out}"],
-     "error: stimulus frames are 10x10"),
+     "error: {bad}: stimulus frames are 10x10"),
     (["demo-release", "--out", "{out}", "--units", "many"], "error: --units 'many'"),
     (["serve", "--berg-dir", "{missing}"], "error: berg_dir"),  # before Ray starts: no Ray log lines
 ])
@@ -53,7 +53,7 @@ def test_errors_print_one_line_and_exit_2(demo_berg_dir, tmp_path, args, message
     argv = [a.format(**paths) for a in args]
     result = subprocess.run([sys.executable, "-m", "berg_ray.cli", *argv], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip().startswith(message.format(**paths)) and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and not (tmp_path / "o.npy").exists()
 
 
@@ -70,11 +70,11 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, message: str) ->
 
 @pytest.mark.parametrize("make_input, message", [
     (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
-    (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "is not a readable .npy array"),
+    (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "not a readable .npy file"),
     (lambda p: np.savez(p.with_suffix(".npz"), video=np.zeros((2, 144, 256), np.uint8)) or
      p.with_suffix(".npz").replace(p), "is an .npz archive"),
     (lambda p: p.mkdir(), "is a directory"),
-    (lambda p: p.write_bytes(b"PK\x03\x04 not a zip"), "is not a readable .npy array"),
+    (lambda p: p.write_bytes(b"PK\x03\x04 not a zip"), "not a readable .npy file"),
 ])
 def test_encode_unreadable_inputs(demo_berg_dir, tmp_path, make_input, message):
     video = tmp_path / "video.npy"

@@ -62,7 +62,7 @@ def test_scores_released_values_and_figure(demo_berg_dir, model, tmp_path, capsy
         np.testing.assert_array_equal(table[f"released_{name}"], units.metadata["encoding_model"][name])
     assert read_info(tmp_path / "out" / "scores.parquet") == {
         "train_session": SCAN, "videos": 2, "trials": 5, "videos_with_behaviour": 0, "burn_in_frames": BURN_IN,
-        "precision": "float32", "weights": "generated weights"}
+        "precision": "float32", "weights": "generated weights", "workers": 0}
     assert (tmp_path / "out" / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scores.parquet", "scores.png"]
     printed = capsys.readouterr().out
@@ -90,6 +90,29 @@ def test_each_trial_is_predicted_with_its_own_behaviour(demo_berg_dir, model, tm
     assert read_info(tmp_path / "scores.parquet")["videos_with_behaviour"] == 2
     ignoring = correlations([predictions[0], berg.encode(handle, moving)], recordings, burn_in_frames=BURN_IN)
     assert not np.allclose(table["cc_abs"], ignoring["cc_abs"], rtol=1e-3)  # the behaviour changed the scores
+
+
+def test_workers_on_ray_give_the_local_result(ray_cluster, demo_berg_dir, model, tmp_path):
+    """--workers 2: videos spread over 2 Ray actors of the session's cluster, scored as in-process."""
+    berg, handle = model
+    rng = np.random.default_rng(2)
+    for index in range(3):
+        stimulus = _video(rng, 6)
+        behaviour = {"modulations": rng.normal(0, 0.5, (2, 6, 2)).astype(np.float32)} if index == 1 else {}
+        prediction = berg.encode(handle, np.stack([stimulus, stimulus]), **behaviour)
+        np.savez(tmp_path / f"v{index}.npz", stimulus=stimulus, responses=_noisy(rng, prediction, 2), **behaviour)
+    assert _evaluate(demo_berg_dir, tmp_path, tmp_path / "local.parquet") == 0
+    assert _evaluate(demo_berg_dir, tmp_path, tmp_path / "ray.parquet", "--workers", "2") == 0
+    local, on_ray = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray.parquet")
+    for name in ("cc_abs", "cc_max", "cc_norm"):
+        np.testing.assert_allclose(on_ray[name], local[name], rtol=1e-6, atol=1e-9)
+    assert read_info(tmp_path / "ray.parquet")["workers"] == 2
+
+
+def test_ray_options_need_workers(demo_berg_dir, tmp_path, capsys):
+    _write(tmp_path / "v.npz")
+    assert _evaluate(demo_berg_dir, tmp_path, tmp_path / "s.parquet", "--address", "127.0.0.1:1") == 2
+    assert "add --workers N" in capsys.readouterr().err
 
 
 def _write(path, frames=5, trials=2, units=64, **members):

@@ -2,9 +2,9 @@
 
 For each recorded video (layout: :mod:`berg_ray.experiments.recordings`) the model predicts the responses, once
 for the video when the file holds no behaviour, else once per recorded trial with that trial's behaviour; then
-:mod:`berg_ray.analysis.accuracy` scores them against the recorded trials. It runs in this process (the trials of
-one video form one batch), on ``--device``; the sweep machinery is not used because its inputs are single videos,
-not one stimulus with R trials of behaviour each.
+:mod:`berg_ray.analysis.accuracy` scores them against the recorded trials. The trials of one video form one batch;
+it runs in this process on ``--device``, or on Ray actors across a cluster (``--workers N``, ``--address``;
+:mod:`berg_ray.experiments.evaluate_ray`).
 
 Outputs: a Parquet table (one row per unit: ``session``, ``scan``, ``readout_id``, ``unit_id``, ``area``,
 ``field``, ``cc_abs``, ``cc_max``, ``cc_norm``, and the scan metadata's values as ``released_cc_abs``,
@@ -29,7 +29,7 @@ from berg_ray.analysis.accuracy import ACCURACY_COLUMNS, CorrelationAccumulator
 from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, MODEL_ID, ScanId
 from berg_ray.errors import AnalysisInputError, BergRayError, InvalidRecordingError
-from berg_ray.experiments.recordings import RecordedVideo, RecordingHeader, read_header, read_recording
+from berg_ray.experiments.recordings import RecordingHeader, read_header
 from berg_ray.publish import current_umask
 from berg_ray.units import ScanUnits
 
@@ -65,45 +65,64 @@ def check_recordings(files: list[Path], n_units: int, burn_in_frames: int) -> li
     return headers
 
 
-def evaluate(args: EvaluationArgs, files: list[Path]) -> tuple[pd.DataFrame, dict]:
+def evaluate(args: EvaluationArgs, files: list[Path], workers: int = 0, address: str | None = None,
+             gpus_per_worker: float = 0.0) -> tuple[pd.DataFrame, dict]:
     """Predict and score every recorded video of ``files`` (in order) for one scan.
 
+    Args:
+        args: the options.
+        files: one .npz per video (:mod:`berg_ray.experiments.recordings`).
+        workers: 0 predicts in this process on ``args.device``; N > 0 on N Ray actors (``address``: the cluster
+            to join, None: RAY_ADDRESS or a local one; ``gpus_per_worker`` > 0 puts each on a GPU).
     Returns:
         (per-unit table, see the module docstring; the run's settings and counts).
     """
-    from berg_ray.berg_api import BERG
+    from berg_ray.experiments.evaluate_ray import predict_locally, predict_on_ray
 
     accumulator = CorrelationAccumulator(args.burn_in_frames)  # checks the burn-in
-    berg = BERG(args.berg_dir)
     scan_id = ScanId.parse(args.session)
-    units = read_scan_units(berg.berg_dir, scan_id)
+    units = read_scan_units(_release_dir(args), scan_id)
     headers = check_recordings(files, units.n_units, args.burn_in_frames)
-    model = berg.get_encoding_model(MODEL_ID, train_session=str(scan_id), device=args.device,
-                                    chunk_frames=args.chunk_frames, precision=args.precision)
-    for header in tqdm(headers, unit="video", desc=f"evaluate {scan_id}", disable=not args.show_progress):
-        video = read_recording(header.path, units.n_units)
-        prediction = predict_trials(model, video)
+    predictions = (predict_on_ray(args, headers, units.n_units, workers, address, gpus_per_worker) if workers
+                   else predict_locally(args, headers, units.n_units))
+    for video, prediction in tqdm(predictions, total=len(headers), unit="video", desc=f"evaluate {scan_id}",
+                                  disable=not args.show_progress):
         try:
             accumulator.add(prediction, video.responses)
         except AnalysisInputError as exc:
-            raise InvalidRecordingError(f"{header.path}: {exc}") from None
+            raise InvalidRecordingError(f"{video.path}: {exc}") from None
     info = {"train_session": str(scan_id), "videos": len(headers), "trials": sum(h.n_trials for h in headers),
             "videos_with_behaviour": sum(bool(h.behaviour) for h in headers), "burn_in_frames": args.burn_in_frames,
-            "precision": args.precision, "weights": units.weights}
+            "precision": args.precision, "weights": units.weights, "workers": workers}
     return accuracy_table(units, accumulator.table()), info
 
 
-def predict_trials(model, video: RecordedVideo) -> np.ndarray:
+def _release_dir(args: EvaluationArgs) -> Path:
+    from berg_ray.berg_api import BERG
+
+    return BERG(args.berg_dir).berg_dir
+
+
+def load_handle(args: EvaluationArgs, device: str):
+    """The BERG model handle of ``args.session`` on ``device``."""
+    from berg_ray.berg_api import BERG
+
+    return BERG(args.berg_dir).get_encoding_model(MODEL_ID, train_session=str(ScanId.parse(args.session)),
+                                                  device=device, chunk_frames=args.chunk_frames,
+                                                  precision=args.precision)
+
+
+def predict_trials(model, stimulus: np.ndarray, behaviour: dict[str, np.ndarray | None], trials: int) -> np.ndarray:
     """float32 [T, U] (one prediction of the video, no behaviour) or [R, T, U] (trial r predicted with its own
-    behaviour), through ``berg_ray.inference.encode_videos``; ``model`` is a BERG ``EncodingModelHandle``."""
+    behaviour), through ``berg_ray.inference.encode_videos``; ``model`` is a BERG ``EncodingModelHandle``,
+    ``stimulus`` uint8 (T, 144, 256), ``behaviour`` name -> float32 (R, T, 2) or None."""
     from berg_ray.inference import encode_videos
 
     sid = str(model.scan_id)
-    if not video.has_behaviour:
-        return encode_videos(model.model, video.stimulus[None], [sid], None, model.chunk_frames)[0]
-    trials = video.responses.shape[0]
-    stimuli = np.broadcast_to(video.stimulus, (trials, *video.stimulus.shape))  # the same video for every trial
-    outputs = encode_videos(model.model, stimuli, [sid] * trials, None, model.chunk_frames, **video.behaviour)
+    if all(value is None for value in behaviour.values()):
+        return encode_videos(model.model, stimulus[None], [sid], None, model.chunk_frames)[0]
+    stimuli = np.broadcast_to(stimulus, (trials, *stimulus.shape))  # the same video for every trial
+    outputs = encode_videos(model.model, stimuli, [sid] * trials, None, model.chunk_frames, **behaviour)
     return np.stack(outputs)
 
 

@@ -18,7 +18,8 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
                     "[R,T,U] recorded trials in readout order, optional 'perspectives' / 'modulations' [R,T,2] per "
                     "trial, then each trial is predicted with its own behaviour), score the predictions per unit "
                     "(cc_abs, cc_max, cc_norm as the reference computes them) and write a Parquet table with the "
-                    "released scores beside them, plus a PNG figure. Runs in this process on --device.")
+                    "released scores beside them, plus a PNG figure. Runs in this process on --device, or with "
+                    "--workers N on N Ray actors (a local Ray cluster, or --address / RAY_ADDRESS).")
     parser.add_argument("--berg-dir", required=True, help="BERG directory of the release, or s3://bucket/prefix")
     parser.add_argument("--session", required=True, help="train session whose units were recorded, e.g. "
                                                          "session-8_scan-5")
@@ -34,6 +35,12 @@ def add_evaluate_command(subparsers: argparse._SubParsersAction) -> argparse.Arg
     parser.add_argument("--chunk-frames", type=int_flag, default=DEFAULT_CHUNK_FRAMES,
                         help="frames per chunk; memory grows with it and with the trials of a video, results do not "
                              "depend on it")
+    parser.add_argument("--workers", type=int_flag, default=0,
+                        help="0: predict in this process; N: on N Ray actors, one model each (videos spread over them)")
+    parser.add_argument("--num-gpus-per-worker", type=float, default=0.0,
+                        help="with --workers: GPUs per actor (0: CPU actors; 1: each actor on its own GPU)")
+    parser.add_argument("--address", default=None,
+                        help="with --workers: Ray cluster to join (default: RAY_ADDRESS, else a local cluster)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_evaluate_command)
     return parser
@@ -57,7 +64,12 @@ def run_evaluate_command(ns: argparse.Namespace) -> int:
     args = EvaluationArgs(berg_dir=ns.berg_dir, session=ns.session, burn_in_frames=ns.burn_in_frames,
                           device=ns.device, precision=ns.precision, chunk_frames=ns.chunk_frames,
                           show_progress=not ns.quiet)
-    table, info = evaluate(args, files)
+    if ns.workers == 0 and (ns.address or ns.num_gpus_per_worker):
+        raise BergRayError("--address and --num-gpus-per-worker apply to Ray actors: add --workers N (N >= 1)")
+    if not 0 <= ns.num_gpus_per_worker <= 64:
+        raise BergRayError(f"--num-gpus-per-worker {ns.num_gpus_per_worker} is out of range; give 0 (CPU) to 64")
+    table, info = evaluate(args, files, workers=ns.workers, address=ns.address,
+                           gpus_per_worker=ns.num_gpus_per_worker)
     write_table(out, table, info)
     title = (f"{info['train_session']}: prediction accuracy on {info['videos']} recorded videos "
              f"({_behaviour_note(info)}; {info['weights']})")

@@ -154,38 +154,50 @@ def domains_figure(per_frame: dict[str, np.ndarray], title: str, path: Path) -> 
 N_THUMBNAILS = 6
 
 
-def raster_figure(responses: np.ndarray, frames: np.ndarray | None, title: str, path: Path) -> Path:
+def raster_figure(responses: np.ndarray, frames: np.ndarray | None, title: str, path: Path,
+                  times_s: np.ndarray | None = None) -> Path:
+    """Units x frames raster (see :func:`draw_raster`), saved as PNG."""
+    plt = _pyplot()
+    return _save(draw_raster(responses, frames, title, times_s), plt, path, title)
+
+
+def draw_raster(responses: np.ndarray, frames: np.ndarray | None, title: str, times_s: np.ndarray | None = None):
     """Units x frames raster (each unit scaled to its own maximum, sorted by the frame of its peak), with up to six
-    evenly spaced stimulus frames above it.
+    evenly spaced stimulus frames above it; returns the matplotlib figure (its last two axes: raster, colour bar).
 
     Args:
         responses: (T, U) responses.
-        frames: uint8 (T, 144, 256) stimulus frames aligned with ``responses``, or None.
+        frames: uint8 (T, H, W) stimulus frames aligned with ``responses`` (frame t shown while row t), or None.
         title: figure title.
-        path: PNG file to write.
+        times_s: (T,) time of each row in seconds from the video's start (a sweep's ``times_s``, which counts
+            the frames ``--skip-frames`` dropped); default t / 30.
     """
     from berg_ray.config import FRAME_RATE_HZ
 
     plt = _pyplot()
     n_frames = responses.shape[0]
+    times = np.arange(n_frames) / FRAME_RATE_HZ if times_s is None else np.asarray(times_s, dtype=np.float64)
     rows = 2 if frames is not None else 1
-    fig = plt.figure(figsize=(12, 7 if frames is not None else 5))
-    grid = fig.add_gridspec(rows, N_THUMBNAILS, height_ratios=[1, 4] if frames is not None else [1])
+    fig = plt.figure(figsize=(12, 7 if frames is not None else 5), layout="constrained")
+    grid = fig.add_gridspec(rows, N_THUMBNAILS, height_ratios=[1, 3] if frames is not None else [1])
     if frames is not None:
         for slot, t in enumerate(np.linspace(0, min(len(frames), n_frames) - 1, N_THUMBNAILS).round().astype(int)):
             ax = fig.add_subplot(grid[0, slot])
             ax.imshow(frames[t], cmap="gray", vmin=0, vmax=255)
-            ax.set_title(f"t = {t / FRAME_RATE_HZ:.2f} s", fontsize=8)
+            ax.set_title(f"t = {times[t]:.2f} s", fontsize=9)
             ax.axis("off")
     ax = fig.add_subplot(grid[rows - 1, :])
     scaled = responses / np.maximum(responses.max(axis=0, keepdims=True), 1e-12)
     order = np.argsort(np.argmax(responses, axis=0), kind="stable")
+    start = float(times[0]) if n_frames else 0.0
     image = ax.imshow(scaled[:, order].T, aspect="auto", cmap="viridis", interpolation="nearest",
-                      extent=(0, n_frames / FRAME_RATE_HZ, len(order), 0))
+                      extent=(start, start + n_frames / FRAME_RATE_HZ, len(order), 0))
     fig.colorbar(image, ax=ax, label="response / unit's maximum")
-    ax.set(xlabel="time (s, frames at 30 Hz)", ylabel="unit (sorted by time of peak)")
+    skipped = f"; the first {round(start * FRAME_RATE_HZ)} frames ({start:.2f} s) skipped" if start > 0 else ""
+    ax.set(xlabel=f"time from the video's start (s, frames at 30 Hz{skipped})",
+           ylabel="unit (sorted by time of peak)")
     fig.suptitle(title)
-    return _save(fig, plt, path, title)
+    return fig
 
 
 def accuracy_figure(table: pd.DataFrame, title: str, path: Path) -> Path:

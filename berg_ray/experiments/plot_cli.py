@@ -1,19 +1,18 @@
 """``berg-ray plot responses``: a response raster (units x frames) of one stimulus and scan of a sweep output (a local
-directory or s3://bucket/prefix), with the stimulus's frames above it."""
+directory or s3://bucket/prefix), with the stimulus's frames above it, timed in seconds from the video's start
+(``--skip-frames`` counted) and titled with whose weights made the responses."""
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from berg_ray.config import ScanId
-from berg_ray.errors import BergRayError, StorageError
+from berg_ray.errors import BergRayError
 from berg_ray.storage import Store, open_store
-from berg_ray.sweep.layout import MANIFEST_FILE
 
 
 def add_plot_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,8 +25,8 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     responses.add_argument("--input", required=True, help="sweep output: a local directory or s3://bucket/prefix")
     responses.add_argument("--stimulus", required=True, help="stimulus_id (input path without suffix)")
     responses.add_argument("--session", required=True, help="scan, e.g. session-8_scan-5")
-    responses.add_argument("--stimuli", default=None, help="the sweep's input (local or s3://), to show the "
-                           "stimulus frames (.npy inputs)")
+    responses.add_argument("--stimuli", default=None, help="the sweep's --input (local or s3://), to show the "
+                           "stimulus frames as the sweep read them (.npy, .npz or video files)")
     responses.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// locations "
                            "(default: AWS_ENDPOINT_URL or AWS)")
     responses.add_argument("--out", type=Path, default=None, help="PNG to write (default: responses_<scan>.png)")
@@ -35,49 +34,83 @@ def add_plot_command(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return parser
 
 
-def read_stimulus_responses(sweep: Store, stimulus_id: str, scan: str) -> tuple[np.ndarray, int]:
-    """Per-frame responses (T, U) of one stimulus and scan from a ``--reduce none`` sweep output, and the number
-    of leading frames the sweep skipped."""
-    try:
-        options = json.loads(sweep.read_bytes(MANIFEST_FILE))
-    except StorageError:
-        raise BergRayError(f"{sweep.uri} is not a sweep output (no readable {MANIFEST_FILE}); pass the sweep's "
-                           "--output") from None
-    if options.get("reduce") != "none":
-        raise BergRayError(f"{sweep.uri} holds mean responses (reduce={options.get('reduce')!r}); a raster needs a "
-                           "sweep run with --reduce none")
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class ResponsePlot:
+    """What ``plot responses`` draws for one stimulus and scan of a sweep output.
 
-    filesystem, path = sweep.arrow_path("")
-    rows = pq.read_table(path.rstrip("/"), filesystem=filesystem, columns=["responses"],
-                         filters=[("stimulus_id", "==", stimulus_id), ("train_session", "==", scan)]).to_pandas()
-    if rows.empty:
-        raise BergRayError(f"no row for stimulus {stimulus_id!r} and {scan} in {sweep.uri}; check --stimulus "
+    Attributes:
+        responses: float64 (T, U) per-frame responses (column u: readout index u).
+        times_s: (T,) seconds from the video's start: row t is frame skip_frames + t, at (skip_frames + t) / 30.
+        frames: uint8 (T, 144, 256) the frames shown at ``times_s``, as the sweep saw them (grey, 30 Hz, resized
+            when the sweep used --resize), or None.
+        weights: "generated weights" or "released weights" (recorded by the sweep), or None when not recorded.
+        title: the figure title.
+    """
+
+    responses: np.ndarray
+    times_s: np.ndarray
+    frames: np.ndarray | None
+    weights: str | None
+    title: str
+
+
+def read_response_plot(sweep_uri: str, stimulus_id: str, scan: str, stimuli: str | None = None,
+                       s3_endpoint_url: str | None = None) -> ResponsePlot:
+    """Read one stimulus and scan of a ``--reduce none`` sweep output (``berg_ray.outputs.load_sweep``) and, with
+    ``stimuli`` (the sweep's input), that stimulus's frames read by the sweep's own reader."""
+    from berg_ray.outputs import load_sweep
+
+    scan = str(ScanId.parse(scan))
+    output = load_sweep(sweep_uri, scans=[scan], stimuli=[stimulus_id], s3_endpoint_url=s3_endpoint_url)
+    if output.reduce != "none":
+        raise BergRayError(f"{output.uri} holds mean responses (reduce={output.reduce!r}); a raster needs a sweep "
+                           "run with --reduce none")
+    if (stimulus_id, scan) not in output.responses:
+        raise BergRayError(f"no row for stimulus {stimulus_id!r} and {scan} in {output.uri}; check --stimulus "
                            "(input path without suffix) and --session")
-    return np.stack(rows["responses"].iloc[0]).astype(np.float64), int(options.get("skip_frames", 0))
+    responses = output.responses[(stimulus_id, scan)].astype(np.float64)
+    frames = None
+    if stimuli is not None:
+        frames = read_stimulus_frames(_store(stimuli, s3_endpoint_url), stimulus_id, output.skip_frames,
+                                      responses.shape[0], bool(output.options.get("resize")))
+    weights = output.units[scan].attrs.get("weights") if scan in output.units else None
+    title = f"{scan}: responses to {stimulus_id} ({weights or 'weights not recorded in this output'})"
+    return ResponsePlot(responses, output.times_s(stimulus_id, scan), frames, weights, title)
 
 
-def read_stimulus_frames(stimuli: Store, stimulus_id: str) -> np.ndarray:
-    """The uint8 (T, 144, 256) frames of ``{stimulus_id}.npy`` in the sweep's input."""
-    try:
-        data = stimuli.read_bytes(f"{stimulus_id}.npy")
-    except StorageError:
-        raise BergRayError(f"{stimuli.uri_of(stimulus_id + '.npy')} cannot be read; --stimuli must be the sweep's "
-                           "input holding the .npy videos") from None
-    return np.load(io.BytesIO(data), allow_pickle=False)
+def read_stimulus_frames(stimuli: Store, stimulus_id: str, skip_frames: int, n_rows: int,
+                         resize: bool) -> np.ndarray:
+    """The uint8 (n_rows, 144, 256) frames of a sweep's input ``stimulus_id`` (any format a sweep reads) that its
+    response rows cover: frames skip_frames .. skip_frames + n_rows - 1, decoded as the sweep decoded them."""
+    from berg_ray.config import DEFAULT_SWEEP_MAX_FRAMES
+    from berg_ray.sweep.pipeline import read_input
+    from berg_ray.sweep.plan import list_stimuli
+
+    listing = list_stimuli(stimuli)
+    found = [s for s in listing.stimuli if s.stimulus_id == stimulus_id]
+    if not found:
+        problems = [e["error"] for e in listing.errors if e["stimulus_id"] == stimulus_id]
+        raise BergRayError(problems[0] if problems else
+                           f"{stimuli.uri} holds no input {stimulus_id!r} (.npy, .npz or a video file); --stimuli "
+                           "must be the sweep's --input")
+    expected = skip_frames + n_rows
+    video = read_input(stimuli, found[0].name, resize, skip_frames, max(DEFAULT_SWEEP_MAX_FRAMES, expected)).video
+    if video.shape[0] != expected:
+        raise BergRayError(f"{stimuli.uri_of(found[0].name)} has {video.shape[0]} frames at 30 Hz, but the sweep's "
+                           f"row covers {expected} ({skip_frames} skipped + {n_rows}): the input changed since the "
+                           "sweep, or --stimuli is not the sweep's --input")
+    return video[skip_frames:]
 
 
 def _run_plot_responses(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.figures import raster_figure
 
     scan = str(ScanId.parse(ns.session))
-    responses, skipped = read_stimulus_responses(_store(ns.input, ns.s3_endpoint_url), ns.stimulus, scan)
-    frames = None
-    if ns.stimuli is not None:
-        frames = read_stimulus_frames(_store(ns.stimuli, ns.s3_endpoint_url), ns.stimulus)[skipped:]
+    plot = read_response_plot(ns.input, ns.stimulus, scan, ns.stimuli, ns.s3_endpoint_url)
     out = Path(ns.out) if ns.out else Path(f"responses_{scan}_{ns.stimulus.replace('/', '_')}.png")
-    raster_figure(responses, frames, f"{scan}: responses to {ns.stimulus}", out)
-    print(f"wrote {out}: {responses.shape[1]} units x {responses.shape[0]} frames")
+    raster_figure(plot.responses, plot.frames, plot.title, out, plot.times_s)
+    print(f"wrote {out}: {plot.responses.shape[1]} units x {plot.responses.shape[0]} frames "
+          f"({plot.times_s[0]:.2f}-{plot.times_s[-1]:.2f} s of the video)")
     return 0
 
 

@@ -39,27 +39,38 @@ def too_long(name: str, n_frames: int, max_frames: int, at_least: bool = False) 
 
 
 def wrong_dimensions(name: str, shape: tuple[int, ...]) -> InvalidVideoError:
-    return InvalidVideoError(f"{name}: array has shape {shape}; expected [T, {FRAME_HEIGHT}, {FRAME_WIDTH}] "
-                             f"grey-scale frames")
+    """The error of an array that is not [T, H, W]; colour frames [T, H, W, 3 or 4] are told how to convert."""
+    expected = (f"{name}: array has shape {tuple(shape)}; expected [T, {FRAME_HEIGHT}, {FRAME_WIDTH}] grey-scale "
+                "frames")
+    if len(shape) == 4 and shape[-1] in (3, 4):
+        return InvalidVideoError(
+            f"{expected}, not colour [T, H, W, {shape[-1]}]: convert them first, e.g. numpy.rint(video[..., :3] @ "
+            f"[0.299, 0.587, 0.114]).astype(numpy.uint8) (BT.601 luma), or save the video as .mp4 (converted to "
+            f"grey on reading)")
+    return InvalidVideoError(expected)
 
 
-def read_array(name: str, handle: BinaryIO, suffix: str, max_frames: int) -> np.ndarray:
+def read_array(name: str, handle: BinaryIO, suffix: str, max_frames: int, ndims: tuple[int, ...] = (3,)
+               ) -> np.ndarray:
     """The array of a .npy, or the video of a .npz (see ``video_member``), read without pickle.
 
     Args:
         name: file name for messages.
         handle: the whole file, seekable, positioned at its start.
         suffix: ".npy" or ".npz".
-        max_frames: most frames (first dimension) accepted; checked from the header.
+        max_frames: most frames (dimension -3: T of [T, H, W] and of a batch [B, T, H, W]) accepted; checked
+            from the header.
+        ndims: numbers of dimensions accepted (``berg-ray encode`` also reads a batch [B, T, H, W] .npy).
 
     Raises:
-        InvalidVideoError: unreadable, truncated, pickled, not 3-D, or longer than ``max_frames``.
+        InvalidVideoError: unreadable, truncated, pickled, of another number of dimensions, or longer than
+            ``max_frames``.
     """
     def check(shape: tuple[int, ...]) -> None:
-        if len(shape) != 3:
+        if len(shape) not in ndims:
             raise wrong_dimensions(name, shape)
-        if shape[0] > max_frames:
-            raise too_long(name, shape[0], max_frames)
+        if shape[-3] > max_frames:
+            raise too_long(name, shape[-3], max_frames)
 
     max_bytes = max_frames * FRAME_HEIGHT * FRAME_WIDTH * MAX_ITEM_BYTES
     return _readable(name, suffix, lambda: _read_npy(name, handle, check, available=None) if suffix == ".npy"

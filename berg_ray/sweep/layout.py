@@ -3,7 +3,7 @@
 ```
 OUTPUT/
   part-{scan}-{hash16}.parquet   responses: one row per (stimulus, scan); one file per (micro-batch, scan)
-  _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field
+  _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field (footer: weights)
   _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error_type, error
   _sweep.json                    options that fix the content (reduce, skip_frames, precision); re-runs check them
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
@@ -137,6 +137,12 @@ def units_table(units: ScanUnits) -> pa.Table:
     return pa.table([pa.array(np.arange(units.n_units), pa.int32()), pa.array(units.readout_id, pa.int64()),
                      pa.array(units.unit_id, pa.int64()), pa.array(units.area.tolist(), pa.string()),
                      pa.array(units.field, pa.int64())], schema=UNITS_SCHEMA)
+
+
+def units_footer(units: ScanUnits) -> dict:
+    """Footer metadata of a units file: the scan and whose weights made its responses ("generated weights" or
+    "released weights", ``ScanUnits.weights``), so figures of the output can say so without the release."""
+    return {"scan": str(units.scan_id), "weights": units.weights}
 
 
 def units_name(scan_id: ScanId | str) -> str:

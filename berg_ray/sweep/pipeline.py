@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
@@ -110,10 +111,16 @@ def read_input(store: Store, name: str, resize: bool, skip_frames: int, max_fram
     The file is read on demand (``Store.open_read``), so an input refused from its header (too many frames,
     truncated) is read only that far; messages show the name with control characters escaped.
     """
-    shown = printable_name(name)
     with store.open_read(name) as handle:
-        video = decode_video(shown, handle, resize, max_frames)
-        raw = read_behaviour(shown, handle, max_frames) if PurePosixPath(name).suffix.lower() == ".npz" else {}
+        return read_file(name, handle, resize, skip_frames, max_frames)
+
+
+def read_file(name: str, handle: BinaryIO, resize: bool, skip_frames: int, max_frames: int) -> DecodedInput:
+    """``read_input`` of an open file (seekable, at its start): ``name``'s suffix selects the reader; it is shown
+    in messages with control characters escaped. ``berg-ray encode`` reads its input with this too."""
+    shown = printable_name(name)
+    video = decode_video(shown, handle, resize, max_frames)
+    raw = read_behaviour(shown, handle, max_frames) if PurePosixPath(name).suffix.lower() == ".npz" else {}
     if video.shape[0] <= skip_frames:
         raise BergRayError(f"{shown} has {video.shape[0]} frames, but skip_frames={skip_frames} leaves none; lower "
                            f"--skip-frames")

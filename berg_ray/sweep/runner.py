@@ -204,8 +204,9 @@ def _write_units(berg_dir: str, scans: list[str], store: Store) -> None:
     from berg_ray.checkpoint.release import read_scan_units
 
     for scan in scans:
-        table = layout.units_table(read_scan_units(berg_dir, scan))
-        layout.write_table(store, layout.units_name(scan), table, layout.UNITS_SCHEMA)
+        units = read_scan_units(berg_dir, scan)
+        layout.write_table(store, layout.units_name(scan), layout.units_table(units), layout.UNITS_SCHEMA,
+                           layout.units_footer(units))
 
 
 def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], scans: list[str], in_store: Store,

@@ -68,7 +68,14 @@ def decode_video(name: str, data: bytes | BinaryIO, resize: bool = False,
     handle = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if suffix in VIDEO_SUFFIXES:
         return _checked_uint8(name, _decode_av(name, handle, resize, max_frames))
-    frames = read_array(name, handle, suffix, max_frames)
+    return array_frames(name, read_array(name, handle, suffix, max_frames), resize, max_frames)
+
+
+def array_frames(name: str, frames: np.ndarray, resize: bool = False,
+                 max_frames: int = DEFAULT_SWEEP_MAX_FRAMES) -> np.ndarray:
+    """The frames of an array read from a file as the model's C-contiguous uint8 (T, 144, 256): the rules of
+    :func:`decode_video` for .npy / .npz inputs (dimensions, length, pixel values; other frame sizes resized
+    with ``resize``, else refused)."""
     if not isinstance(frames, np.ndarray):
         raise InvalidVideoError(f"{name}: holds a {type(frames).__name__}, not an array; save it with numpy.save")
     if frames.ndim != 3:
