@@ -11,9 +11,8 @@ Order of work (every check that can fail runs before any compute starts):
 4. list the inputs and plan the micro-batches still to do; without ``resize``, read the frame size of each input
    to compute from its header (preflight.wrong_sized): if every one is of another size than 144x256 the run is
    refused (nothing started or written), else those are listed as errors and not sent to Ray; if any work is
-   left, start or join Ray, choose the encoders' device
-   and on GPUs wait for the first actors' resources (scaling.py: the autoscaler starts nodes; a timeout writes
-   nothing); write the units tables and the manifest;
+   left, start or join Ray, choose the encoders' device and on GPUs wait for the first actors' resources
+   (scaling.py: the autoscaler starts nodes; a timeout writes nothing); write the units tables and the manifest;
 5. run the pipeline (pipeline.py), streaming one summary row per file written;
 6. write ``_errors/errors.parquet`` (possibly empty) and return the :class:`SweepResult` (printing its
    ``summary()`` is the caller's choice; ``berg-ray sweep`` prints it).
@@ -40,7 +39,6 @@ from berg_ray.sweep import layout
 from berg_ray.sweep.lease import acquire as acquire_lease
 from berg_ray.sweep.plan import Listing, Shard, Stimulus, changed_parts, list_stimuli, plan_shards
 from berg_ray.sweep.preflight import check_options, refuse_all, release_s3, resolve_scans, wrong_sized
-from berg_ray.sweep.preflight import validate_args  # noqa: F401 - berg_ray.sweep.runner.validate_args, as before
 from berg_ray.sweep.resources import Workers
 from berg_ray.sweep.scaling import StatusLine, plan_encoders
 
@@ -110,7 +108,8 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
 
     Raises:
         BergRayError: invalid options, unreachable or unwritable storage, a release without the scans, an output
-            written with other content options or being written by another sweep, a damaged output file, or
+            written with other content options or being written by another sweep, a damaged output file,
+            inputs to compute whose headers all declare another frame size than 144x256 (without ``resize``), or
             a micro-batch larger than any node's memory. Nothing is computed in these cases.
     """
     if args is not None and options:

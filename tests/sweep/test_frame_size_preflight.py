@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from berg_ray.storage import open_store
 from berg_ray.sweep import layout, run
@@ -60,6 +61,7 @@ def test_a_sweep_of_only_wrong_sized_videos_is_refused_before_ray_starts(tmp_pat
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_rerun_with_resize_computes_just_the_wrong_sized_inputs(ray_cluster, fixture_berg_dir, tmp_path):
     """Before: the re-run with --resize was refused (resize was one of the output's content options)."""
     (tmp_path / "in").mkdir()
@@ -81,6 +83,10 @@ def test_a_rerun_with_resize_computes_just_the_wrong_sized_inputs(ray_cluster, f
     table = pq.read_table(out)
     assert sorted(table.column("stimulus_id").to_pylist()) == ["a_wide", "b_ok"]  # each exactly once
     assert run(**options, resize=True).complete_before  # and nothing is computed again
+    from berg_ray.experiments.plot_cli import read_response_plot
+
+    plot = read_response_plot(str(out), "a_wide", SCAN, stimuli=str(tmp_path / "in"))  # frames as the sweep saw
+    assert plot.frames is not None and plot.frames.shape == (3, 144, 256)
 
 
 def test_manifests_that_record_resize_are_read_without_it(tmp_path):
