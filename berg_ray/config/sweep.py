@@ -38,6 +38,11 @@ SWEEP_LEASE_HEARTBEAT_S = 15.0
 # the GPUs of --min-workers actors before it gives up with exit 2. Cloud GPU nodes take minutes to boot and pull
 # the image; 15 minutes covers that and still ends a sweep whose GPU group can never start.
 DEFAULT_RESOURCE_WAIT_S = 900.0
+# Pre-flight (berg_ray.sweep.preflight): input headers read at a time to learn frame sizes before Ray starts (each
+# a bounded read: a .npy header, a zip directory and member header, a video container's header; ranged on S3), and
+# how many wrong-sized inputs the message refusing a whole run names.
+SWEEP_HEADER_THREADS = 16
+SWEEP_SHOWN_INPUTS = 3
 SWEEP_DEVICES = ("auto", "cpu", "cuda")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Callable
 
 from berg_ray.cli_options import (add_cluster_options, add_device_options, add_output_option, add_release_options,
                                   add_sessions_option, add_verbosity_options, encoder_pool_args)
@@ -72,26 +73,44 @@ def _cluster(ns: argparse.Namespace) -> contextlib.AbstractContextManager:
     return ray_session(ns.address, verbose=ns.verbose, metrics_export_port=port)
 
 
-def _sessions(value: str) -> list[str] | str:
-    return value if value.strip() == "all" else [s.strip() for s in value.split(",") if s.strip()]
+def preflight(ns: argparse.Namespace, kind: str, check_set: Callable[[], object] = lambda: None) -> list[str]:
+    """The canonical scans to run, after checking, cheapest first: the options the experiment passes to the sweep,
+    the stimulus set's parameters (``check_set``, which generates nothing), the --out location, then the scans
+    against the release (listing those it holds). A bad one is refused with a plain message naming its flag
+    before the cost is printed, stimuli are generated, Ray starts or anything is written."""
+    from berg_ray.experiments.outputs import ExperimentDir
+    from berg_ray.sweep.preflight import check_options, validate_args
+
+    sessions = ns.sessions if ns.sessions.strip() == "all" else [s.strip() for s in ns.sessions.split(",")
+                                                                  if s.strip()]
+    options = dict(berg_dir=ns.berg_dir, input=ns.out, output=ns.out, sessions=sessions,
+                   skip_frames=ns.burn_in_frames, address=ns.address, s3_endpoint_url=ns.s3_endpoint_url,
+                   show_progress=not ns.quiet, **_sweep_options(ns))
+    validate_args({**options, "sessions": "all"}, names=_FLAGS, flags=True)  # the scans: last, they read the release
+    check_set()
+    ExperimentDir(ns.out, kind, ns.s3_endpoint_url)  # an unsupported or malformed location (nothing is written)
+    return check_options(options, names=_FLAGS, flags=True)[1]
+
+
+_FLAGS = {"skip_frames": "--burn-in-frames", "input": "--out", "output": "--out", "show_progress": "--quiet"}
 
 
 def _announce(name: str, stimulus_set, sessions) -> None:
     from berg_ray.config import FRAME_RATE_HZ
 
-    scans = "every scan in the release" if sessions == "all" else f"{len(sessions)} scan(s)"
+    scans = f"{len(sessions)} scan(s)"
     print(f"{name}: {len(stimulus_set.videos)} stimuli, {stimulus_set.n_frames} frames "
           f"({stimulus_set.n_frames / FRAME_RATE_HZ:.0f} s of video) x {scans}", flush=True)
 
 
 def _run_tuning(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.outputs import join_uri
-    from berg_ray.experiments.stimulus_sets import tuning_set
+    from berg_ray.experiments.stimulus_sets import check_tuning, tuning_set
     from berg_ray.experiments.tuning import run_tuning_experiment
 
+    sessions = preflight(ns, "tuning", lambda: check_tuning(ns.directions, ns.repeats, ns.trial_frames))
     cluster = _cluster(ns)
     stimulus_set = tuning_set(ns.directions, ns.repeats, ns.trial_frames, ns.burn_in_frames)
-    sessions = _sessions(ns.sessions)
     _announce("tuning", stimulus_set, sessions)
     with cluster:
         tables = run_tuning_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
@@ -104,11 +123,12 @@ def _run_rf(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.outputs import join_uri
     from berg_ray.experiments.receptive_fields import run_rf_experiment
     from berg_ray.experiments.stimulus_sets import rf_set
+    from berg_ray.stimuli.geometry import check_n_frames
 
     grid = _grid(ns.grid)
+    sessions = preflight(ns, "rf", lambda: check_n_frames(ns.dot_frames, "dot_frames"))
     cluster = _cluster(ns)
     stimulus_set = rf_set(grid, ns.dot_frames, ns.burn_in_frames)
-    sessions = _sessions(ns.sessions)
     _announce("rf", stimulus_set, sessions)
     with cluster:
         tables = run_rf_experiment(stimulus_set, grid, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,
@@ -121,10 +141,11 @@ def _run_domains(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.outputs import join_uri
     from berg_ray.experiments.domains import run_domains_experiment
     from berg_ray.experiments.stimulus_sets import domains_set
+    from berg_ray.stimuli.geometry import check_n_frames
 
+    sessions = preflight(ns, "domains", lambda: check_n_frames(ns.frames, "frames"))
     cluster = _cluster(ns)
     stimulus_set = domains_set(ns.frames, ns.burn_in_frames, ns.image)
-    sessions = _sessions(ns.sessions)
     _announce("domains", stimulus_set, sessions)
     with cluster:
         tables = run_domains_experiment(stimulus_set, ns.berg_dir, ns.out, sessions, ns.address, not ns.quiet,

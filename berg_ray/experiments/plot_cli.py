@@ -74,8 +74,10 @@ def read_response_plot(sweep_uri: str, stimulus_id: str, scan: str, stimuli: str
     responses = output.responses[(stimulus_id, scan)].astype(np.float64)
     frames = None
     if stimuli is not None:
+        # resized: an input of another size has a row only if the sweep resized it, and resizing 144x256 frames
+        # changes nothing (so _sweep.json no longer records --resize: berg_ray.sweep.layout.content_options)
         frames = read_stimulus_frames(_store(stimuli, s3_endpoint_url, anonymous), stimulus_id, output.skip_frames,
-                                      responses.shape[0], bool(output.options.get("resize")))
+                                      responses.shape[0], resize=True)
     weights = output.units[scan].attrs.get("weights") if scan in output.units else None
     title = f"{scan}: responses to {stimulus_id} ({weights or 'weights not recorded in this output'})"
     return ResponsePlot(responses, output.times_s(stimulus_id, scan), frames, weights, title)

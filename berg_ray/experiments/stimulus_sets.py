@@ -46,8 +46,7 @@ def tuning_set(n_directions: int = EXPERIMENT_DIRECTIONS, repeats: int = EXPERIM
 
     Ids are ``dir-{k:03d}_rep-{r:02d}``; ``grating_options`` go to :func:`berg_ray.stimuli.drifting_grating`.
     """
-    n_directions = check_n_frames(n_directions, "directions", minimum=4)
-    repeats = check_n_frames(repeats, "repeats")
+    n_directions, repeats, trial_frames = check_tuning(n_directions, repeats, trial_frames)
     videos, conditions = {}, {}
     for k in range(n_directions):
         direction = k * 360.0 / n_directions
@@ -59,6 +58,12 @@ def tuning_set(n_directions: int = EXPERIMENT_DIRECTIONS, repeats: int = EXPERIM
     parameters = {"set": "tuning", "n_directions": n_directions, "repeats": repeats, "trial_frames": trial_frames,
                   "burn_in": burn_in, **grating_options}
     return StimulusSet(videos, burn_in, conditions, parameters)
+
+
+def check_tuning(n_directions: int, repeats: int, trial_frames: int) -> tuple[int, int, int]:
+    """The counts of :func:`tuning_set`, checked (StimulusParameterError) without generating anything."""
+    return (check_n_frames(n_directions, "directions", minimum=4), check_n_frames(repeats, "repeats"),
+            check_n_frames(trial_frames, "trial_frames"))
 
 
 def rf_set(grid: tuple[int, int] = EXPERIMENT_RF_GRID, dot_frames: int = EXPERIMENT_RF_DOT_FRAMES,

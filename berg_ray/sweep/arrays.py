@@ -77,6 +77,31 @@ def read_array(name: str, handle: BinaryIO, suffix: str, max_frames: int, ndims:
                      else _read_npz_member(name, handle, video_member, max_bytes, check))
 
 
+def header_shape(name: str, handle: BinaryIO, suffix: str) -> tuple[int, ...]:
+    """The shape the header of a .npy, or of a .npz's video member (``video_member``), declares; only the header
+    is read (a zip member is inflated only as far as its .npy header).
+
+    Raises:
+        InvalidVideoError: no readable header (or no video member).
+    """
+    seen: list[tuple[int, ...]] = []
+
+    def stop(shape: tuple[int, ...]) -> None:
+        seen.append(shape)
+        raise _HeaderRead
+
+    try:
+        _read_npy(name, handle, stop, available=None) if suffix == ".npy" else \
+            _read_npz_member(name, handle, video_member, None, stop)
+    except _HeaderRead:
+        return seen[0]
+    raise InvalidVideoError(f"{name}: no array header")  # not reached: the reader calls stop or raises
+
+
+class _HeaderRead(Exception):
+    """Stops a reader once its header is checked (header_shape)."""
+
+
 def read_behaviour(name: str, handle: BinaryIO, max_frames: int) -> dict[str, np.ndarray]:
     """The behaviour members (``perspectives``, ``modulations``) a .npz holds, as stored (validated later against
     the video, ``berg_ray.behaviour.validate_behaviour``); {} when it holds none.

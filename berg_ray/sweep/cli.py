@@ -45,27 +45,36 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def sweep_args_from_cli(ns: argparse.Namespace) -> SweepArgs:
-    """The typed options of parsed flags (raises BergRayError for invalid values)."""
+    """The typed options of parsed flags (raises BergRayError for invalid values, naming the flags); reads nothing."""
+    from berg_ray.sweep.preflight import validate_args
+
+    return validate_args(_options(ns), names=_FLAGS, flags=True)
+
+
+_FLAGS = {"show_progress": "--quiet", "output": "--out"}  # the other fields are named as their flags
+
+
+def _options(ns: argparse.Namespace) -> dict:
     from berg_ray.ray_setup import metrics_port_from
-    from berg_ray.sweep.runner import validate_args
 
     sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
-    return validate_args(dict(
+    return dict(
         berg_dir=ns.berg_dir, input=ns.input, follow_symlinks=ns.follow_symlinks, output=ns.out,
         sessions=sessions, batch_size=ns.batch_size,
         chunk_frames=ns.chunk_frames, reduce=ns.reduce, skip_frames=ns.skip_frames, precision=ns.precision, resize=ns.resize,
         max_frames=ns.max_frames,
         s3_endpoint_url=ns.s3_endpoint_url, anonymous=ns.anonymous, address=ns.address, **encoder_pool_args(ns),
         metrics_export_port=metrics_port_from(ns.metrics_export_port), show_progress=not ns.quiet,
-        verbose=ns.verbose))
+        verbose=ns.verbose)
 
 
 def run_sweep_command(ns: argparse.Namespace) -> int:
-    """Handler of ``berg-ray sweep``: prints the summary (unless --quiet); 0 if every input was encoded, 1 if
-    some failed."""
+    """Handler of ``berg-ray sweep``: pre-flights the flags (a wrong scan is refused with the scans the release
+    holds), then prints the summary (unless --quiet); 0 if every input was encoded, 1 if some failed."""
+    from berg_ray.sweep.preflight import check_options
     from berg_ray.sweep.runner import run
 
-    result = run(sweep_args_from_cli(ns))
+    result = run(check_options(_options(ns), names=_FLAGS, flags=True)[0])
     if not ns.quiet:
         print(result.summary(), flush=True)
     return 0 if result.ok else 1

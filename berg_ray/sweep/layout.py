@@ -5,7 +5,7 @@ OUTPUT/
   part-{scan}-{hash16}.parquet   responses: one row per (stimulus, scan); one file per (micro-batch, scan)
   _units/{scan}.parquet          column index of `responses` -> readout_id, unit_id, area, field (footer: weights)
   _errors/errors.parquet         inputs that failed in the latest run: stimulus_id, input, error_type, error
-  _sweep.json                    options that fix the content (reduce, skip_frames, resize, precision); re-runs check them
+  _sweep.json                    options that fix the content (reduce, skip_frames, precision); re-runs check them
   _tmp/                          local staging (S3 outputs stage on the worker's local disk instead)
   _lease.json                    held by the running sweep (lease.py); absent when none runs
   _berg_ray.lock                 local outputs: flock file of the lease's compare-and-swap (storage.py)
@@ -59,10 +59,19 @@ ERRORS_SCHEMA = pa.schema([pa.field("stimulus_id", pa.string()), pa.field("input
                            pa.field("error_type", pa.string()), pa.field("error", pa.string())])
 
 
-def content_options(reduce: str, skip_frames: int, resize: bool, precision: str) -> dict:
-    """The options that change what a row contains (batch size, chunking and actors do not)."""
-    return {"format": SWEEP_FORMAT_VERSION, "reduce": reduce, "skip_frames": skip_frames, "resize": resize,
-            "precision": precision}
+LEGACY_CONTENT_KEY = "resize"  # recorded in _sweep.json before it was known not to change rows
+
+
+def content_options(reduce: str, skip_frames: int, precision: str) -> dict:
+    """The options that change what a row contains (batch size, chunking and actors do not).
+
+    ``resize`` is not one: a row of an input of 144x256 frames is the same with or without it (resizing to the
+    same size is the identity), and an input of another size has a row only when resized (without ``resize`` it
+    is an error and has none). So a re-run with ``--resize`` after frame-size errors computes just the inputs that
+    failed, beside the rows already written, and every row of an output means the same. Manifests written before
+    (which record ``resize``) are read with that key ignored (``check_manifest``).
+    """
+    return {"format": SWEEP_FORMAT_VERSION, "reduce": reduce, "skip_frames": skip_frames, "precision": precision}
 
 
 def part_name(scan_id: str, stimulus_ids: Sequence[str], options: dict) -> str:
@@ -162,7 +171,8 @@ def errors_table(errors: Sequence[dict]) -> pa.Table:
 
 
 def check_manifest(store: Store, options: dict) -> bool:
-    """Compare ``options`` with the output's ``_sweep.json``; True if the manifest must still be written.
+    """Compare ``options`` with the output's ``_sweep.json``; True if the manifest must still be written. A
+    ``resize`` key (manifests of earlier versions) is ignored: it does not change any row (``content_options``).
 
     Raises:
         StorageError: the output holds a sweep made with other content options, or a damaged manifest.
@@ -181,9 +191,10 @@ def check_manifest(store: Store, options: dict) -> bool:
         raise StorageError(f"{store.uri} holds a sweep of output format {found.get('format')}, written by another "
                            f"version of berg_ray; this one writes format {options.get('format')} (other columns), "
                            f"and one output holds one format: write to a new --out")
+    found = {key: value for key, value in found.items() if key != LEGACY_CONTENT_KEY}
     if found != options:
         raise StorageError(f"{store.uri} already holds a sweep made with {found}, but this run asks for {options}; "
-                           f"re-run with the same --reduce/--skip-frames/--resize or write to a new --out")
+                           f"re-run with the same --reduce/--skip-frames/--precision or write to a new --out")
     return False
 
 

@@ -2,14 +2,17 @@
 
 Order of work (every check that can fail runs before any compute starts):
 
-1. validate the options (:class:`~berg_ray.config.SweepArgs`), resolve the scans against the release;
+1. pre-flight (preflight.py): validate the options (:class:`~berg_ray.config.SweepArgs`), resolve the scans
+   against the release (a wrong one is refused with the scans the release holds);
 2. check that the input can be listed and the output written (S3 credentials, bucket, endpoint);
 3. take the output's lease (one sweep per output, lease.py) and remove staging files of killed runs; compare
    the output's ``_sweep.json`` with the options; read the done set from existing part files, deleting those
    that hold a row of an input that changed since (size and version recorded per row);
-4. list the inputs and plan the micro-batches still to do; if any, start or join Ray, choose the encoders' device
-   and on GPUs wait for the first actors' resources (scaling.py: the autoscaler starts nodes; a timeout writes
-   nothing); write the units tables and the manifest;
+4. list the inputs and plan the micro-batches still to do; without ``resize``, read the frame size of each input
+   to compute from its header (preflight.wrong_sized): if every one is of another size than 144x256 the run is
+   refused (nothing started or written), else those are listed as errors and not sent to Ray; if any work is
+   left, start or join Ray, choose the encoders' device and on GPUs wait for the first actors' resources
+   (scaling.py: the autoscaler starts nodes; a timeout writes nothing); write the units tables and the manifest;
 5. run the pipeline (pipeline.py), streaming one summary row per file written;
 6. write ``_errors/errors.parquet`` (possibly empty) and return the :class:`SweepResult` (printing its
    ``summary()`` is the caller's choice; ``berg-ray sweep`` prints it).
@@ -24,8 +27,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
 from berg_ray import threads
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.download import resolve_berg_dir
@@ -37,6 +38,7 @@ from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.lease import acquire as acquire_lease
 from berg_ray.sweep.plan import Listing, Shard, Stimulus, changed_parts, list_stimuli, plan_shards
+from berg_ray.sweep.preflight import check_options, refuse_all, release_s3, resolve_scans, wrong_sized
 from berg_ray.sweep.resources import Workers
 from berg_ray.sweep.scaling import StatusLine, plan_encoders
 
@@ -106,15 +108,15 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
 
     Raises:
         BergRayError: invalid options, unreachable or unwritable storage, a release without the scans, an output
-            written with other content options or being written by another sweep, a damaged output file, or
+            written with other content options or being written by another sweep, a damaged output file,
+            inputs to compute whose headers all declare another frame size than 144x256 (without ``resize``), or
             a micro-batch larger than any node's memory. Nothing is computed in these cases.
     """
     if args is not None and options:
         raise BergRayError("pass either a SweepArgs or keyword options to berg_ray.sweep.run, not both")
-    args = args if args is not None else validate_args(options)
-    check_metrics_export_port(args.metrics_export_port, args.address)
     start = time.perf_counter()
-    scans = _resolve_scans(args)
+    args, scans = check_options(options) if args is None else (args, resolve_scans(args))
+    check_metrics_export_port(args.metrics_export_port, args.address)
     in_store, out_store = _open_stores(args)
     fresh = not out_store.root_exists()  # (check_writable removes what its probe created)
     listing = list_stimuli(in_store)  # pre-flight: an empty input is refused before the output is touched
@@ -136,15 +138,23 @@ def run(args: SweepArgs | None = None, **options) -> SweepResult:
 
 def _sweep(args: SweepArgs, scans: list[str], in_store: Store, out_store: Store, listing: Listing) -> SweepResult:
     """Steps 3-6 of the module docstring, under the output's lease."""
-    content = layout.content_options(args.reduce, args.skip_frames, args.resize, args.precision)
+    content = layout.content_options(args.reduce, args.skip_frames, args.precision)
     needs_manifest = layout.check_manifest(out_store, content)
     done, changed = _done_set(out_store, listing.stimuli)
     shards = plan_shards(listing.stimuli, scans, done, args.batch_size)
-    result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=list(listing.errors),
+    wrong = {} if args.resize else wrong_sized(in_store, [s for shard in shards for s in shard.stimuli])
+    if wrong and len(wrong) == sum(len(shard.stimuli) for shard in shards):
+        raise refuse_all(wrong)  # before Ray starts and before anything is written
+    if wrong:  # listed as errors, never sent to Ray; the micro-batches of the others keep their names
+        shards = plan_shards(listing.stimuli, scans, {scan: done.get(scan, set()) | set(wrong) for scan in scans},
+                             args.batch_size)
+    errors = list(listing.errors) + [layout.input_error(in_store, s.stimulus_id, s.name, wrong[s.stimulus_id])
+                                     for s in listing.stimuli if s.stimulus_id in wrong]
+    result = SweepResult(out_store.uri, scans, stimuli=len(listing.stimuli), errors=errors,
                          stimuli_done_before=sum(all(s.stimulus_id in done.get(c, ()) for c in scans)
                                                  for s in listing.stimuli), inputs_changed=len(changed))
     with _encoder_pool(args, len(shards)) as pool:  # Ray, the device and the first actors' resources: or no write
-        _write_units(resolve_berg_dir(args.berg_dir, _release_s3(args)), scans, out_store)
+        _write_units(resolve_berg_dir(args.berg_dir, release_s3(args)), scans, out_store)
         if needs_manifest:
             layout.write_manifest(out_store, content)
         if pool is not None:
@@ -177,34 +187,6 @@ def _done_set(out_store: Store, stimuli: tuple[Stimulus, ...]) -> tuple[dict[str
     for name in stale:
         out_store.delete(name)
     return layout.done_set(f for name, f in footers.items() if name not in stale), set().union(*stale.values())
-
-
-def validate_args(options: dict) -> SweepArgs:
-    """SweepArgs from keyword options; pydantic errors become one BergRayError naming each bad field."""
-    try:
-        return SweepArgs(**options)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise BergRayError(f"invalid sweep options: {problems}") from None
-
-
-def _resolve_scans(args: SweepArgs) -> list[str]:
-    from berg_ray.checkpoint.release import available_scans
-    from berg_ray.errors import ScanNotAvailableError
-
-    present = [str(s) for s in available_scans(resolve_berg_dir(args.berg_dir, _release_s3(args)))]
-    wanted = present if args.sessions == "all" else list(args.sessions)
-    missing = [s for s in wanted if s not in present]
-    if missing or not wanted:
-        raise ScanNotAvailableError(f"scans {missing or wanted} have no weights in {args.berg_dir}; available: "
-                                    f"{', '.join(present) or 'none'}")
-    return wanted
-
-
-def _release_s3(args: SweepArgs) -> S3Options:
-    """How the driver and the encoder actors reach a ``--berg-dir s3://...`` release (unsigned with ``anonymous``,
-    as the input)."""
-    return resolve_s3_options(args.s3_endpoint_url, anonymous=args.anonymous)
 
 
 def _open_stores(args: SweepArgs) -> tuple[Store, Store]:
@@ -283,6 +265,6 @@ def build_dataset(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard
     strategy = ray.data.ActorPoolStrategy(min_size=workers.min_count, max_size=workers.max_count)
     return dataset.map_batches(ShardEncoder, batch_size=1, compute=strategy, **workers.actor_options(),
                                runtime_env=threads.runtime_env(), fn_constructor_kwargs={
-                                   "berg_dir": args.berg_dir, "s3": _release_s3(args), "scans": scans,
+                                   "berg_dir": args.berg_dir, "s3": release_s3(args), "scans": scans,
                                    "store": out_store, "options": content, "chunk_frames": args.chunk_frames,
                                    "num_cpus": workers.num_cpus, "device": device})

@@ -114,14 +114,15 @@ def test_sweep_driver_and_encoder_actors_resolve_an_s3_release(s3_release, relea
     from berg_ray.storage import open_store
     from berg_ray.sweep import layout
     from berg_ray.sweep.pipeline import ShardEncoder
-    from berg_ray.sweep.runner import _resolve_scans, _write_units
+    from berg_ray.sweep.preflight import resolve_scans
+    from berg_ray.sweep.runner import _write_units
 
     args = SweepArgs(berg_dir=s3_release, input=str(tmp_path), output=str(tmp_path / "out"), sessions="all")
-    assert _resolve_scans(args) == list(SCANS[::-1])  # the driver: from its cached copy
+    assert resolve_scans(args) == list(SCANS[::-1])  # the driver: from its cached copy
     store = open_store(str(tmp_path / "out"))
     _write_units(resolve_berg_dir(s3_release), list(SCANS), store)
     assert {f.name for f in store.list_files()} == {f"_units/{s}.parquet" for s in SCANS}
-    options = layout.content_options("none", 0, False, "float32")
+    options = layout.content_options("none", 0, "float32")
     cache._RESOLVED.clear()  # as in a fresh actor process of this node
     encoder = ShardEncoder(s3_release, list(SCANS), store, options, 8, 1.0, s3=resolve_s3_options())
     assert sorted(encoder._model.scan_ids) == sorted(SCANS)

@@ -144,7 +144,7 @@ def _serve_cli(tmp_path, *args, timeout=120, env=None):
 
 @pytest.mark.parametrize(("config", "flags", "words"), [
     (None, ["--sessions", "bogus"], "train_session 'bogus' is malformed"),
-    ("applications:\n  - args:\n      core:\n        max_batch: 4\n", [], "core.max_batch: Extra inputs"),
+    ("applications:\n  - args:\n      core:\n        max_batch: 4\n", [], "core.max_batch is not an option here"),
     ("applications:\n  - args: [unclosed\n", [], "not valid YAML at line"),
     ("- just\n- a list\n", [], "must hold a mapping"),
 ])

@@ -101,7 +101,7 @@ def test_responses_record_the_behaviour_given(tmp_path, reduce):
 
 def test_an_output_of_the_previous_format_is_refused(tmp_path):
     store = open_store(str(tmp_path))
-    options = layout.content_options("none", 0, False, "float32")
+    options = layout.content_options("none", 0, "float32")
     layout.write_manifest(store, {**options, "format": 1})
     with pytest.raises(StorageError, match="output format 1, written by another version of berg_ray; this one "
                                            "writes format 2"):

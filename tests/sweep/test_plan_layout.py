@@ -48,12 +48,12 @@ def test_listing_ids_duplicates_and_ignored(tmp_path):
 
 
 def test_part_names_are_deterministic():
-    options = layout.content_options("none", 0, False, "float32")
+    options = layout.content_options("none", 0, "float32")
     name = layout.part_name(SCANS[0], ["a", "b"], options)
     assert name == layout.part_name(SCANS[0], ["a", "b"], options) and layout.is_part_name(name)
     assert name != layout.part_name(SCANS[1], ["a", "b"], options)
-    assert name != layout.part_name(SCANS[0], ["a", "b"], layout.content_options("mean", 0, False, "float32"))
-    assert name != layout.part_name(SCANS[0], ["a", "b"], layout.content_options("none", 0, False, "bfloat16"))
+    assert name != layout.part_name(SCANS[0], ["a", "b"], layout.content_options("mean", 0, "float32"))
+    assert name != layout.part_name(SCANS[0], ["a", "b"], layout.content_options("none", 0, "bfloat16"))
     assert not layout.is_part_name("_units/x.parquet")
 
 
@@ -78,13 +78,13 @@ def test_responses_table_schema_and_done_set(tmp_path, reduce):
 
 def test_manifest_refuses_other_content_options(tmp_path):
     store = open_store(str(tmp_path))
-    options = layout.content_options("none", 0, False, "float32")
+    options = layout.content_options("none", 0, "float32")
     assert layout.check_manifest(store, options)
     layout.write_manifest(store, options)
     assert not layout.check_manifest(store, options)
     assert json.loads((tmp_path / layout.MANIFEST_FILE).read_text()) == options
     with pytest.raises(StorageError, match="new --out"):
-        layout.check_manifest(store, layout.content_options("mean", 10, False, "float32"))
+        layout.check_manifest(store, layout.content_options("mean", 10, "float32"))
 
 
 def test_units_table(demo_berg_dir):

@@ -51,7 +51,8 @@ def test_endpoint_without_scheme_is_one_line(capsys, fixture_berg_dir, source, t
 
 
 def test_max_frames_must_be_positive(capsys, fixture_berg_dir, source, tmp_path):
-    _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, tmp_path / "out", "--max-frames", "0"), "max_frames")
+    _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, tmp_path / "out", "--max-frames", "0"),
+                    "--max-frames must be >= 1, got 0")
 
 
 def test_corrupt_manifest_is_one_line(capsys, fixture_berg_dir, source, tmp_path):
@@ -66,7 +67,7 @@ def test_corrupt_manifest_is_one_line(capsys, fixture_berg_dir, source, tmp_path
 def test_zero_length_part_file_is_one_line_naming_it(capsys, fixture_berg_dir, source, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    name = layout.part_name(SCAN, ["a"], layout.content_options("none", 0, False, "float32"))
+    name = layout.part_name(SCAN, ["a"], layout.content_options("none", 0, "float32"))
     (out / name).write_bytes(b"")
     _one_line_error(capsys, _sweep_cli(fixture_berg_dir, source, out), f"{name} is not a readable Parquet.*delete it")
 
