@@ -35,6 +35,7 @@ from berg_ray.names import printable_name
 from berg_ray.numbers import ascii_int, int_flag
 from berg_ray.paths import check_output_dir, check_output_file
 from berg_ray.publish import current_umask
+from berg_ray.sweep.preflight import scans_present
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +148,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     selection = {k: v for k, v in (("roi", args.roi), ("field", args.field)) if v}
     berg = BERG(release_dir(args))
-    _check_scan_present(berg, args.session, args.berg_dir)
+    scans_present(str(berg.berg_dir), [args.session], None, "--sessions")  # before the model loads
     model = berg.get_encoding_model(MODEL_ID, train_session=args.session, selection=selection or None,
                                     device=args.device, chunk_frames=args.chunk_frames, precision=args.precision)
     show_progress = not args.quiet and (args.progress or sys.stderr.isatty())  # no bar in logs unless asked
@@ -183,23 +184,6 @@ def _run_demo(args: argparse.Namespace) -> int:
     from berg_ray.demo import run_demo
 
     return run_demo(args.out, verbose=args.verbose)
-
-
-def _check_scan_present(berg, session: str, berg_dir: str) -> None:
-    """Refuse a ``--session`` whose weights the release lacks (or no released scan at all) before the model
-    loads, listing the scans present, as ``berg-ray sweep`` does: one round trip to a valid choice."""
-    from berg_ray.checkpoint.release import available_scans
-    from berg_ray.errors import InvalidSessionError, ScanNotAvailableError
-
-    present = [str(scan) for scan in available_scans(berg.berg_dir)]
-    try:
-        scan = str(ScanId.parse(session))
-    except InvalidSessionError:
-        scan = None
-    if scan not in present:
-        kind = "is not a released scan" if scan is None else f"has no weights in --berg-dir {berg_dir}"
-        raise ScanNotAvailableError(f"train_session {session[:ECHO_CHARS]!r} {kind}; scans present in this release: "
-                                    f"{', '.join(present) or 'none'}")
 
 
 def _read_behaviour(path: Path, stimulus_shape: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ def test_demo_release_writes_requested_scans(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["encode", "--berg-dir", "{rel}", "--session", "session-1_scan-1", "--input", "{video}", "--out", "{out}"],
-     "error: train_session 'session-1_scan-1' is not a released scan"),
+     "error: --sessions names 'session-1_scan-1', not a scan in "),
     (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{missing}", "--out",
       "{out}"], "error: input"),
     (["encode", "--berg-dir", "{rel}", "--session", "session-8_scan-5", "--input", "{bad}", "--out", "{out}"],
