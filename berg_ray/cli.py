@@ -14,9 +14,7 @@ set torch's threads from the CPUs available.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +32,7 @@ from berg_ray.errors import BergRayError
 from berg_ray.names import printable_name
 from berg_ray.numbers import ascii_int, int_flag
 from berg_ray.paths import check_output_dir, check_output_file
-from berg_ray.publish import current_umask
+from berg_ray.publish import publish_file
 from berg_ray.sweep.preflight import scans_present
 
 
@@ -220,23 +218,8 @@ def _read_behaviour(path: Path, stimulus_shape: tuple[int, ...]) -> dict[str, np
 
 
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as .npy so that ``path`` appears only complete (temp file in the same dir, then rename);
-    an OS error (disk full, path gone) is a BergRayError naming the path, and leaves nothing behind."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.save(file, array)
-        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the mode open() would
-        os.replace(temp, path)
-    except BaseException as exc:
-        Path(temp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
-        raise
+    """Write ``array`` as .npy so that ``path`` appears only complete (``berg_ray.publish.publish_file``)."""
+    publish_file(path, lambda file: np.save(file, array))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Publishing a directory in one step: build it in a temp directory beside the target, then rename it into place.
+"""Publishing a directory (or a file) in one step: build it in a temp directory (file) beside the target, then
+rename it into place.
 
 A reader sees the old directory or the complete new one (the name is absent for the instant between the two
 renames), never a mix of old and new files; a failed build leaves the target untouched. Files and directories get
@@ -11,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from typing import BinaryIO
 from pathlib import Path
 
 from berg_ray.errors import BergRayError
@@ -62,3 +64,24 @@ def current_umask() -> int:
     mask = os.umask(0o077)
     os.umask(mask)
     return mask
+
+
+def publish_file(path: Path, write: Callable[[BinaryIO], None], flag: str = "--out") -> None:
+    """Write file ``path`` with ``write(handle)`` so that it appears only complete (a temp file in the same
+    directory, then rename), with the mode ``open`` would give. An OS error (disk full, path gone) is a
+    BergRayError naming the path and ``flag``, and leaves nothing behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable {flag}") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the mode open() would
+        os.replace(temp, path)
+    except BaseException as exc:
+        Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable {flag}") from None
+        raise

@@ -16,8 +16,6 @@ so predictions without behaviour score lower.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +26,9 @@ from tqdm.auto import tqdm
 from berg_ray.analysis.accuracy import ACCURACY_COLUMNS, CorrelationAccumulator
 from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, MODEL_ID, ScanId
-from berg_ray.errors import AnalysisInputError, BergRayError, InvalidRecordingError
+from berg_ray.errors import AnalysisInputError, InvalidRecordingError
 from berg_ray.experiments.recordings import RecordingHeader, read_header
-from berg_ray.publish import current_umask
+from berg_ray.publish import publish_file
 from berg_ray.units import ScanUnits
 
 RELEASED_PREFIX = "released_"
@@ -156,20 +154,7 @@ def write_table(path: Path, table: pd.DataFrame, info: dict) -> None:
 
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), SCHEMA_KEY: json.dumps(info).encode()})
-    try:
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-    except OSError as exc:
-        raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
-    try:
-        pq.write_table(arrow, temp)
-        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the file the mode open() would
-        os.replace(temp, path)
-    except BaseException as exc:
-        Path(temp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise BergRayError(f"cannot write {path} ({exc.strerror or exc}); choose a writable --out") from None
-        raise
+    publish_file(path, lambda file: pq.write_table(arrow, file))
 
 
 def read_info(path: Path) -> dict:
