@@ -7,6 +7,7 @@ Split by area: ``model`` (network geometry, scans, precision), ``storage`` (S3, 
 
 from berg_ray.config.cluster import *  # noqa: F401,F403
 from berg_ray.config.experiments import *  # noqa: F401,F403
+from berg_ray.config.mei import *  # noqa: F401,F403
 from berg_ray.config.model import *  # noqa: F401,F403
 from berg_ray.config.serve import *  # noqa: F401,F403
 from berg_ray.config.storage import *  # noqa: F401,F403
