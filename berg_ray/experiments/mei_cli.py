@@ -36,9 +36,9 @@ def add_mei_command(kinds: argparse._SubParsersAction) -> argparse.ArgumentParse
                                                                          "included")
     mei.add_argument("--steps", type=int_flag, default=MEI_STEPS, help="gradient steps per MEI")
     kind = mei.add_mutually_exclusive_group()
-    kind.add_argument("--static", dest="static", action="store_true", default=True,
-                      help="one image held for all frames (default)")
-    kind.add_argument("--dynamic", dest="static", action="store_false", help="a video whose frames differ")
+    kind.add_argument("--static", dest="dynamic", action="store_false", default=False,
+                      help="one image held for all frames (the default)")
+    kind.add_argument("--dynamic", dest="dynamic", action="store_true", help="a video whose frames differ")
     mei.add_argument("--seed", type=int_flag, default=MEI_SEED, help="seed of the starting images (same seed, same "
                                                                      "MEI bytes)")
     mei.add_argument("--units-per-batch", type=int_flag, default=MEI_UNITS_PER_BATCH,
@@ -93,7 +93,7 @@ def run_mei_command(ns: argparse.Namespace) -> int:
 def _settings(ns: argparse.Namespace):
     from berg_ray.mei import MeiSettings
 
-    return MeiSettings(frames=ns.frames, burn_in=ns.burn_in_frames, steps=ns.steps, static=ns.static, lr=ns.lr,
+    return MeiSettings(frames=ns.frames, burn_in=ns.burn_in_frames, steps=ns.steps, static=not ns.dynamic, lr=ns.lr,
                        clip=ns.clip, penalty=ns.penalty, spatial_std=ns.spatial_std, temporal_std=ns.temporal_std,
                        init_gain=ns.init_gain, seed=ns.seed)
 
