@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from berg_ray.config import MEI_UNITS_PER_BATCH, MEI_VALIDATION_DIRECTIONS, MEI_VALIDATION_REPEATS
-from berg_ray.experiments.mei_store import KIND, done_units, read_record, write_unit
+from berg_ray.experiments.mei_store import KIND, done_units, read_mei, read_record, write_unit
 from berg_ray.experiments.mei_validation import validation_columns, validation_ids, validation_summary
 from berg_ray.experiments.mei_workers import Job, mei_workers
 from berg_ray.experiments.outputs import ExperimentDir
@@ -115,8 +115,7 @@ def run_mei_experiment(berg_dir: str, out_dir: str | Path, sessions: list[str], 
     plan = plan_meis(work_dir, release, sessions, choice, settings, units_per_batch, validation)
     if announce is not None:
         announce(plan.cost())
-    worker_args = dict(berg_dir=str(berg_dir), out_dir=str(out_dir), s3_endpoint_url=s3_endpoint_url,
-                       scans=sessions, precision=(pool or {}).get("precision", "float32"), validation=validation)
+    worker_args = dict(berg_dir=str(berg_dir), s3_endpoint_url=s3_endpoint_url, scans=sessions, precision=(pool or {}).get("precision", "float32"), validation=validation)
     pool = {**(pool or {}), "batch_size": units_per_batch, "chunk_frames": settings.frames}
     n_jobs = len(plan.batches) + len(sessions)
     with mei_workers(worker_args, n_jobs, use_ray, address, pool, show_progress) as run:
@@ -126,7 +125,7 @@ def run_mei_experiment(berg_dir: str, out_dir: str | Path, sessions: list[str], 
                 bar.update(len(job.args[1]))
 
             run([Job("optimise", (scan, ids, settings), (scan, ids)) for scan, ids in plan.batches], save)
-        responses = _validation_rates(run, plan, show_progress)
+        responses = _validation_rates(run, work_dir, plan, show_progress)
     return _write_tables(work_dir, release, plan, responses)
 
 
@@ -140,8 +139,10 @@ def _save_batch(work_dir: ExperimentDir, job: Job, result: MeiResult, settings: 
         write_unit(work_dir, scan, readout_id, result.videos[b], record)
 
 
-def _validation_rates(run, plan: MeiPlan, show_progress: bool) -> dict[str, dict[str, np.ndarray]]:
-    """scan -> {"meis": (N, N), "grating": (S, N), "noise": (S, N)} mean rates of the chosen units."""
+def _validation_rates(run, work_dir: ExperimentDir, plan: MeiPlan, show_progress: bool
+                      ) -> dict[str, dict[str, np.ndarray]]:
+    """scan -> {"meis": (N, N), "grating": (S, N), "noise": (S, N)} mean rates of the chosen units. The driver
+    reads the stored MEIs (as each job is handed out) and sends them; the actors generate the validation sets."""
     from tqdm.auto import tqdm
 
     s, per_job = plan.settings, plan.units_per_batch
@@ -150,8 +151,10 @@ def _validation_rates(run, plan: MeiPlan, show_progress: bool) -> dict[str, dict
         sources = {"meis": [int(r) for r in chosen], **validation_ids(*plan.validation)}
         for kind, ids in sources.items():
             for start in range(0, len(ids), per_job):
-                args = (scan, "meis" if kind == "meis" else "validation", ids[start:start + per_job], chosen,
-                        s.frames, s.burn_in)
+                part = ids[start:start + per_job]
+                args = ((lambda scan=scan, part=part, chosen=chosen: (
+                    scan, "videos", np.stack([read_mei(work_dir, scan, r) for r in part]), chosen, s.frames,
+                    s.burn_in)) if kind == "meis" else (scan, "validation", part, chosen, s.frames, s.burn_in))
                 jobs.append(Job("rates", args, (scan, kind, start)))
     parts: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     with tqdm(total=len(jobs), unit=" batch", desc="validate", disable=not show_progress) as bar:

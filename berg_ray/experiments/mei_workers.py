@@ -4,7 +4,8 @@ Work is a list of :class:`Job` (``optimise``: a batch of units of one scan; ``ra
 inference path). :func:`mei_workers` gives a runner that hands each result to a callback as it arrives (the driver writes it at once, so
 a killed run keeps every finished unit). On Ray the pool is planned as a sweep's encoder pool is
 (berg_ray.sweep.scaling.plan_encoders: --device, the pool flags, waiting for the first GPUs), and a job goes only
-to an actor that is up, so actors still waiting for an autoscaled node hold no work.
+to an actor that is up, so actors still waiting for an autoscaled node hold no work. The actors touch no storage
+but the release (the driver reads and writes every MEI), so a local --out works on a multi-node cluster too.
 """
 
 from __future__ import annotations
@@ -19,19 +20,23 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Job:
-    """One call of a :class:`MeiWorker` method: ``method`` ("optimise" or "rates") with ``args``; ``key`` names it
-    for the callback."""
+    """One call of a :class:`MeiWorker` method: ``method`` ("optimise" or "rates") with ``args`` (a tuple, or a
+    function returning it, called when the job is handed out: large inputs are read only then); ``key`` names the
+    job for the callback."""
 
     method: str
-    args: tuple
+    args: tuple | Callable[[], tuple]
     key: Any
+
+    def arguments(self) -> tuple:
+        return self.args() if callable(self.args) else self.args
 
 
 class MeiWorker:
     """The model of the experiment's scans on one device; optimises MEIs and runs videos through inference."""
 
-    def __init__(self, berg_dir: str, out_dir: str, s3_endpoint_url: str | None, scans: Sequence[str],
-                 device: str, precision: str, validation: tuple[int, int]) -> None:
+    def __init__(self, berg_dir: str, s3_endpoint_url: str | None, scans: Sequence[str], device: str,
+                 precision: str, validation: tuple[int, int]) -> None:
         from berg_ray.checkpoint.release import load_model
         from berg_ray.download import resolve_berg_dir
         from berg_ray.storage_s3 import s3_options_for
@@ -40,7 +45,7 @@ class MeiWorker:
         set_torch_threads()
         release = resolve_berg_dir(berg_dir, s3_options_for(berg_dir, s3_endpoint_url))
         self.model = load_model(release, list(scans), device=device, precision=precision)
-        self.out_dir, self.s3_endpoint_url, self.validation = out_dir, s3_endpoint_url, validation
+        self.validation = validation
 
     def ready(self) -> bool:
         return True
@@ -51,23 +56,17 @@ class MeiWorker:
 
         return optimise_meis(self.model, scan, readout_ids, settings)
 
-    def rates(self, scan: str, source: str, ids: Sequence, units: np.ndarray, frames: int, burn_in: int
-              ) -> np.ndarray:
+    def rates(self, scan: str, source: str, payload, units: np.ndarray, frames: int, burn_in: int) -> np.ndarray:
         """Mean rate over frames ``burn_in``.. of ``units`` (readout indices) to videos of ``frames`` frames, through
         the ordinary inference path (berg_ray.inference.encode_videos): float64 (N, U).
 
-        ``source`` "meis": ``ids`` are readout ids whose stored MEIs (uint8) are read from the output location;
-        "validation": ``ids`` are ids of berg_ray.experiments.mei_validation.validation_ids, generated here."""
-        from berg_ray.experiments.mei_store import KIND, read_mei
+        ``source`` "videos": ``payload`` is uint8 (N, F, 144, 256) (the stored MEIs); "validation": ``payload``
+        lists ids of berg_ray.experiments.mei_validation.validation_ids, whose videos are generated here."""
         from berg_ray.experiments.mei_validation import validation_video
-        from berg_ray.experiments.outputs import ExperimentDir
         from berg_ray.inference import encode_videos
 
-        if source == "meis":
-            work_dir = ExperimentDir(self.out_dir, KIND, self.s3_endpoint_url)
-            videos = np.stack([read_mei(work_dir, scan, int(r)) for r in ids])
-        else:
-            videos = np.stack([validation_video(i, frames, *self.validation) for i in ids])
+        videos = (payload if source == "videos"
+                  else np.stack([validation_video(i, frames, *self.validation) for i in payload]))
         out = encode_videos(self.model, videos, [scan] * len(videos), {scan: np.asarray(units, dtype=np.int64)})
         return np.stack([r[burn_in:].astype(np.float64).mean(axis=0) for r in out])
 
@@ -80,7 +79,7 @@ def mei_workers(worker_args: Mapping[str, Any], n_jobs: int, use_ray: bool, addr
     finishes (in completion order on Ray). The workers (and Ray) are started on the first call.
 
     Args:
-        worker_args: MeiWorker's arguments but the device (berg_dir, out_dir, s3_endpoint_url, scans, precision,
+        worker_args: MeiWorker's arguments but the device (berg_dir, s3_endpoint_url, scans, precision,
             validation).
         n_jobs: jobs expected in all (sizes the pool).
         use_ray: False: one MeiWorker in this process on ``pool["device"]`` (auto: CUDA when present); True: Ray.
@@ -99,7 +98,7 @@ def mei_workers(worker_args: Mapping[str, Any], n_jobs: int, use_ray: bool, addr
         workers = started[0]
         if not use_ray:
             for job in jobs:
-                on_result(job, getattr(workers, job.method)(*job.args))
+                on_result(job, getattr(workers, job.method)(*job.arguments()))
             return
         _dispatch(workers, jobs, on_result)
 
@@ -162,4 +161,4 @@ def _dispatch(actors: list, jobs: Sequence[Job], on_result: Callable[[Job, Any],
             on_result(job, ray.get(ref))
         if queue:
             job = queue.pop()
-            running[getattr(actor, job.method).remote(*job.args)] = (actor, job)
+            running[getattr(actor, job.method).remote(*job.arguments())] = (actor, job)
