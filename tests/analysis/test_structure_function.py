@@ -64,6 +64,7 @@ def test_unit_rays_interpolate_and_rotate():
     rays = unit_rays(grid, np.eye(3), positions)
     np.testing.assert_allclose(np.linalg.norm(rays, axis=1), 1.0)
     np.testing.assert_allclose(rays[0], [0, 0, 1], atol=1e-3)  # between the 4 central pixels
+    np.testing.assert_allclose(ray_degrees(rays[:1], np.eye(3), np.array([0, 0, 0.5])), [[0, 0]], atol=0.1)
     angle = np.radians(10)
     about_y = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
     rotated = unit_rays(grid, about_y, positions)
