@@ -25,8 +25,8 @@ def add_properties_command(kinds: argparse._SubParsersAction) -> argparse.Argume
                     "--stimuli), plus a figure of each measure against the others.")
     _common(parser)
     parser.add_argument("--units", default="all",
-                        help="which units of each scan: all (default), top:N (the N best predicted, highest "
-                             "cc_norm) or readout indices such as 0,5,10-19")
+                        help="which units of each scan: all, top:N (the N best predicted, highest cc_norm) or "
+                             "readout indices such as 0,5,10-19")
     parser.add_argument("--max-pairs", type=int_flag, default=PROPERTIES_MAX_PAIRS,
                         help="refuse to run when the chosen units of all scans form more pairs than this")
     parser.add_argument("--stimuli", default=None, metavar="DIR",

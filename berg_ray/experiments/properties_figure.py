@@ -22,6 +22,8 @@ def pairs_figure(pairs: pd.DataFrame, title: str, path: Path) -> Path:
     """Three panels (x against y for ``PANELS``) of one scan's pair table, each with the binned median of y
     and the Pearson r over the pairs where both are finite; saved as PNG with ``title`` as its Title."""
     plt = _pyplot()
+    from matplotlib import patheffects
+
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
     for ax, (x_name, y_name) in zip(axes, PANELS):
         x, y = pairs[x_name].to_numpy(np.float64), pairs[y_name].to_numpy(np.float64)
@@ -34,7 +36,8 @@ def pairs_figure(pairs: pd.DataFrame, title: str, path: Path) -> Path:
             ax.scatter(x, y, s=9, alpha=0.5, color="tab:blue", edgecolors="none")
         centres, medians = binned_median(x, y, MEDIAN_BINS)
         if len(centres):
-            ax.plot(centres, medians, color="tab:red", linewidth=2, marker="o", markersize=3, label="binned median")
+            ax.plot(centres, medians, color="tab:red", linewidth=2, marker="o", markersize=3, label="binned median",
+                    path_effects=[patheffects.withStroke(linewidth=4, foreground="white")])
             ax.legend(fontsize=8, loc="best")
         ax.set(xlabel=LABELS[x_name], ylabel=LABELS[y_name],
                title=f"Pearson r = {pearson(x, y):.2f} over {len(x):,} pairs")
