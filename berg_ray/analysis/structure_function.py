@@ -27,6 +27,8 @@ import torch.nn.functional as F
 
 from berg_ray.errors import AnalysisInputError
 
+ANGLE_ROWS = 256  # rows of the angle matrix computed at once (bounds the cross products' memory)
+
 
 def feature_vectors(weights: np.ndarray) -> np.ndarray:
     """Readout feature weights (S, C, U) (``Readout.weights``) -> float32 (U, S * C), stream-major: entry
@@ -92,9 +94,12 @@ def angle_matrix(rays: np.ndarray) -> np.ndarray:
     """Angle (U, U) in degrees between unit rays (U, 3): the great-circle distance, atan2(|a x b|, a . b)
     (accurate for small and large angles alike); 0 on the diagonal."""
     r = np.asarray(rays, dtype=np.float64)
-    dots = r @ r.T
-    cross = np.linalg.norm(np.cross(r[:, None, :], r[None, :, :]), axis=-1)
-    return np.degrees(np.arctan2(cross, dots))
+    angles = np.empty((len(r), len(r)))
+    for start in range(0, len(r), ANGLE_ROWS):  # (rows, U, 3) cross products at a time, not (U, U, 3)
+        block = r[start:start + ANGLE_ROWS]
+        cross = np.linalg.norm(np.cross(block[:, None, :], r[None, :, :]), axis=-1)
+        angles[start:start + ANGLE_ROWS] = np.degrees(np.arctan2(cross, block @ r.T))
+    return angles
 
 
 def signal_correlation_matrix(responses: np.ndarray) -> np.ndarray:

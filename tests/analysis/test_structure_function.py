@@ -42,6 +42,10 @@ def test_angles_between_rays():
     assert angles[0, 2] == pytest.approx(90.0) and angles[0, 3] == pytest.approx(180.0)
     assert angles[0, 4] == pytest.approx(np.degrees(1e-6), rel=1e-9)  # small angles stay accurate
     np.testing.assert_allclose(angles, angles.T)
+    many = np.random.default_rng(2).normal(size=(600, 3))  # more rows than one block
+    many /= np.linalg.norm(many, axis=1, keepdims=True)
+    expected = np.degrees(np.arccos(np.clip(many @ many.T, -1, 1)))
+    np.testing.assert_allclose(angle_matrix(many), expected, atol=1e-5)  # arccos: ~1e-6 deg off near 0
 
 
 def test_degrees_relative_to_the_monitor_centre():
