@@ -39,6 +39,9 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
     domains.add_argument("--frames", type=int_flag, default=EXPERIMENT_DOMAIN_FRAMES, help="frames per domain (30 Hz)")
     domains.add_argument("--image", default=None, help="image file for the 'image' domain (default: 1/f noise)")
     domains.set_defaults(func=_run_domains)
+    from berg_ray.experiments.properties_cli import add_properties_command
+
+    add_properties_command(kinds)
     return parser
 
 
