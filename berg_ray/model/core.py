@@ -190,6 +190,7 @@ class VideoCore(nn.Module):
         then the recurrent cell (``Recurrent.run``). Memory grows with the chunk: callers bound it by chunking
         (berg_ray.model.gradients)."""
         features, history = self.feedforward(retina, state.history, state.frame)
+        history = [h.clone() for h in history]  # own storage: the views would keep the chunk's activations alive
         out, hidden, cell = self.recurrent.run(features, drive, state.hidden, state.cell)
         return out, CoreState(state.frame + retina.shape[2], history, hidden, cell)
 
