@@ -42,6 +42,7 @@ EXPECTED = {
     "berg-ray experiment rf": EXPERIMENT,
     "berg-ray experiment domains": EXPERIMENT,
     "berg-ray experiment mei": EXPERIMENT,
+    "berg-ray experiment properties": EXPERIMENT,
     "berg-ray evaluate": RELEASE | DEVICE | {"--anonymous", "--sessions", "--out", "--address", "--num-gpus-per-worker",
                                             "--quiet", "--verbose"},
     "berg-ray plot responses": {"--s3-endpoint-url", "--anonymous", "--sessions", "--out"},

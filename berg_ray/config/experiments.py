@@ -27,3 +27,9 @@ EXPERIMENT_DOMAIN_FRAMES = 60  # frames of each out-of-distribution domain's sti
 # Prediction accuracy (berg_ray.analysis.accuracy, `berg-ray evaluate`): frames dropped from the start of every video
 # before correlating, as in the reference's evaluation (cajal/fnn demos/6 - evaluate_digital_twin.ipynb).
 ACCURACY_BURN_IN_FRAMES = 10
+# Structure-function properties (`berg-ray experiment properties`): the generated stimulus set of the in-silico
+# signal correlations (noise, gratings, Gabors, dot kinematograms in turn; 12 x 2 s = 24 s of video per scan) and
+# the most unit pairs a run computes unless raised (200,000 pairs: ~633 units; each pair is one Parquet row).
+PROPERTIES_CLIPS = 12
+PROPERTIES_CLIP_FRAMES = 60
+PROPERTIES_MAX_PAIRS = 200_000

@@ -40,6 +40,9 @@ DEMO_WORK_DIR = "demo-output"  # `berg-ray demo`: its output folder, relative to
 
 # Chunking: frames of one video pushed through the feed-forward core at once (memory scales with it).
 DEFAULT_CHUNK_FRAMES = 32
+# Gradients (berg_ray.model.gradients): frames per checkpointed chunk; a backward pass keeps one chunk's
+# activations (~0.1 GB per video-frame in float32 on CPU) plus the state at each chunk boundary (~20 MB per video).
+GRADIENT_CHUNK_FRAMES = 8
 
 # Numeric precision of the model (berg_ray.precision): float32 matches the reference; the others are faster on GPUs.
 PRECISIONS = ("float32", "tf32", "bfloat16")

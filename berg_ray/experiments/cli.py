@@ -40,8 +40,10 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
     domains.add_argument("--image", default=None, help="image file for the 'image' domain (default: 1/f noise)")
     domains.set_defaults(func=_run_domains)
     from berg_ray.experiments.mei_cli import add_mei_command
+    from berg_ray.experiments.properties_cli import add_properties_command
 
     add_mei_command(kinds)
+    add_properties_command(kinds)
     return parser
 
 

@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
-from berg_ray.model.device_plan import batched_row_ops, pass_shape, temporal_pairs
+from berg_ray.model.device_plan import batched_row_ops, differentiable, pass_shape, temporal_pairs
 from berg_ray.model.functional import (
     GELU_GAMMA, from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, pool_rows, to_rows,
 )
 from berg_ray.model.modulation import ModulationState
 from berg_ray.model.params import row_weights, stacked_biases, stacked_weights
-from berg_ray.model.recurrent import POSITIONS, REC_SLOTS, REC_WIDTH, Recurrent
+from berg_ray.model.recurrent import Recurrent, from_columns, to_columns
 from berg_ray.model.temporal_pairs import causal_conv_pairs, pair_layout, pair_weights
 
 S = N_STREAMS
@@ -108,7 +108,7 @@ class FeedForward(nn.Module):
         weight = getattr(self, f"block{b}_conv{layer}_w")
         bias = getattr(self, f"block{b}_conv{layer}_b")
         groups, frames = S * BLOCKS[b][1], x.shape[2]
-        if not temporal_pairs(x.device):
+        if differentiable(x) or not temporal_pairs(x.device):
             padded = gelu_padded(x, history)
             return padded, F.conv3d(padded, weight, bias, padding=(0, 1, 1), groups=groups)
         lead, pairs = pair_layout(first_frame, frames)
@@ -165,11 +165,13 @@ class VideoCore(nn.Module):
         activations stay small enough for the allocator to reuse them); after each pass the recurrent loop runs
         those frames for all videos at once.
         """
+        if differentiable(retina):
+            return self._forward_recorded(retina, drive, state)
         batch, _, frames = retina.shape[:3]
         videos_per_pass, frames_per_pass = pass_shape(retina.device, batch)
         out = retina.new_empty(batch, frames, S * 128, 16, 24)
         history = [h.clone() for h in state.history]  # updated in place, one pass at a time
-        columns = (_to_columns(state.hidden), _to_columns(state.cell))  # (32, 32, B*P), updated in place
+        columns = (to_columns(state.hidden), to_columns(state.cell))  # (32, 32, B*P), updated in place
         buffers = None
         for start in range(0, frames, frames_per_pass):
             stop = min(start + frames_per_pass, frames)
@@ -180,8 +182,17 @@ class VideoCore(nn.Module):
             if buffers is None:  # sized and typed after the first pass (autocast decides the activations' dtype)
                 buffers = self.recurrent.buffers(batch, min(frames, frames_per_pass), features.dtype)
             self.recurrent(features, drive[:, start:stop], columns, buffers, out[:, start:stop])
-        hidden, cell = (_from_columns(c, batch) for c in columns)
+        hidden, cell = (from_columns(c, batch) for c in columns)
         return out, CoreState(state.frame + frames, history, hidden, cell)
+
+    def _forward_recorded(self, retina: Tensor, drive: Tensor, state: CoreState) -> tuple[Tensor, CoreState]:
+        """:meth:`forward` in the layers' out-of-place forms, for autograd: one feed-forward pass over the chunk,
+        then the recurrent cell (``Recurrent.run``). Memory grows with the chunk: callers bound it by chunking
+        (berg_ray.model.gradients)."""
+        features, history = self.feedforward(retina, state.history, state.frame)
+        history = [h.clone() for h in history]  # own storage: the views would keep the chunk's activations alive
+        out, hidden, cell = self.recurrent.run(features, drive, state.hidden, state.cell)
+        return out, CoreState(state.frame + retina.shape[2], history, hidden, cell)
 
     def _feedforward_pass(self, retina: Tensor, history: list[Tensor], first: int, frame: int) -> Tensor:
         """Feed-forward part for videos first..first+n-1 of the batch, from their frame ``frame`` on; their rows of
@@ -192,12 +203,3 @@ class VideoCore(nn.Module):
             h[videos] = new
         return features
 
-
-def _to_columns(state: Tensor) -> Tensor:
-    """LSTM state (B, 32, 32, P) -> column layout (32, 32, B*P), a new tensor."""
-    return state.permute(1, 2, 0, 3).reshape(REC_SLOTS, REC_WIDTH, -1).clone()
-
-
-def _from_columns(state: Tensor, batch: int) -> Tensor:
-    """Column layout (32, 32, B*P) -> LSTM state (B, 32, 32, P), a new tensor."""
-    return state.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS).permute(2, 0, 1, 3).contiguous()

@@ -7,6 +7,10 @@ by frame pairs with a third fewer FLOPs (``temporal_pairs.py``) and tanh comes f
 launches dominate at these sizes (H200 profile in benchmarks/RESULTS.md, "GPU"), so passes are large, each grouped
 1x1 map runs once for all videos of the batch (at the price of one copy of its input rows), and each op is one
 kernel. Results agree to float32 rounding (tests/model/test_core.py runs the accelerator plan on CPU).
+
+When autograd records (gradients with respect to the stimulus, berg_ray.model.gradients), every layer runs its
+defining out-of-place form on every device instead: no in-place rewriting, no reused buffers, no frame pairs
+(``differentiable``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ FRAMES_PER_PASS = 8  # frames of one video per feed-forward pass on CPU: 4 frame
 # video-frames (batch x frames) per feed-forward pass on accelerators: ~43 MB of float32 activations each (11 GB
 # per pass); fewer, larger passes launch fewer kernels
 ACCELERATOR_VIDEO_FRAMES_PER_PASS = 256
+
+
+def differentiable(x: torch.Tensor) -> bool:
+    """Whether autograd records the computation on ``x``: then the layers run their out-of-place forms (the
+    in-place rewritings and preallocated buffers of inference would overwrite what the backward pass needs)."""
+    return torch.is_grad_enabled() and x.requires_grad
 
 
 def pass_shape(device: torch.device, batch: int) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from berg_ray.model.device_plan import expm1_tanh
+from berg_ray.model.device_plan import differentiable, expm1_tanh
 
 GELU_GAMMA = 1.7015043497085571  # variance-preserving gain of GELU (an exact float32 value)
 WEIGHT_NORM_EPS = 1e-5
@@ -59,7 +59,11 @@ def rotation_matrix(angles: Tensor) -> Tensor:
 
 
 def pixels_to_unit(frames: Tensor) -> Tensor:
-    """uint8 frames (any shape) -> float32 k/255, exactly rounded."""
+    """uint8 frames (any shape) -> float32 k/255, exactly rounded; float frames (values in [0, 255], e.g. a
+    stimulus being optimised) -> frames / 255 in their own dtype (the same values at integer pixels: IEEE division
+    is correctly rounded)."""
+    if frames.is_floating_point():
+        return frames / 255.0
     table = PIXEL_TABLE.to(frames.device)
     return table[frames.long()]
 
@@ -86,6 +90,10 @@ def gelu_padded(x: Tensor, history: Tensor, lead: int = 0, trail: int = 0) -> Te
         it is folded into the weights).
     """
     batch, channels, frames, height, width = x.shape
+    if differentiable(x) or differentiable(history):  # the defining form, recorded by autograd
+        zeros = [x.new_zeros(batch, channels, n, height, width) for n in (lead, trail)]
+        padded = torch.cat([zeros[0], history.to(x.dtype), F.gelu(x), zeros[1]], dim=2)
+        return padded.contiguous(memory_format=torch.channels_last_3d)
     padded = torch.empty((batch, channels, lead + frames + 2 + trail, height, width), dtype=x.dtype,
                          device=x.device, memory_format=torch.channels_last_3d)
     padded[:, :, :lead] = 0
@@ -155,6 +163,10 @@ def normalized_attention(q: Tensor, k: Tensor, v: Tensor, scales: Tensor) -> Ten
     Returns:
         a: (B, G, P, D), a[..., n, :] = sum_n' softmax_n'(q_n . k_n') v[..., n', :].
     """
+    if differentiable(q) or differentiable(k):  # out of place: autograd needs the unnormalised q and k
+        q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True) * scales
+        k = k / torch.linalg.vector_norm(k, dim=-1, keepdim=True)
+        return F.scaled_dot_product_attention(q, k, v, scale=1.0)
     for x in (q, k):
         x.div_(torch.linalg.vector_norm(x, dim=-1, keepdim=True))
     return F.scaled_dot_product_attention(q.mul_(scales), k, v, scale=1.0)
@@ -171,6 +183,17 @@ def tanh_into(x: Tensor, out: Tensor) -> Tensor:
     e = torch.abs(x).mul_(-2).expm1_()
     magnitude = e.div_(e + 2).neg_()
     return torch.copysign(magnitude, x, out=out)
+
+
+def lstm_update(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+    """LSTM state update from pre-activation gates (..., 4*D, P), rows [i, f, o, g], and c_{t-1} (..., D, P).
+
+    Returns (h_t, c_t) with c_t = f*c + i*g and h_t = o*tanh(c_t); new tensors (``lstm_update_`` is the in-place
+    form of inference)."""
+    width = cell.shape[-2]
+    i, f, o = torch.sigmoid(gates[..., :3 * width, :]).split(width, dim=-2)
+    cell = f * cell + i * torch.tanh(gates[..., 3 * width:, :])
+    return o * torch.tanh(cell), cell
 
 
 def lstm_update_(gates: Tensor, cell: Tensor, hidden: Tensor) -> None:

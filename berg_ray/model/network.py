@@ -73,7 +73,8 @@ class EncodingModel(nn.Module):
         """Front ends + core for one chunk of frames.
 
         Args:
-            frames: uint8 (B, T, 144, 256) on the model's device; video b is run through scan_ids[b].
+            frames: uint8 (B, T, 144, 256) on the model's device; video b is run through scan_ids[b]. Float frames
+                (values in [0, 255]) are accepted for gradients (berg_ray.model.gradients).
             scan_ids: canonical scan id of each video (a batch may mix scans).
             state: state after the previous chunk of the same videos; None starts new videos.
             perspectives: optional eye positions (B, T, 2), float32, standardised (pupil centre x, y).
@@ -95,7 +96,8 @@ class EncodingModel(nn.Module):
         behaviour = state.modulation.clone() if state.modulation is not None else None
         if behaviour is None and modulations is not None and bool(modulations.ne(0).any()):
             behaviour = ModulationState.inactive(batch, frames.device)
-        retina = frames.new_empty((batch, 1, frames_n, 128, 192), dtype=torch.float32)
+        dtype = frames.dtype if frames.is_floating_point() else torch.float32  # float frames: a stimulus in [0, 255]
+        retina = frames.new_empty((batch, 1, frames_n, 128, 192), dtype=dtype)
         drive = retina.new_empty(batch, frames_n, 4, 256)
         for sid in dict.fromkeys(scan_ids):
             rows = torch.tensor([b for b, s in enumerate(scan_ids) if s == sid], device=frames.device)
@@ -135,7 +137,7 @@ class EncodingModel(nn.Module):
         flat = features.reshape(batch * frames_n, *features.shape[2:])
         with precision_mode(self.precision, self.device):
             responses = self._readout(scan_id)(flat, units)
-        return responses.float().view(batch, frames_n, -1)
+        return responses.to(torch.promote_types(responses.dtype, torch.float32)).view(batch, frames_n, -1)
 
     def encode_chunks(self, frames: Tensor, scan_ids: Sequence[str], chunk_frames: int = DEFAULT_CHUNK_FRAMES,
                       units: Mapping[str, Tensor] | None = None, perspectives: Tensor | None = None,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
 from berg_ray.model.device_plan import batched_row_ops
-from berg_ray.model.functional import lstm_update_, normalized_attention, tanh_into, weight_norm
+from berg_ray.model.functional import lstm_update, lstm_update_, normalized_attention, tanh_into, weight_norm
 from berg_ray.model.params import stacked_biases, stacked_weights
 
 S = N_STREAMS
@@ -143,6 +143,48 @@ class Recurrent(nn.Module):
         hidden.copy_(buffers.hiddens[frames - 1])
         return self._project(buffers.hiddens[:frames], out)
 
+    def run(self, features: Tensor, drive: Tensor, hidden: Tensor, cell: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The cell's defining out-of-place form over T frames, which autograd records (:meth:`forward` is its
+        in-place rewriting for inference; they agree to float32 rounding, tests/model/test_gradients.py).
+
+        Args:
+            features: feed-forward output rows (B*T*384, 512), ordered (video, frame, position).
+            drive: modulation drive (B, T, S, 256).
+            hidden, cell: LSTM state (B, 32, 32, 384).
+        Returns:
+            (core output (B, T, 512, 16, 24), hidden, cell after the last frame).
+        """
+        batch, frames = drive.shape[:2]
+        rows = features.view(batch, frames, POSITIONS, S, 128)
+        feed = torch.einsum("btpsi,sio->tsobp", rows, self.feed_w.to(rows.dtype))  # A F: (T, S, 256, B, P)
+        feed = feed + (drive.permute(1, 2, 3, 0) + self.feed_b[..., None])[..., None]  # + b + B m
+        feed = feed.reshape(frames, S, 256, batch * POSITIONS)
+        hidden, cell = to_columns(hidden), to_columns(cell)  # (32, 32, B*P)
+        hiddens = []
+        for t in range(frames):
+            hidden, cell = self._cell(feed[t], hidden.to(feed.dtype), cell, batch)
+            hiddens.append(hidden)
+        stacked = torch.stack(hiddens).view(frames, S, 256, batch, POSITIONS)
+        out = torch.einsum("soh,tshbp->btsop", self.out_w.to(stacked.dtype), stacked) + self.out_b.to(stacked.dtype)
+        return out.reshape(batch, frames, S * 128, 16, 24), from_columns(hidden, batch), from_columns(cell, batch)
+
+    def _cell(self, feed: Tensor, hidden: Tensor, cell: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        """One frame, out of place: feed (S, 256, B*P) feed-forward and modulation parts of the input, hidden and
+        cell (32, 32, B*P) -> new (hidden, cell). The same steps as :meth:`_step`."""
+        cols = feed.shape[-1]
+        pre = feed + torch.bmm(self.inter_w.to(feed.dtype), hidden.reshape(S, 256, cols))
+        slots = (REC_SLOTS, REC_WIDTH, batch, POSITIONS)
+        conv_in = torch.cat([torch.tanh(pre).reshape(slots), hidden.reshape(slots)], dim=1)  # (32, 64, B, P)
+        conv_in = conv_in.permute(2, 0, 1, 3).reshape(batch, REC_SLOTS * 64, 16, 24)
+        z = F.conv2d(conv_in, self.conv_w.to(conv_in.dtype), padding=1, groups=REC_SLOTS)
+        z = z.view(batch, REC_SLOTS, 64, POSITIONS).permute(1, 2, 0, 3).reshape(REC_SLOTS, 64, cols)
+        qkv = torch.bmm(z.transpose(1, 2), self.qkv_w.to(z.dtype))  # (32, B*P, 192)
+        q, k, v = qkv.view(REC_SLOTS, batch, POSITIONS, 192).split(64, dim=-1)
+        a = normalized_attention(q, k, v, self.scales.to(q.dtype))  # (32, B, P, 64)
+        gates = self.gate_b.to(z.dtype) + torch.bmm(self.gate_zw.to(z.dtype), z)
+        gates = gates + torch.bmm(self.gate_aw.to(z.dtype), a.reshape(REC_SLOTS, cols, 64).transpose(1, 2))
+        return lstm_update(gates, cell)
+
     def _project(self, hiddens: Tensor, out: Tensor) -> Tensor:
         """Output 1x1 map of the hidden states (T, 32, 32, B*P), accumulated in place into out (B, T, 512, 16, 24).
 
@@ -204,3 +246,13 @@ class Recurrent(nn.Module):
         # reshape, not view: CUDA's attention kernels may return a (32, P, B, 64)-ordered layout for B > 1
         gates = gates.baddbmm_(gate_aw, a.reshape(REC_SLOTS, cols, 64).transpose(1, 2))
         lstm_update_(gates, cell, hidden_out)
+
+
+def to_columns(state: Tensor) -> Tensor:
+    """LSTM state (B, 32, 32, P) -> column layout (32, 32, B*P), a new tensor."""
+    return state.permute(1, 2, 0, 3).reshape(REC_SLOTS, REC_WIDTH, -1).clone()
+
+
+def from_columns(state: Tensor, batch: int) -> Tensor:
+    """Column layout (32, 32, B*P) -> LSTM state (B, 32, 32, P), a new tensor."""
+    return state.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS).permute(2, 0, 1, 3).contiguous()
