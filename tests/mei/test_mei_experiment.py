@@ -17,7 +17,7 @@ from tests.test_experiments import png_title
 SCAN = "session-8_scan-5"
 UNITS = (3, 17, 40)
 # Small settings for CPU: 4 frames (2 of burn-in), a short run with larger steps (the clip) than the default.
-SMALL = ["--units", ",".join(map(str, UNITS)), "--frames", "4", "--burn-in-frames", "2", "--steps", "16",
+SMALL = ["--units", ",".join(map(str, UNITS)), "--frames", "4", "--burn-in-frames", "2", "--steps", "14",
          "--clip", "3e-7", "--units-per-batch", "2", "--directions", "4", "--repeats", "1", "--device", "cpu",
          "--num-workers", "1"]
 
@@ -30,11 +30,11 @@ def _argv(berg_dir: Path, out: Path, *extra: str) -> list[str]:
 def test_mei_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: Path, capsys) -> None:
     assert main(_argv(demo_berg_dir, tmp_path)) == 0
     printed = capsys.readouterr().out
-    assert "mei: 3 of 3 units to optimise (0 done before) in 2 batches of <= 2, 16 steps x 4 frames (static): " \
-           "192 forward+backward frame-passes" in printed
+    assert "mei: 3 of 3 units to optimise (0 done before) in 2 batches of <= 2, 14 steps x 4 frames (static): " \
+           "168 forward+backward frame-passes" in printed
     where = tmp_path / "mei"
     table = pd.read_parquet(where / f"{SCAN}.parquet")
-    assert table["readout_id"].tolist() == list(UNITS) and table["steps"].eq(16).all()
+    assert table["readout_id"].tolist() == list(UNITS) and table["steps"].eq(14).all()
     assert {"unit_id", "area", "field", "mei_rate", "best_grating_rate", "best_noise_rate", "ratio_grating",
             "ratio_noise", "best_other_mei_rate", "objective", "readout_col", "readout_row"} <= set(table.columns)
     print(table[["readout_id", "mei_rate", "ratio_grating", "ratio_noise", "ratio_other_mei"]].to_string())
@@ -47,16 +47,17 @@ def test_mei_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: P
     for video in meis.values():
         assert video.dtype == np.uint8 and video.shape == (4, 144, 256) and (video == video[:1]).all()  # static
     figure = (where / f"{SCAN}.png").read_bytes()
-    assert figure[:8] == PNG_SIGNATURE and png_title(figure).startswith(f"{SCAN}: static MEIs (4 frames, 16 steps")
+    assert figure[:8] == PNG_SIGNATURE and png_title(figure).startswith(f"{SCAN}: static MEIs (4 frames, 14 steps")
 
-    # Resumable: a re-run optimises nothing; deleting one unit's MEI recomputes it alone, to the same bytes.
+    # Resumable: a re-run optimises nothing; deleting one unit's MEI recomputes it alone, to the same bytes (unit 40
+    # ran alone in the first run too: in another batch the model's batched kernels may round a level differently).
     assert main(_argv(demo_berg_dir, tmp_path, "--quiet")) == 0
     assert "mei: 0 of 3 units to optimise (3 done before) in 0 batches" in capsys.readouterr().out
-    (where / SCAN / f"readout-{UNITS[1]:05d}.npy").unlink()
+    (where / SCAN / f"readout-{UNITS[2]:05d}.npy").unlink()
     stamp = (where / SCAN / f"readout-{UNITS[0]:05d}.npy").stat().st_mtime_ns
     assert main(_argv(demo_berg_dir, tmp_path, "--quiet")) == 0
     assert "mei: 1 of 3 units to optimise (2 done before) in 1 batches" in capsys.readouterr().out
-    assert np.array_equal(np.load(where / SCAN / f"readout-{UNITS[1]:05d}.npy"), meis[UNITS[1]])
+    assert np.array_equal(np.load(where / SCAN / f"readout-{UNITS[2]:05d}.npy"), meis[UNITS[2]])
     assert (where / SCAN / f"readout-{UNITS[0]:05d}.npy").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(pd.read_parquet(where / f"{SCAN}.parquet"), table)
     # Other settings into the same output would mix MEIs of two optimisations: refused.
