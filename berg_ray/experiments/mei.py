@@ -107,26 +107,31 @@ def run_mei_experiment(berg_dir: str, out_dir: str | Path, sessions: list[str], 
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.
     """
-    from tqdm.auto import tqdm
-
     work_dir = ExperimentDir(out_dir, KIND, s3_endpoint_url)
     work_dir.claim(experiment_parameters(settings, validation))
     release = work_dir.local_release(berg_dir)
     plan = plan_meis(work_dir, release, sessions, choice, settings, units_per_batch, validation)
     if announce is not None:
         announce(plan.cost())
-    worker_args = dict(berg_dir=str(berg_dir), s3_endpoint_url=s3_endpoint_url, scans=sessions, precision=(pool or {}).get("precision", "float32"), validation=validation)
+    worker_args = dict(berg_dir=str(berg_dir), s3_endpoint_url=s3_endpoint_url, scans=sessions,
+                       precision=(pool or {}).get("precision", "float32"), validation=validation)
     pool = {**(pool or {}), "batch_size": units_per_batch, "chunk_frames": settings.frames}
-    n_jobs = len(plan.batches) + len(sessions)
-    with mei_workers(worker_args, n_jobs, use_ray, address, pool, show_progress) as run:
-        with tqdm(total=plan.n_todo, unit=" unit", desc="mei", disable=not show_progress) as bar:
-            def save(job: Job, result: MeiResult) -> None:
-                _save_batch(work_dir, job, result, settings)
-                bar.update(len(job.args[1]))
-
-            run([Job("optimise", (scan, ids, settings), (scan, ids)) for scan, ids in plan.batches], save)
+    with mei_workers(worker_args, len(plan.batches) + len(sessions), use_ray, address, pool, show_progress) as run:
+        _optimise(run, work_dir, plan, show_progress)
         responses = _validation_rates(run, work_dir, plan, show_progress)
     return _write_tables(work_dir, release, plan, responses)
+
+
+def _optimise(run, work_dir: ExperimentDir, plan: MeiPlan, show_progress: bool) -> None:
+    """Optimise every planned batch, writing each unit's MEI and record as its batch returns."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=plan.n_todo, unit=" unit", desc="mei", disable=not show_progress) as bar:
+        def save(job: Job, result: MeiResult) -> None:
+            _save_batch(work_dir, job, result, plan.settings)
+            bar.update(len(job.key[1]))
+
+        run([Job("optimise", (scan, ids, plan.settings), (scan, ids)) for scan, ids in plan.batches], save)
 
 
 def _save_batch(work_dir: ExperimentDir, job: Job, result: MeiResult, settings: MeiSettings) -> None:

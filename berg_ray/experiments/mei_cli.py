@@ -43,6 +43,13 @@ def add_mei_command(kinds: argparse._SubParsersAction) -> argparse.ArgumentParse
                                                                      "MEI bytes)")
     mei.add_argument("--units-per-batch", type=int_flag, default=MEI_UNITS_PER_BATCH,
                      help="units optimised together, one video each (memory grows with it)")
+    _add_optimiser_flags(mei)
+    mei.set_defaults(func=run_mei_command)
+    return mei
+
+
+def _add_optimiser_flags(mei: argparse.ArgumentParser) -> None:
+    """The optimisation's hyper-parameters and the validation sets' size."""
     mei.add_argument("--lr", type=float_flag, default=MEI_LR, help="learning rate (cosine schedule)")
     mei.add_argument("--clip", type=float_flag, default=MEI_CLIP,
                      help="adaptive clipping: a step moves a parameter by at most lr x clip of its norm")
@@ -56,8 +63,6 @@ def add_mei_command(kinds: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="directions of the grating and noise validation sets")
     mei.add_argument("--repeats", type=int_flag, default=MEI_VALIDATION_REPEATS,
                      help="grating phases / noise seeds per direction of the validation sets")
-    mei.set_defaults(func=run_mei_command)
-    return mei
 
 
 def run_mei_command(ns: argparse.Namespace) -> int:

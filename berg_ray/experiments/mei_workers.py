@@ -1,8 +1,8 @@
 """Where the MEI experiment computes: one model in this process, or a pool of Ray actors across a cluster.
 
 Work is a list of :class:`Job` (``optimise``: a batch of units of one scan; ``rates``: videos through the ordinary
-inference path). :func:`mei_workers` gives a runner that hands each result to a callback as it arrives (the driver writes it at once, so
-a killed run keeps every finished unit). On Ray the pool is planned as a sweep's encoder pool is
+inference path). :func:`mei_workers` gives a runner that hands each result to a callback as it arrives (the
+driver writes it at once, so a killed run keeps every finished unit). On Ray the pool is planned as a sweep's encoder pool is
 (berg_ray.sweep.scaling.plan_encoders: --device, the pool flags, waiting for the first GPUs), and a job goes only
 to an actor that is up, so actors still waiting for an autoscaled node hold no work. The actors touch no storage
 but the release (the driver reads and writes every MEI), so a local --out works on a multi-node cluster too.
