@@ -119,3 +119,20 @@ def test_importing_and_running_berg_ray_on_cpu_never_imports_triton(fixture_berg
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+def test_device_benchmark_runs_on_cpu_without_pydantic(tmp_path):
+    """benchmarks/device_kernels.py (the GPU measurement of this kernel) at tiny shapes under the interpreter,
+    importing the readout without berg_ray's package __init__ (the GPU machine has no pydantic)."""
+    pytest.importorskip("triton", reason="triton is not installed (the test extra installs it)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRITON_INTERPRET")}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "device_kernels.py"), "--device", "cpu",
+                           "--out", str(tmp_path), "--light-imports"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "device_kernels.jsonl").read_text().splitlines()]
+    assert records[0]["pydantic_loaded"] is False and records[0]["ray_loaded"] is False
+    readouts = [r for r in records if r["section"] == "readout"]
+    assert len(readouts) == 4 and all("error" not in r for r in readouts)
+    assert all(r["max_rel_diff"] <= r["goal"] and r["subset_max_rel_diff"] <= r["goal"] for r in readouts)
+    assert records[-1]["section"] == "done"
