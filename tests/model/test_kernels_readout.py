@@ -132,7 +132,14 @@ def test_device_benchmark_runs_on_cpu_without_pydantic(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "device_kernels.jsonl").read_text().splitlines()]
     assert records[0]["pydantic_loaded"] is False and records[0]["ray_loaded"] is False
+    assert [r for r in records if "error" in r] == []
     readouts = [r for r in records if r["section"] == "readout"]
-    assert len(readouts) == 4 and all("error" not in r for r in readouts)
+    assert {(r["variant"], r["features_layout"]) for r in readouts} == {
+        (v, f) for v in ("float32", "bfloat16", "bfloat16_features") for f in ("as_given", "channels_last")}
     assert all(r["max_rel_diff"] <= r["goal"] and r["subset_max_rel_diff"] <= r["goal"] for r in readouts)
+    assert all(r["goal"] == 1e-5 for r in readouts if r["variant"] == "float32")
+    end_to_end = [r for r in records if r["section"] == "end_to_end"]
+    assert [r["precision"] for r in end_to_end] == ["float32"]  # (bfloat16 too on CUDA)
+    assert all(r["max_rel_diff"] <= r["goal"] and r["fps_triton"] > 0 for r in end_to_end)
+    assert {r["section"] for r in records if r.get("skipped")} == {"registers", "fidelity"}  # CUDA only
     assert records[-1]["section"] == "done"
