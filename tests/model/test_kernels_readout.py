@@ -143,3 +143,27 @@ def test_device_benchmark_runs_on_cpu_without_pydantic(tmp_path):
     assert all(r["max_rel_diff"] <= r["goal"] and r["fps_triton"] > 0 for r in end_to_end)
     assert {r["section"] for r in records if r.get("skipped")} == {"registers", "fidelity"}  # CUDA only
     assert records[-1]["section"] == "done"
+
+
+def test_serve_and_sweep_configs_carry_the_switch(fixture_berg_dir):
+    """CoreArgs.kernels reaches the core replica's load_model, SweepArgs.kernels the encoder actors' (refused on
+    CPU: the refusal proves the value arrived), and a CPU sweep refuses triton before any actor starts."""
+    from berg_ray.config import CoreArgs, SweepArgs
+    from berg_ray.errors import BergRayError
+    from berg_ray.serve.core import CoreServer
+    from berg_ray.sweep.pipeline import ShardEncoder
+    from berg_ray.sweep.resources import size_workers
+
+    assert CoreArgs().kernels == "torch" and SweepArgs(berg_dir="b", input="i", output="o").kernels == "torch"
+    with pytest.raises(ValueError, match="kernels"):
+        CoreArgs(kernels="cuda")
+    with pytest.raises(KernelsError, match="needs a CUDA GPU"):
+        CoreServer(str(fixture_berg_dir), ["session-4_scan-7"], "cpu", CoreArgs(kernels="triton"), None)
+    with pytest.raises(KernelsError, match="needs a CUDA GPU"):
+        ShardEncoder(str(fixture_berg_dir), ["session-4_scan-7"], None, {"precision": "float32"}, 8, 1.0,
+                     device="cpu", kernels="triton")
+    args = SweepArgs(berg_dir="b", input="i", output="o", kernels="triton")
+    nodes = [{"CPU": 4.0, "memory": 16e9}]
+    with pytest.raises(BergRayError, match="kernels 'triton' needs GPU encoder actors"):
+        size_workers(args, n_shards=4, nodes=nodes, on_gpu=False)
+    assert size_workers(args, n_shards=4, nodes=nodes, on_gpu=True).max_count >= 1
