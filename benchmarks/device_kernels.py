@@ -244,9 +244,12 @@ def readout_section(emit, device: torch.device, sizes: dict, modules: dict) -> N
                 try:
                     ms, responses = time_ms(lambda: run("triton", launch=launch, layout_fn=layout_fn), device,
                                             sizes["reps"])
+                    with torch.no_grad():
+                        compiled = readout_triton.launch_readout(features, plan, launch)[1]
                     emit("readout", **record, launch=vars(launch), features_layout=converted or "as_given",
                          triton_ms=ms, triton_us_per_frame=1e3 * ms / frames, speedup=torch_ms / ms,
-                         max_rel_diff=relative(responses, reference))
+                         max_rel_diff=relative(responses, reference), n_regs=getattr(compiled, "n_regs", None),
+                         n_spills=getattr(compiled, "n_spills", None))
                 except Exception as exc:  # noqa: BLE001 - one failing configuration must not hide the others
                     emit("readout", **record, launch=vars(launch), error=f"{type(exc).__name__}: {exc}")
 

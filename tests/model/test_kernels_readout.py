@@ -67,7 +67,8 @@ def test_kernel_compiles_for_sm90_without_register_spills(feature_type):
     compiled = compile_for(readout_kernel, kernel_signature(feature_type), kernel_constexprs(DEFAULT_LAUNCH), SM90,
                            num_warps=DEFAULT_LAUNCH.num_warps, num_stages=DEFAULT_LAUNCH.num_stages)
     use = register_use(compiled, SM90)
-    assert "ieee" in compiled.metadata.allowed_dot_input_precisions
+    ptx = compiled.asm["ptx"]
+    assert "tf32" not in ptx and "mma" not in ptx and "fma.rn.f32" in ptx  # IEEE float32 FMAs, no tensor cores
     assert use.spills == 0 and use.stack_frame == 0, use.log
     assert use.registers <= 255
 

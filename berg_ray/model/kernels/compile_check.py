@@ -44,13 +44,13 @@ def compile_for(kernel, signature: dict[str, str], constexprs: dict[str, object]
 
 def register_use(compiled, target: GPUTarget = SM90) -> RegisterUse:
     """Run ptxas -v on a compiled kernel's PTX for ``target`` and parse registers and spill bytes."""
-    from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
+    from triton.backends.nvidia import compiler
 
-    arch = sm_arch_from_capability(target.arch)
+    arch = compiler.sm_arch_from_capability(target.arch)
     with tempfile.TemporaryDirectory() as tmp:
         ptx = Path(tmp) / "kernel.ptx"
         ptx.write_text(compiled.asm["ptx"])
-        done = subprocess.run([get_ptxas(target.arch).path, "-v", "--regAllocOptLevel=2", f"--gpu-name={arch}",
+        done = subprocess.run([_ptxas(compiler, target.arch), "-v", "--regAllocOptLevel=2", f"--gpu-name={arch}",
                                str(ptx), "-o", str(Path(tmp) / "kernel.cubin")], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"ptxas failed for {arch}: {done.stderr.strip()}")
@@ -65,3 +65,12 @@ def register_use(compiled, target: GPUTarget = SM90) -> RegisterUse:
     return RegisterUse(registers=number(r"Used (\d+) registers"), spill_stores=number(r"(\d+) bytes spill stores"),
                        spill_loads=number(r"(\d+) bytes spill loads"), stack_frame=number(r"(\d+) bytes stack frame"),
                        log=log)
+
+
+def _ptxas(compiler, arch: int) -> str:
+    """Path of the ptxas Triton uses for ``arch`` (its helper's signature changed across Triton versions)."""
+    try:
+        tool = compiler.get_ptxas(arch)
+    except TypeError:
+        tool = compiler.get_ptxas()
+    return getattr(tool, "path", tool)

@@ -136,6 +136,12 @@ def kernel_constexprs(launch: LaunchConfig = DEFAULT_LAUNCH, streams: int = 4, c
 
 def readout_responses(features: Tensor, plan: KernelPlan, launch: LaunchConfig = DEFAULT_LAUNCH) -> Tensor:
     """Features (N, S*C, H, W) (float32/bf16/fp16, any strides) -> responses (N, U) float32, in one launch."""
+    return launch_readout(features, plan, launch)[0]
+
+
+def launch_readout(features: Tensor, plan: KernelPlan, launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple[Tensor, object]:
+    """:func:`readout_responses` and the launched kernel (on a GPU its ``n_regs`` and ``n_spills``; None when
+    nothing was launched or under the interpreter)."""
     streams, groups, channels, group_units = plan.weights.shape
     frames = features.shape[0]
     if features.shape[1:] != (streams * channels, plan.height, plan.width):
@@ -143,10 +149,12 @@ def readout_responses(features: Tensor, plan: KernelPlan, launch: LaunchConfig =
                          f"(N, {streams * channels}, {plan.height}, {plan.width})")
     out = torch.empty(frames, plan.n_units, dtype=torch.float32, device=features.device)
     if frames == 0 or groups == 0:
-        return out
+        return out, None
     grid = (triton.cdiv(frames, launch.block_n), groups)
-    readout_kernel[grid](features, *features.stride(), frames, plan.width, plan.corners, plan.corner_weights,
-                         plan.weights, plan.biases, plan.units, out, out.stride(0), groups,
-                         STREAMS=streams, CHANNELS=channels, GROUP=group_units, BLOCK_N=launch.block_n,
-                         BLOCK_C=launch.block_c, num_warps=launch.num_warps, num_stages=launch.num_stages)
-    return out
+    compiled = readout_kernel[grid](features, *features.stride(), frames, plan.width, plan.corners,
+                                    plan.corner_weights, plan.weights, plan.biases, plan.units, out, out.stride(0),
+                                    groups, STREAMS=streams, CHANNELS=channels, GROUP=group_units,
+                                    BLOCK_N=launch.block_n,
+                                    BLOCK_C=launch.block_c, num_warps=launch.num_warps,
+                                    num_stages=launch.num_stages)
+    return out, compiled
