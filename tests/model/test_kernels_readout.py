@@ -168,3 +168,19 @@ def test_serve_and_sweep_configs_carry_the_switch(fixture_berg_dir):
     with pytest.raises(BergRayError, match="kernels 'triton' needs GPU encoder actors"):
         size_workers(args, n_shards=4, nodes=nodes, on_gpu=False)
     assert size_workers(args, n_shards=4, nodes=nodes, on_gpu=True).max_count >= 1
+
+
+def test_recorded_readout_stays_on_the_torch_path(fixture_berg_dir):
+    """When autograd records (gradients w.r.t. the stimulus), the readout runs its torch form even with
+    kernels="triton" (the kernel has no backward): same values as the torch switch, and a gradient."""
+    from berg_ray.checkpoint.release import load_model
+
+    model = load_model(fixture_berg_dir, ["session-4_scan-7"])
+    readout = model.readouts["session-4_scan-7"]
+    features = torch.randn(2, 512, 16, 24, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    want = readout(features)
+    readout.kernels = "triton"  # set directly: on CPU set_kernels refuses it
+    got = readout(features)
+    assert torch.equal(got, want) and got.grad_fn is not None and "kernel" not in readout._plans
+    got.sum().backward()
+    assert features.grad is not None and bool(features.grad.abs().sum() > 0)
