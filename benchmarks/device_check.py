@@ -19,6 +19,8 @@ prints an ``{"section": ..., "error": ...}`` line and the check goes on. Section
 5. ``fanout``: device->host copy of one frame's features (512x16x24) in float32 and bf16 (pageable and pinned),
    against the core's time per frame; the 9,941-unit readout on the GPU vs on the CPU.
 6. ``cudnn``: cuDNN's autotuner (``torch.backends.cudnn.benchmark``) on vs off at B=32, float32 and bfloat16.
+
+The fused Triton kernels (``kernels="triton"``) are measured by ``benchmarks/device_kernels.py`` (no pydantic).
 """
 
 from __future__ import annotations

@@ -78,6 +78,10 @@ class PrecisionError(DeviceError):
     """The requested numeric precision is unknown or the device cannot run it."""
 
 
+class KernelsError(DeviceError):
+    """The requested kernel implementation is unknown, or this device or installation cannot run it."""
+
+
 class InvalidArgumentError(BergRayError):
     """An option of an API call (such as ``chunk_frames``) has the wrong type or value."""
 

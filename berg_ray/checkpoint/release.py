@@ -28,6 +28,7 @@ from berg_ray.checkpoint.metadata import read_scan_metadata
 from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, ROIS, WEIGHTS_SUBDIR, ScanId
 from berg_ray.device import resolve_device
 from berg_ray.errors import InvalidSessionError, ReleaseFormatError, ScanNotAvailableError
+from berg_ray.model.device_plan import DEFAULT_KERNELS, check_kernels
 from berg_ray.model.network import EncodingModel
 from berg_ray.precision import DEFAULT_PRECISION, check_precision
 from berg_ray.threads import keep_freed_heap
@@ -157,7 +158,8 @@ def read_scan_params(berg_dir: str | os.PathLike[str], scan_id: ScanId, n_units:
 
 
 def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str] | None = None,
-               device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION) -> EncodingModel:
+               device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION,
+               kernels: str = DEFAULT_KERNELS) -> EncodingModel:
     """Build the model from a release: the shared core plus the front ends and readouts of ``scan_ids``.
 
     Args:
@@ -166,9 +168,12 @@ def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str
         device: where the model runs ("auto", "cpu", "cuda", ...).
         precision: "float32" (default), "tf32" or "bfloat16" (berg_ray.precision); checked against the device
             before any file is read.
+        kernels: "torch" (default) or "triton" (fused kernels, CUDA only; berg_ray.model.device_plan), likewise
+            checked first.
     """
     resolved = resolve_device(device)
     check_precision(precision, resolved)
+    check_kernels(kernels, resolved)
     keep_freed_heap()  # this process runs the model: reuse its freed activations (not in decode-only processes)
     table = read_scan_table(berg_dir)
     wanted = available_scans(berg_dir) if scan_ids is None else [ScanId.parse(s) for s in scan_ids]
@@ -177,7 +182,7 @@ def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str
     scan_params = {str(scan_id): read_scan_params(berg_dir, scan_id, _listed_units(table, scan_id, berg_dir))
                    for scan_id in dict.fromkeys(wanted)}
     core_params = read_state_dict(weights_dir(berg_dir) / CORE_FILE, core_key_shapes())
-    return EncodingModel(core_params, scan_params).to(resolved).set_precision(precision)
+    return EncodingModel(core_params, scan_params).to(resolved).set_precision(precision).set_kernels(kernels)
 
 
 def load_readout(berg_dir: str | os.PathLike[str], scan_id: ScanId | str) -> Readout:

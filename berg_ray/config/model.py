@@ -48,6 +48,11 @@ GRADIENT_CHUNK_FRAMES = 8
 PRECISIONS = ("float32", "tf32", "bfloat16")
 DEFAULT_PRECISION = "float32"
 
+# Implementation of the hot paths (berg_ray.model.device_plan.check_kernels): "torch" ops (the reference path, every
+# device) or fused Triton kernels ("triton": CUDA GPUs only; today the readout).
+KERNELS = ("torch", "triton")
+DEFAULT_KERNELS = "torch"
+
 # The 13 released scans of MICrONS animal 17797 and their imaging fields (BERG model card).
 ANIMAL_ID = 17797
 SCAN_FIELDS: dict[tuple[int, int], tuple[int, ...]] = {

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from berg_ray.config.model import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, ScanId
+from berg_ray.config.model import DEFAULT_CHUNK_FRAMES, DEFAULT_KERNELS, DEFAULT_PRECISION, ScanId
 
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024  # largest accepted POST /v1/encode body
 # A request body must keep arriving: after a grace period its average rate must stay above a minimum, and it must
@@ -117,6 +117,9 @@ class CoreArgs(ScaledDeploymentArgs):
     precision: Literal["float32", "tf32", "bfloat16"] = Field(
         DEFAULT_PRECISION, description="numeric precision of the core (float32 matches the reference; tf32 and "
                                        "bfloat16 are faster on GPUs, agreement in the README)")
+    kernels: Literal["torch", "triton"] = Field(
+        DEFAULT_KERNELS, description="hot paths as torch ops (the reference; every device) or fused Triton kernels "
+                                     "(CUDA GPUs only; today the readout; the same results to float32 rounding)")
     feature_dtype: Literal["float32", "float16"] = Field(
         "float32", description="dtype of the features sent to the readout heads (float16 halves the bytes but is "
                                "no longer exact to 1e-6)")

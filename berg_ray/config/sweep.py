@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from berg_ray.config.model import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, ScanId
+from berg_ray.config.model import DEFAULT_CHUNK_FRAMES, DEFAULT_KERNELS, DEFAULT_PRECISION, ScanId
 
 
 DEFAULT_SWEEP_BATCH_SIZE = 8  # stimuli per micro-batch (one model forward per scan, one Parquet file per scan)
@@ -68,6 +68,10 @@ class SweepArgs(BaseModel):
     precision: Literal["float32", "tf32", "bfloat16"] = Field(
         DEFAULT_PRECISION, description="numeric precision of the model (float32 matches the reference; tf32 and "
                                        "bfloat16 are faster on GPUs); part of the output's content options")
+    kernels: Literal["torch", "triton"] = Field(
+        DEFAULT_KERNELS, description="hot paths as torch ops (the reference; every device) or fused Triton kernels "
+                                     "(GPU encoder actors only; today the readout; the same results to float32 "
+                                     "rounding, so not part of the content options)")
     max_frames: int = Field(DEFAULT_SWEEP_MAX_FRAMES, ge=1, description="most frames (at 30 Hz) per stimulus; "
                             "longer inputs are listed as errors without being decoded in full")
     resize: bool = Field(False, description="resize frames of another size to 144x256 (bilinear) instead of "

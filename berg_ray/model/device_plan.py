@@ -11,11 +11,21 @@ kernel. Results agree to float32 rounding (tests/model/test_core.py runs the acc
 When autograd records (gradients with respect to the stimulus, berg_ray.model.gradients), every layer runs its
 defining out-of-place form on every device instead: no in-place rewriting, no reused buffers, no frame pairs
 (``differentiable``).
+
+Hot paths can also run as fused Triton kernels (``kernels="triton"``, CUDA GPUs only; ``check_kernels``); the
+torch ops stay the reference and the fallback, and the default until the device measurement decides.
 """
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
+
+from berg_ray.config import DEFAULT_KERNELS, KERNELS
+from berg_ray.errors import KernelsError
+
+__all__ = ["DEFAULT_KERNELS", "KERNELS", "check_kernels", "triton_readout"]
 
 FRAMES_PER_PASS = 8  # frames of one video per feed-forward pass on CPU: 4 frame pairs per conv call (RESULTS.md)
 # video-frames (batch x frames) per feed-forward pass on accelerators: ~43 MB of float32 activations each (11 GB
@@ -61,3 +71,28 @@ def readout_by_cells(device: torch.device) -> bool:
     scattered loads, see readout_cells.py) or as grid_sample + per-unit dot (accelerators: 0.045 ms per frame at
     9,941 units on an H200)."""
     return device.type == "cpu"
+
+
+def check_kernels(kernels: object, device: torch.device) -> str:
+    """Return ``kernels`` ("torch" or "triton") if ``device`` can run it, else raise KernelsError naming the fix.
+
+    Triton kernels need a CUDA GPU and the ``triton`` package (CUDA builds of torch ship it); on CPU they run only
+    under Triton's interpreter, in the tests.
+    """
+    if not isinstance(kernels, str) or kernels not in KERNELS:
+        raise KernelsError(f"kernels {kernels!r} is not supported; use one of {', '.join(KERNELS)}")
+    if kernels == "triton":
+        if device.type != "cuda":
+            raise KernelsError(f"kernels 'triton' needs a CUDA GPU; the {device.type.upper()} device cannot run "
+                               "Triton kernels; use 'torch'")
+        if importlib.util.find_spec("triton") is None:
+            raise KernelsError("kernels 'triton' needs the triton package, which is not installed "
+                               "(CUDA builds of torch ship it); use 'torch'")
+    return kernels
+
+
+def triton_readout(kernels: str, features: torch.Tensor) -> bool:
+    """Whether the readout runs as one fused Triton kernel (``kernels/readout_triton.py``): when ``kernels`` is
+    "triton" (checked against the device by ``check_kernels``) and autograd does not record (the kernel has no
+    backward pass)."""
+    return kernels == "triton" and not differentiable(features)

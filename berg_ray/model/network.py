@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from berg_ray.config import DEFAULT_CHUNK_FRAMES
 from berg_ray.model.core import CoreState, VideoCore
+from berg_ray.model.device_plan import DEFAULT_KERNELS, check_kernels
 from berg_ray.model.functional import pixels_to_unit
 from berg_ray.model.modulation import Modulation, ModulationState
 from berg_ray.model.perspective import Perspective
@@ -47,10 +48,24 @@ class EncodingModel(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.precision = DEFAULT_PRECISION
+        self._kernels = DEFAULT_KERNELS
 
     def set_precision(self, precision: str) -> "EncodingModel":
         """Run every later forward call in ``precision``; raises PrecisionError if this device cannot."""
         self.precision = check_precision(precision, self.device)
+        return self
+
+    @property
+    def kernels(self) -> str:
+        """"torch" (default) or "triton": how the hot paths run (berg_ray.model.device_plan.check_kernels)."""
+        return self._kernels
+
+    def set_kernels(self, kernels: str) -> "EncodingModel":
+        """Run the hot paths (today the readout) as torch ops or fused Triton kernels; raises KernelsError if this
+        device cannot (Triton kernels need a CUDA GPU and the triton package)."""
+        self._kernels = check_kernels(kernels, self.device)
+        for readout in self.readouts.values():
+            readout.kernels = self._kernels
         return self
 
     @property

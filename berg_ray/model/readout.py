@@ -2,7 +2,9 @@
 average the 4 streams' log-rates and take exp.
 
 On CPU the sampling and weighting run as small matrix products over grid cells (``readout_cells.py``), on
-accelerators as grid_sample + per-unit dot (``device_plan.readout_by_cells``); both agree to float32 rounding."""
+accelerators as grid_sample + per-unit dot (``device_plan.readout_by_cells``), or with ``kernels="triton"`` as one
+fused Triton kernel over the same cell groups (``kernels/readout_triton.py``, imported only then); all agree to
+float32 rounding."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from berg_ray.config import FEATURE_HEIGHT, FEATURE_WIDTH, N_STREAMS
-from berg_ray.model.device_plan import readout_by_cells
+from berg_ray.config import DEFAULT_KERNELS, FEATURE_HEIGHT, FEATURE_WIDTH, N_STREAMS
+from berg_ray.model.device_plan import readout_by_cells, triton_readout
 from berg_ray.model.functional import per_unit_dot, sample_at_positions
 from berg_ray.model.readout_cells import CellPlan, cell_log_rates, cell_plan
 
@@ -33,8 +35,12 @@ class Readout(nn.Module):
         self.register_buffer("weights", torch.stack(weights).contiguous())
         biases = [params[f"readout.biases.{s}"][:, 0] for s in range(N_STREAMS)]
         self.register_buffer("biases", torch.stack(biases))  # (S, U)
-        self._cells: CellPlan | None = None  # all units grouped by grid cell, built on first use on CPU
-        self._subset_cells: tuple[Tensor, CellPlan] | None = None  # the last unit selection's plan (chunks reuse it)
+        # "torch" or "triton" (set through EncodingModel.set_kernels, which checks the device)
+        self.kernels = DEFAULT_KERNELS
+        # per layout ("cells": CPU matrix products, "kernel": the Triton kernel's): the plan of all units, built on
+        # first use, and of the last unit selection (the next chunks of a video reuse it)
+        self._plans: dict[str, object] = {}
+        self._subset_plans: dict[str, tuple[Tensor, object]] = {}
 
     @property
     def n_units(self) -> int:
@@ -46,8 +52,12 @@ class Readout(nn.Module):
         positions, weights, biases = self.positions, self.weights, self.biases
         if units is not None:
             positions, weights, biases = positions[units], weights[:, :, units], biases[:, units]
+        if triton_readout(self.kernels, features):
+            from berg_ray.model.kernels.readout_triton import kernel_plan, readout_responses  # needs triton
+
+            return readout_responses(features, self._plan("kernel", kernel_plan, units, positions, weights, biases))
         if readout_by_cells(features.device):
-            plan = self._all_units_plan() if units is None else self._subset_plan(units, positions, weights)
+            plan = self._plan("cells", _cell_plan, units, positions, weights, biases)
             return _rates(cell_log_rates(features, plan), biases)
         rows = max(1, READOUT_SAMPLE_BYTES // (features[0, :, 0, 0].numel() * positions.shape[0] * 4))
         if features.shape[0] > rows:
@@ -55,18 +65,24 @@ class Readout(nn.Module):
                               for i in range(0, features.shape[0], rows)])
         return _responses(features, positions, weights, biases)
 
-    def _all_units_plan(self) -> CellPlan:
-        if self._cells is None or self._cells.weights.device != self.weights.device:
-            self._cells = cell_plan(self.positions, self.weights, FEATURE_HEIGHT, FEATURE_WIDTH)
-        return self._cells
-
-    def _subset_plan(self, units: Tensor, positions: Tensor, weights: Tensor) -> CellPlan:
-        """Plan of a unit selection; the same selection again (the next chunk of a video) reuses it."""
-        cached = self._subset_cells
+    def _plan(self, layout: str, build, units: Tensor | None, positions: Tensor, weights: Tensor, biases: Tensor):
+        """The ``layout`` plan (``build(positions, weights, biases, height, width)``) of all units or of a unit
+        selection; built once per selection and device (the next chunk of a video reuses it)."""
+        if units is None:
+            plan = self._plans.get(layout)
+            if plan is None or plan.weights.device != self.weights.device:
+                plan = self._plans[layout] = build(positions, weights, biases, FEATURE_HEIGHT, FEATURE_WIDTH)
+            return plan
+        cached = self._subset_plans.get(layout)
         if not (cached is not None and cached[0].shape == units.shape and cached[0].device == units.device
                 and torch.equal(cached[0], units)):
-            self._subset_cells = cached = (units.clone(), cell_plan(positions, weights, FEATURE_HEIGHT, FEATURE_WIDTH))
+            cached = self._subset_plans[layout] = (
+                units.clone(), build(positions, weights, biases, FEATURE_HEIGHT, FEATURE_WIDTH))
         return cached[1]
+
+
+def _cell_plan(positions: Tensor, weights: Tensor, biases: Tensor, height: int, width: int) -> CellPlan:
+    return cell_plan(positions, weights, height, width)  # (the biases are added after the cell products)
 
 
 def _responses(features: Tensor, positions: Tensor, weights: Tensor, biases: Tensor) -> Tensor:

@@ -63,7 +63,8 @@ class CoreServer:
         ``s3_endpoint_url``: the endpoint of an s3:// ``berg_dir`` (None: this node's environment, else AWS)."""
         set_torch_threads(core.torch_threads)  # None: the CPUs Ray reserved for this replica
         release = resolve_berg_dir(berg_dir, s3_options_for(berg_dir, s3_endpoint_url))
-        self._model: EncodingModel = load_model(release, scan_ids, device=device, precision=core.precision)
+        self._model: EncodingModel = load_model(release, scan_ids, device=device, precision=core.precision,
+                                             kernels=core.kernels)
         self._heads = None if heads is None else HeadRouter(heads)
         self._feature_dtype = getattr(np, core.feature_dtype)
         self._precision = core.precision  # the precision tag of berg_ray_videos_encoded / _frames_encoded

@@ -135,7 +135,8 @@ class ShardEncoder:
     """Ray Data callable class (actor): loads the model once, then encodes and writes micro-batches."""
 
     def __init__(self, berg_dir: str, scans: Sequence[str], store: Store, options: dict, chunk_frames: int,
-                 num_cpus: float, s3: S3Options | None = None, device: str = "auto") -> None:
+                 num_cpus: float, s3: S3Options | None = None, device: str = "auto", kernels: str = "torch"
+                 ) -> None:
         import ray
         import torch
 
@@ -145,7 +146,7 @@ class ShardEncoder:
         if device == "cpu" or not torch.cuda.is_available():  # CPU actor: the CPUs it reserved, at most those here
             set_torch_threads(cpu_threads(num_cpus))
         self._model = load_model(resolve_berg_dir(berg_dir, s3), list(scans), device=device,
-                                 precision=options["precision"])
+                                 precision=options["precision"], kernels=kernels)
         self._store, self._options, self._chunk_frames = store, options, chunk_frames
         self._node = ray.get_runtime_context().get_node_id()  # recorded with each file in the run summary
 

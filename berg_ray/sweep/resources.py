@@ -79,11 +79,14 @@ def size_workers(args: SweepArgs, n_shards: int, nodes: Sequence[Mapping[str, fl
 
     Raises:
         BergRayError: one actor needs more memory than any node offers (names the numbers and the fix), or
-            tf32 on CPU.
+            tf32 or Triton kernels on CPU.
     """
     if args.precision == "tf32" and not on_gpu:
         raise BergRayError("precision 'tf32' needs GPU encoder actors, but this sweep runs on CPU (--device cpu, or "
                            "a cluster without GPUs); use --precision float32 or bfloat16, or --device cuda")
+    if args.kernels == "triton" and not on_gpu:
+        raise BergRayError("kernels 'triton' needs GPU encoder actors, but this sweep runs on CPU (--device cpu, or "
+                           "a cluster without GPUs); use kernels 'torch', or --device cuda")
     memory = actor_memory_bytes(args.batch_size, args.chunk_frames, on_gpu)
     if on_gpu:  # GPU nodes may not exist yet: the autoscaler starts them for the pool (no memory reserved)
         low = args.num_workers or args.min_workers or 1

@@ -267,4 +267,4 @@ def build_dataset(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard
                                runtime_env=threads.runtime_env(), fn_constructor_kwargs={
                                    "berg_dir": args.berg_dir, "s3": release_s3(args), "scans": scans,
                                    "store": out_store, "options": content, "chunk_frames": args.chunk_frames,
-                                   "num_cpus": workers.num_cpus, "device": device})
+                                   "num_cpus": workers.num_cpus, "device": device, "kernels": args.kernels})
