@@ -15,8 +15,8 @@ from berg_ray.numbers import ascii_int, int_flag
 
 
 def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``experiment`` with its ``tuning``, ``rf`` and ``domains`` subcommands."""
-    parser = subparsers.add_parser("experiment", help="in-silico experiments: tuning, receptive fields, domains",
+    """Add ``experiment`` with its ``tuning``, ``rf``, ``domains``, ``mei`` and ``properties`` subcommands."""
+    parser = subparsers.add_parser("experiment", help="in-silico experiments: tuning, receptive fields, domains, MEIs, structure-function properties",
                                    description="Generate a stimulus set, run it through the sweep machinery "
                                                "(local or --address cluster; resumable), analyse the Parquet output "
                                                "and write per-unit Parquet tables and figures under --out "
@@ -47,13 +47,14 @@ def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.A
     return parser
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, burn_in_default: int = EXPERIMENT_BURN_IN_FRAMES,
+            burn_in_help: str = "grey frames before every stimulus, dropped from the mean (model start-up)") -> None:
+    """The options every experiment shares; ``burn_in_*``: the default and meaning of its --burn-in-frames."""
     add_release_options(parser)
     add_sessions_option(parser)
     add_output_option(parser, "a local directory or s3://bucket/prefix (stimuli, sweep, tables, figures under "
                       "<out>/<experiment>/; use S3 on a multi-node cluster)", "DIR")
-    parser.add_argument("--burn-in-frames", type=int_flag, default=EXPERIMENT_BURN_IN_FRAMES,
-                        help="grey frames before every stimulus, dropped from the mean (model start-up)")
+    parser.add_argument("--burn-in-frames", type=int_flag, default=burn_in_default, help=burn_in_help)
     add_device_options(parser, ray=True)
     add_cluster_options(parser)
     add_verbosity_options(parser)

@@ -127,20 +127,21 @@ def _optimise(run, work_dir: ExperimentDir, plan: MeiPlan, show_progress: bool) 
     from tqdm.auto import tqdm
 
     with tqdm(total=plan.n_todo, unit=" unit", desc="mei", disable=not show_progress) as bar:
-        def save(job: Job, result: MeiResult) -> None:
-            _save_batch(work_dir, job, result, plan.settings)
+        def save(job: Job, result: tuple[MeiResult, str]) -> None:
+            _save_batch(work_dir, job, *result, plan.settings)
             bar.update(len(job.key[1]))
 
         run([Job("optimise", (scan, ids, plan.settings), (scan, ids)) for scan, ids in plan.batches], save)
 
 
-def _save_batch(work_dir: ExperimentDir, job: Job, result: MeiResult, settings: MeiSettings) -> None:
+def _save_batch(work_dir: ExperimentDir, job: Job, result: MeiResult, node_id: str, settings: MeiSettings) -> None:
     scan, ids = job.key
     for b, readout_id in enumerate(ids):
         record = {"scan": scan, "readout_id": readout_id, "steps": settings.steps, "settings": settings.record(),
                   "objective": float(result.objective[b]), "log_rate": float(result.log_rate[b]),
                   "penalty": float(result.penalty[b]), "objective_start": float(result.history[0, b]),
-                  "history": [float(v) for v in result.history[:, b]], "written_unix_s": time.time()}
+                  "history": [float(v) for v in result.history[:, b]], "node_id": node_id,
+                  "written_unix_s": time.time()}
         write_unit(work_dir, scan, readout_id, result.videos[b], record)
 
 
@@ -194,7 +195,8 @@ def _write_tables(work_dir: ExperimentDir, release: Path, plan: MeiPlan, respons
             "unit_id": units.unit_id[chosen], "area": units.area[chosen], "field": units.field[chosen],
             "readout_col": mapped[:, 0], "readout_row": mapped[:, 1],
             "steps": [r["steps"] for r in records], "objective": [r["objective"] for r in records],
-            "log_rate": [r["log_rate"] for r in records], "penalty": [r["penalty"] for r in records]})
+            "log_rate": [r["log_rate"] for r in records], "penalty": [r["penalty"] for r in records],
+            "node_id": [r.get("node_id", "") for r in records]})
         table = pd.concat([table, checks.drop(columns="readout_id")], axis=1)
         work_dir.write_table(table, f"{scan}.parquet")
         title = (f"{scan}: {plan.settings.kind} MEIs ({plan.settings.frames} frames, {plan.settings.steps} steps; "

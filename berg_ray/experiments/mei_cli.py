@@ -24,11 +24,7 @@ def add_mei_command(kinds: argparse._SubParsersAction) -> argparse.ArgumentParse
                                        "validate it through the ordinary inference path against drifting gratings, "
                                        "directional noise and the other units' MEIs, and write the MEIs (uint8 "
                                        ".npy), per-scan Parquet tables and figures under <out>/mei/.")
-    _common(mei)
-    mei.set_defaults(burn_in_frames=MEI_BURN_IN_FRAMES)
-    for action in mei._actions:  # the shared --burn-in-frames, with its meaning for MEIs
-        if action.dest == "burn_in_frames":
-            action.help = "leading frames of every MEI left out of the objective and the validation rates"
+    _common(mei, MEI_BURN_IN_FRAMES, "leading frames of every MEI left out of the objective and the validation rates")
     mei.add_argument("--units", required=True, metavar="UNITS",
                      help="all | top:N (the N units the model predicts best, cc_norm) | readout indices, e.g. "
                           "0,5,10-19")

@@ -51,10 +51,11 @@ class MeiWorker:
         return True
 
     def optimise(self, scan: str, readout_ids: Sequence[int], settings):
-        """berg_ray.mei.optimise_meis of ``readout_ids`` of ``scan`` (a MeiResult)."""
+        """(berg_ray.mei.optimise_meis of ``readout_ids`` of ``scan`` (a MeiResult), the id of the Ray node that
+        computed it, "" outside Ray)."""
         from berg_ray.mei import optimise_meis
 
-        return optimise_meis(self.model, scan, readout_ids, settings)
+        return optimise_meis(self.model, scan, readout_ids, settings), _node_id()
 
     def rates(self, scan: str, source: str, payload, units: np.ndarray, frames: int, burn_in: int) -> np.ndarray:
         """Mean rate over frames ``burn_in``.. of ``units`` (readout indices) to videos of ``frames`` frames, through
@@ -69,6 +70,17 @@ class MeiWorker:
                   else np.stack([validation_video(i, frames, *self.validation) for i in payload]))
         out = encode_videos(self.model, videos, [scan] * len(videos), {scan: np.asarray(units, dtype=np.int64)})
         return np.stack([r[burn_in:].astype(np.float64).mean(axis=0) for r in out])
+
+
+def _node_id() -> str:
+    """This process's Ray node id (hex), or "" when it is not a Ray worker or driver."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return ""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 @contextlib.contextmanager

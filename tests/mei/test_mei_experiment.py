@@ -40,7 +40,7 @@ def test_mei_experiment_end_to_end(ray_cluster, demo_berg_dir: Path, tmp_path: P
     print(table[["readout_id", "mei_rate", "ratio_grating", "ratio_noise", "ratio_other_mei"]].to_string())
     # The validation: through the ordinary inference path on the uint8 MEIs, each beats every comparison.
     assert table["valid"].all(), table.to_string()
-    assert (table["mei_rate"] > table[["best_grating_rate", "best_noise_rate", "best_other_mei_rate"]].max(1)).all()
+    assert (table["mei_rate"] > table[["best_grating_rate", "best_noise_rate", "best_other_mei_rate"]].max(axis=1)).all()
     summary = pd.read_parquet(where / "summary.parquet")
     assert summary["fraction_invalid"].tolist() == [0.0] and summary["units"].tolist() == [3]
     meis = {u: np.load(where / SCAN / f"readout-{u:05d}.npy") for u in UNITS}
