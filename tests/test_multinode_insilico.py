@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from tests.download.conftest import upload_mirror
 from tests.multinode_cluster import multinode_cluster
@@ -100,4 +99,4 @@ def test_mei_and_properties_job_on_three_nodes(cluster, s3_env, release):
     weights = model.readouts[SCAN].weights[:, :, :PROPERTY_UNITS]  # (S, 128, U) -> stream-major (U, 512)
     np.testing.assert_array_equal(features, weights.permute(2, 0, 1).reshape(PROPERTY_UNITS, -1).numpy())
     assert pairs["signal_corr"].between(-1, 1).all() and pairs["rf_distance_deg"].ge(0).all()
-    assert torch.isfinite(torch.from_numpy(pairs["feature_cosine"].to_numpy())).all()
+    assert np.isfinite(pairs["feature_cosine"].to_numpy()).all()
