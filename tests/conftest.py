@@ -62,3 +62,14 @@ def ray_cluster():
     except Exception:  # Serve may never have been started
         pass
     ray.shutdown()
+
+
+CLUSTER_FIXTURES = {"ray_cluster", "s3_server"}  # a test that needs either is end to end (`slow`)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `slow` every test whose fixtures (directly or through others) start the shared Ray cluster or the S3
+    server, so `scripts/test.sh --quick` (``-m "not slow"``) runs the unit tests alone."""
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # runs the bootstrap script (pip) in a subprocess
 def test_bootstrap_prints_each_step_and_pips_progress():
     """Re-running it on the existing .venv is the fast path (berg_ray reinstalled in place, same files)."""
     done = subprocess.run(["bash", "scripts/bootstrap.sh", "test"], cwd=REPO, capture_output=True, text=True,

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the whole device check, in a subprocess
 def test_device_check_runs_on_cpu(tmp_path):
     command = [sys.executable, str(REPO_ROOT / "benchmarks" / "device_check.py"), "--device", "cpu",
                "--out", str(tmp_path), "--throughput-budget-s", "100000"]  # no skipping on a slow CI box

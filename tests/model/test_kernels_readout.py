@@ -122,6 +122,7 @@ def test_importing_and_running_berg_ray_on_cpu_never_imports_triton(fixture_berg
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow  # the device benchmark under the interpreter, in a subprocess
 def test_device_benchmark_runs_on_cpu_without_pydantic(tmp_path):
     """benchmarks/device_kernels.py (the GPU measurement of this kernel) at tiny shapes under the interpreter,
     importing the readout without berg_ray's package __init__ (the GPU machine has no pydantic)."""

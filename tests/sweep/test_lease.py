@@ -13,7 +13,7 @@ from berg_ray.errors import StorageError
 from berg_ray.storage import LocalStore, open_store, resolve_s3_options
 from berg_ray.sweep import lease
 
-STORES = ["local", "s3"]
+STORES = ["local", pytest.param("s3", marks=pytest.mark.slow)]  # s3: the real S3 server
 
 
 @pytest.fixture(params=STORES)

@@ -11,8 +11,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow  # a whole `berg-ray sweep` (its own local Ray cluster) in a subprocess
 def test_cli_sweep_console_counts_videos_and_hides_ray_noise(tmp_path, fixture_berg_dir):
     (tmp_path / "in").mkdir()
     for i in range(2):
