@@ -39,14 +39,25 @@ def readout_monitor_positions(sampling_grid: np.ndarray, readout_positions: np.n
         float64 (U, 2) monitor pixels (col, row); may lie off the screen (0..255, 0..143) where the retina sees
         beyond the monitor.
     """
-    grid = torch.as_tensor(np.asarray(sampling_grid), dtype=torch.float64)
-    positions = torch.as_tensor(np.asarray(readout_positions), dtype=torch.float64)
-    if grid.ndim != 3 or grid.shape[-1] != 2 or positions.ndim != 2 or positions.shape[1] != 2:
-        raise AnalysisInputError(f"need sampling_grid (H, W, 2) and readout_positions (U, 2), got "
-                                 f"{tuple(grid.shape)} and {tuple(positions.shape)}")
-    sampled = F.grid_sample(grid.permute(2, 0, 1)[None], positions[None, :, None, :], mode="bilinear",
-                            padding_mode="border", align_corners=False)  # (1, 2, U, 1)
-    return grid_to_pixels(sampled[0, :, :, 0].T.numpy())
+    if np.ndim(sampling_grid) != 3 or np.shape(sampling_grid)[-1] != 2:
+        raise AnalysisInputError(f"need sampling_grid (H, W, 2), got {np.shape(sampling_grid)}")
+    return grid_to_pixels(values_at_positions(sampling_grid, readout_positions, "sampling_grid", "readout_positions"))
+
+
+def values_at_positions(field: np.ndarray, positions: np.ndarray, field_name: str = "field",
+                        positions_name: str = "positions") -> np.ndarray:
+    """A per-retina-pixel map (H, W, C) bilinearly interpolated at readout positions (U, 2) (x, y in [-1, 1];
+    ``grid_sample``: align_corners=False, border padding, as the readout samples features) -> float64 (U, C).
+
+    Raises AnalysisInputError (naming ``field_name`` and ``positions_name``) on other shapes."""
+    values = torch.as_tensor(np.asarray(field), dtype=torch.float64)
+    points = torch.as_tensor(np.asarray(positions), dtype=torch.float64)
+    if values.ndim != 3 or points.ndim != 2 or points.shape[1] != 2:
+        raise AnalysisInputError(f"need {field_name} (H, W, C) and {positions_name} (U, 2), got "
+                                 f"{tuple(values.shape)} and {tuple(points.shape)}")
+    sampled = F.grid_sample(values.permute(2, 0, 1)[None], points[None, :, None, :], mode="bilinear",
+                            padding_mode="border", align_corners=False)  # (1, C, U, 1)
+    return sampled[0, :, :, 0].T.numpy()
 
 
 def model_readout_monitor_positions(model: EncodingModel, scan_id: str) -> np.ndarray:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-
+from berg_ray.analysis.retinotopy import values_at_positions
 from berg_ray.errors import AnalysisInputError
 
 ANGLE_ROWS = 256  # rows of the angle matrix computed at once (bounds the cross products' memory)
@@ -56,13 +54,9 @@ def unit_rays(retina_rays: np.ndarray, rotation: np.ndarray, positions: np.ndarr
         positions: (U, 2) readout positions (x, y) in [-1, 1], ``grid_sample`` convention (align_corners=False,
             border padding, as analysis/retinotopy.py maps positions to the monitor).
     """
-    rays = torch.as_tensor(np.asarray(retina_rays), dtype=torch.float64)
-    points = torch.as_tensor(np.asarray(positions), dtype=torch.float64)
-    if rays.ndim != 3 or rays.shape[-1] != 3 or points.ndim != 2 or points.shape[1] != 2:
-        raise AnalysisInputError(f"need retina_rays (H, W, 3) and positions (U, 2), got {tuple(rays.shape)} and "
-                                 f"{tuple(points.shape)}")
-    sampled = F.grid_sample(rays.permute(2, 0, 1)[None], points[None, :, None, :], mode="bilinear",
-                            padding_mode="border", align_corners=False)[0, :, :, 0].T.numpy()  # (U, 3)
+    if np.ndim(retina_rays) != 3 or np.shape(retina_rays)[-1] != 3:
+        raise AnalysisInputError(f"need retina_rays (H, W, 3), got {np.shape(retina_rays)}")
+    sampled = values_at_positions(retina_rays, positions, "retina_rays", "positions")  # (U, 3)
     rotated = sampled @ np.asarray(rotation, dtype=np.float64).T
     return rotated / np.linalg.norm(rotated, axis=1, keepdims=True)
 
