@@ -5,9 +5,9 @@
     python benchmarks/bench_model.py --batch 1 --frames 90 --units 8000 --device cuda
 
 Every configuration runs in a fresh subprocess (so its peak RSS is its own): the model is built from the weights
-directory (default: the repository's reference fixture, tests/fixtures), the readout optionally widened to ``--units`` units by
-replicating and perturbing the fixture's 320, and the video (uniform random pixels, seeded; cost does not depend on
-content) is pushed through ``encode_chunks`` with the default chunk length. frames/s counts video-frames (B x T)
+directory (default: the repository's reference fixture, tests/fixtures), the readout optionally widened to
+``--units`` units by replicating and perturbing the fixture's 320, and the video (uniform random pixels, seeded;
+cost does not depend on content) is pushed through ``encode_chunks`` with the default chunk length. frames/s counts video-frames (B x T)
 per second of wall time, readout included. On CUDA the run is repeated in float32 (TF32 off), TF32 and bf16
 autocast, and each fast mode is compared with float32 on the same inputs (per-unit correlation over all frames
 and videos, max relative error). Prints one JSON line per measurement; each carries the machine description.
@@ -31,7 +31,7 @@ import torch
 
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, RELEASE_SUBDIR, WEIGHTS_SUBDIR
 from berg_ray.model.network import EncodingModel
-from berg_ray.threads import keep_freed_heap
+from berg_ray.runtime.threads import keep_freed_heap
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_WEIGHTS = REPO_ROOT / "tests" / "fixtures" / "wang2025-reference" / "berg" / RELEASE_SUBDIR / WEIGHTS_SUBDIR

@@ -14,7 +14,7 @@ from berg_ray.checkpoint.release import load_model
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, FRAME_HEIGHT, FRAME_WIDTH, N_FEATURES
 from berg_ray.inference import encode_videos
 from berg_ray.model.network import EncodingModel
-from berg_ray.precision import precision_mode
+from berg_ray.runtime.precision import precision_mode
 
 
 def scan_model(berg_dir: Path, scan: str, device: str, precision: str = "float32") -> EncodingModel:

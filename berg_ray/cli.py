@@ -7,8 +7,8 @@ responses) and ``plot`` (figures of sweep outputs). Options shared by several su
 :mod:`berg_ray.cli_options`; every parser is a :class:`~berg_ray.cli_parser.BergRayParser`. Every user error, argparse's
 own included, prints one line ``error: ...`` and exits with status 2; no traceback. ``--help`` of every subcommand
 shows each option's default; ``--version`` prints the package's version. Importing this module (through
-the package) sets the OpenMP wait policy before torch loads (:mod:`berg_ray.threads`); commands that compute here
-set torch's threads from the CPUs available.
+the package) sets the OpenMP wait policy before torch loads (:mod:`berg_ray.runtime.threads`); commands that
+compute here set torch's threads from the CPUs available.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 def _run_encode(args: argparse.Namespace) -> int:
     from berg_ray.berg_api import BERG
-    from berg_ray.threads import set_torch_threads
+    from berg_ray.runtime.threads import set_torch_threads
 
     set_torch_threads()
     if args.max_frames < 1:

@@ -18,7 +18,7 @@ from berg_ray.checkpoint.demo import DEMO_SCANS, demo_videos, write_demo_release
 from berg_ray.config import MODEL_ID
 from berg_ray.serve.demo import run_serve_demo
 from berg_ray.sweep.demo import run_sweep_demo
-from berg_ray.threads import set_torch_threads
+from berg_ray.runtime.threads import set_torch_threads
 
 DEMO_VIDEOS, DEMO_FRAMES, DEMO_RELEASE_UNITS = 2, 30, 128
 

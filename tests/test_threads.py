@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from berg_ray import threads
+from berg_ray.runtime import threads
 from berg_ray.serve.app import build_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -26,12 +26,12 @@ from berg_ray.checkpoint.keys import Shape, core_key_shapes, expected_dtype, sca
 from berg_ray.checkpoint.manifest import read_verified
 from berg_ray.checkpoint.metadata import read_scan_metadata
 from berg_ray.config import METADATA_SUBDIR, RELEASE_SUBDIR, ROIS, WEIGHTS_SUBDIR, ScanId
-from berg_ray.device import resolve_device
+from berg_ray.runtime.device import resolve_device
 from berg_ray.errors import InvalidSessionError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.model.device_plan import DEFAULT_KERNELS, check_kernels
 from berg_ray.model.network import EncodingModel
-from berg_ray.precision import DEFAULT_PRECISION, check_precision
-from berg_ray.threads import keep_freed_heap
+from berg_ray.runtime.precision import DEFAULT_PRECISION, check_precision
+from berg_ray.runtime.threads import keep_freed_heap
 from berg_ray.model.readout import Readout
 from berg_ray.units import ScanUnits, take_per_unit
 
@@ -166,7 +166,7 @@ def load_model(berg_dir: str | os.PathLike[str], scan_ids: Sequence[ScanId | str
         berg_dir: BERG directory.
         scan_ids: scans to load (ScanId or "session-8_scan-5"); None loads every scan whose weights are present.
         device: where the model runs ("auto", "cpu", "cuda", ...).
-        precision: "float32" (default), "tf32" or "bfloat16" (berg_ray.precision); checked against the device
+        precision: "float32" (default), "tf32" or "bfloat16" (berg_ray.runtime.precision); checked against the device
             before any file is read.
         kernels: "torch" (default) or "triton" (fused kernels, CUDA only; berg_ray.model.device_plan), likewise
             checked first.

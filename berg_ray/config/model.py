@@ -31,8 +31,8 @@ CORE_CHANNELS_PER_STREAM = 128
 N_FEATURES = N_STREAMS * CORE_CHANNELS_PER_STREAM  # 512 core output channels
 FRAME_RATE_HZ = 30.0
 
-# CPU processes berg_ray owns (berg_ray.threads): the OpenMP wait policy unless the user set one ('passive': idle
-# threads sleep, several-fold faster on a busy machine) and how much freed heap glibc keeps for reuse.
+# CPU processes berg_ray owns (berg_ray.runtime.threads): the OpenMP wait policy unless the user set one
+# ('passive': idle threads sleep, several-fold faster on a busy machine) and how much freed heap glibc keeps for reuse.
 DEFAULT_OMP_WAIT_POLICY = "passive"
 HEAP_KEEP_BYTES = 512 * 2**20  # freed memory kept (not returned, not page-faulted again): ~4 feed-forward passes
 
@@ -44,7 +44,8 @@ DEFAULT_CHUNK_FRAMES = 32
 # activations (~0.1 GB per video-frame in float32 on CPU) plus the state at each chunk boundary (~20 MB per video).
 GRADIENT_CHUNK_FRAMES = 8
 
-# Numeric precision of the model (berg_ray.precision): float32 matches the reference; the others are faster on GPUs.
+# Numeric precision of the model (berg_ray.runtime.precision): float32 matches the reference; the others are
+# faster on GPUs.
 PRECISIONS = ("float32", "tf32", "bfloat16")
 DEFAULT_PRECISION = "float32"
 

@@ -113,7 +113,7 @@ class CoreArgs(ScaledDeploymentArgs):
 
     num_gpus: float | None = Field(None, ge=0, description="GPUs per replica; None: 1 if the cluster has a GPU")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (CPU); None: num_cpus "
-                                 "rounded up, at most the CPUs available (berg_ray.threads)")
+                                 "rounded up, at most the CPUs available (berg_ray.runtime.threads)")
     precision: Literal["float32", "tf32", "bfloat16"] = Field(
         DEFAULT_PRECISION, description="numeric precision of the core (float32 matches the reference; tf32 and "
                                        "bfloat16 are faster on GPUs, agreement in the README)")

@@ -35,7 +35,7 @@ class _Predictor:
 
     def __init__(self, args, device: str) -> None:
         from berg_ray.experiments.evaluate import load_handle
-        from berg_ray.threads import set_torch_threads
+        from berg_ray.runtime.threads import set_torch_threads
 
         set_torch_threads()
         self.model = load_handle(args, device)

@@ -40,7 +40,7 @@ class MeiWorker:
         from berg_ray.checkpoint.release import load_model
         from berg_ray.download import resolve_berg_dir
         from berg_ray.storage_s3 import s3_options_for
-        from berg_ray.threads import set_torch_threads
+        from berg_ray.runtime.threads import set_torch_threads
 
         set_torch_threads()
         release = resolve_berg_dir(berg_dir, s3_options_for(berg_dir, s3_endpoint_url))
@@ -122,7 +122,7 @@ def mei_workers(worker_args: Mapping[str, Any], n_jobs: int, use_ray: bool, addr
 def _workers(worker_args: Mapping[str, Any], n_jobs: int, use_ray: bool, address: str | None,
              pool: Mapping[str, Any], show_progress: bool) -> Iterator[Any]:
     if not use_ray:
-        from berg_ray.device import resolve_device
+        from berg_ray.runtime.device import resolve_device
 
         yield MeiWorker(device=str(resolve_device(pool.get("device", "auto"))), **worker_args)
         return
@@ -136,7 +136,7 @@ def _actor_pool(worker_args: Mapping[str, Any], n_jobs: int, address: str | None
     """Ray (joined or local, for the block) and the planned MEI actors (plan_encoders: device, pool, GPU wait)."""
     import ray
 
-    from berg_ray import threads
+    from berg_ray.runtime import threads
     from berg_ray.config import SweepArgs
     from berg_ray.local_ray import ray_session
     from berg_ray.sweep.scaling import StatusLine, plan_encoders

@@ -20,7 +20,7 @@ from berg_ray.model.functional import pixels_to_unit
 from berg_ray.model.modulation import Modulation, ModulationState
 from berg_ray.model.perspective import Perspective
 from berg_ray.model.readout import Readout
-from berg_ray.precision import DEFAULT_PRECISION, check_precision, precision_mode
+from berg_ray.runtime.precision import DEFAULT_PRECISION, check_precision, precision_mode
 
 
 class ScanFrontEnd(nn.Module):
@@ -35,8 +35,8 @@ class ScanFrontEnd(nn.Module):
 class EncodingModel(nn.Module):
     """Shared core + per-scan heads, keyed by canonical scan id strings ("session-8_scan-5").
 
-    ``precision`` ("float32", "tf32" or "bfloat16", see berg_ray.precision) applies to every forward call; set it
-    with :meth:`set_precision` after moving the model to its device.
+    ``precision`` ("float32", "tf32" or "bfloat16", see berg_ray.runtime.precision) applies to every forward call;
+    set it with :meth:`set_precision` after moving the model to its device.
     """
 
     def __init__(self, core_params: Mapping[str, Tensor], scan_params: Mapping[str, Mapping[str, Tensor]]) -> None:

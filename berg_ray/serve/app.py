@@ -18,7 +18,7 @@ from ray import serve
 from ray.serve import Application
 
 from berg_ray.checkpoint.release import available_scans
-from berg_ray import threads
+from berg_ray.runtime import threads
 from berg_ray.config import ReplicaArgs, ScaledDeploymentArgs, ServeArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.storage_s3 import s3_options_for
@@ -110,7 +110,7 @@ def _replica_options(options: ReplicaArgs, num_gpus: float) -> dict[str, Any]:
     return {"max_ongoing_requests": options.max_ongoing_requests,
             "max_queued_requests": options.max_queued_requests,
             "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": num_gpus,
-                                  "runtime_env": threads.runtime_env()}}  # OpenMP wait policy (berg_ray.threads)
+                                  "runtime_env": threads.runtime_env()}}  # OpenMP wait policy: runtime.threads
 
 
 def core_gpus(args: ServeArgs) -> tuple[float, str]:

@@ -33,7 +33,7 @@ from berg_ray.metrics import RECORDER, record_encoded
 from berg_ray.model.network import EncodingModel
 from berg_ray.serve.scheduler import (ChunkScheduler, Forward, Send, VideoJob, behaviour_rows,  # noqa: F401
                                       plan_segments, run_batch, take_rows)
-from berg_ray.threads import set_torch_threads
+from berg_ray.runtime.threads import set_torch_threads
 
 
 class HeadRouter:

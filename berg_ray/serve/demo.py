@@ -12,7 +12,7 @@ from berg_ray.config import BatchingConfig, CoreArgs, ServeArgs
 from berg_ray.inference import encode_videos
 from berg_ray.serve.cli import free_port, running_service
 from berg_ray.serve.client import BergClient
-from berg_ray.threads import available_cpus
+from berg_ray.runtime.threads import available_cpus
 
 
 def run_serve_demo(berg_dir: Path, videos: np.ndarray, verbose: bool = False) -> None:

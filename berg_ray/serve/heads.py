@@ -19,7 +19,7 @@ from berg_ray.config import SCAN_FIELDS
 from berg_ray.download import resolve_berg_dir
 from berg_ray.storage_s3 import s3_options_for
 from berg_ray.model.readout import Readout
-from berg_ray.threads import set_torch_threads
+from berg_ray.runtime.threads import set_torch_threads
 
 
 class ReadoutServer:

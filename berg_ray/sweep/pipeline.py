@@ -141,7 +141,7 @@ class ShardEncoder:
         import torch
 
         from berg_ray.checkpoint.release import load_model
-        from berg_ray.threads import cpu_threads, set_torch_threads
+        from berg_ray.runtime.threads import cpu_threads, set_torch_threads
 
         if device == "cpu" or not torch.cuda.is_available():  # CPU actor: the CPUs it reserved, at most those here
             set_torch_threads(cpu_threads(num_cpus))

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from berg_ray import threads
+from berg_ray.runtime import threads
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, StorageError

@@ -1,4 +1,4 @@
-"""The precision switch (berg_ray.precision) on CPU: float32 stays exact, bfloat16 runs under autocast and stays
+"""The precision switch (berg_ray.runtime.precision) on CPU: float32 stays exact, bfloat16 runs under autocast and stays
 close, and what the device cannot run is refused before any file is read."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from berg_ray import BERG, load_model
 from berg_ray.errors import BergRayError, PrecisionError
 from berg_ray.inference import encode_videos
-from berg_ray.precision import PRECISIONS, check_precision, precision_mode
+from berg_ray.runtime.precision import PRECISIONS, check_precision, precision_mode
 
 SCAN = "session-8_scan-5"
 
