@@ -16,7 +16,7 @@ import ray
 from ray import serve
 
 from berg_ray.config import SERVE_APP_NAME
-from berg_ray.local_ray import session_pids
+from berg_ray.cluster.local import session_pids
 from berg_ray.serve.app import build_app
 from berg_ray.serve.cli import free_port
 

@@ -1,6 +1,6 @@
 """Old module paths of berg_ray that moved, kept importable with a DeprecationWarning.
 
-``import berg_ray.local_ray`` (say) still works: a finder on ``sys.meta_path`` answers for the old name with the
+``import berg_ray.cluster.local`` (say) still works: a finder on ``sys.meta_path`` answers for the old name with the
 module at its new path (the same module object, so its functions and globals are the new ones) and warns once per
 old name. Remove an entry one release after it was deprecated.
 """
@@ -18,6 +18,11 @@ MOVED_MODULES: dict[str, str] = {
     "berg_ray.device": "berg_ray.runtime.device",
     "berg_ray.precision": "berg_ray.runtime.precision",
     "berg_ray.threads": "berg_ray.runtime.threads",
+    "berg_ray.local_ray": "berg_ray.cluster.local",
+    "berg_ray.ray_setup": "berg_ray.cluster.session",
+    "berg_ray.accelerators": "berg_ray.cluster.accelerators",
+    "berg_ray.metrics": "berg_ray.cluster.metrics",
+    "berg_ray.console_noise": "berg_ray.cluster.console_noise",
 }
 
 

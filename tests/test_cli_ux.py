@@ -173,7 +173,7 @@ def test_numbers_inside_string_flags_take_ascii_digits_only(argv, tmp_path, monk
 
 def test_metrics_port_and_grid_take_ascii_digits_only():
     from berg_ray.experiments.cli import _grid
-    from berg_ray.ray_setup import metrics_port_from
+    from berg_ray.cluster.session import metrics_port_from
 
     assert _grid("6x10") == (6, 10)
     for bad in ("\u0666x10", f"{'6' * 5_000}x10"):

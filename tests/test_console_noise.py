@@ -22,7 +22,7 @@ def run(code: str) -> subprocess.CompletedProcess:
 def test_noise_line_dropped_and_the_rest_kept_in_order():
     result = run(f"""
         import os, sys
-        from berg_ray.console_noise import filter_stderr
+        from berg_ray.cluster.console_noise import filter_stderr
         with filter_stderr():
             os.write(2, b"native before\\n")
             os.write(2, {NOISE!r}.encode() + b"\\n")
@@ -41,7 +41,7 @@ def test_partial_progress_line_is_shown_before_its_newline():
     """A bar redraw without a newline reaches the console while the block still runs."""
     result = run("""
         import os, sys, time
-        from berg_ray.console_noise import filter_stderr
+        from berg_ray.cluster.console_noise import filter_stderr
         with filter_stderr():
             sys.stderr.write("sweep files: 0/1\\r"); sys.stderr.flush()
             time.sleep(0.5)
@@ -55,7 +55,7 @@ def test_partial_progress_line_is_shown_before_its_newline():
 def test_disabled_filter_keeps_every_line():
     result = run(f"""
         import os
-        from berg_ray.console_noise import filter_stderr
+        from berg_ray.cluster.console_noise import filter_stderr
         with filter_stderr(enabled=False):
             os.write(2, {NOISE!r}.encode() + b"\\n")
     """)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from berg_ray.local_ray import session_pids
+from berg_ray.cluster.local import session_pids
 from berg_ray.serve.cli import free_port
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_sigterm_stops_serve_like_sigint(fixture_berg_dir, tmp_path):
 def test_sigkill_of_a_driver_leaves_no_ray_process(tmp_path):
     script = textwrap.dedent("""
         import time, ray
-        from berg_ray.local_ray import ray_session
+        from berg_ray.cluster.local import ray_session
         with ray_session(include_dashboard=False, num_cpus=1):
             print("session", ray._private.worker._global_node.get_session_dir_path(), flush=True)
             time.sleep(600)

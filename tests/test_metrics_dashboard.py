@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from berg_ray.metrics import METRICS, PROMETHEUS_PREFIX, prometheus_names, route_of
+from berg_ray.cluster.metrics import METRICS, PROMETHEUS_PREFIX, prometheus_names, route_of
 from tests.conftest import REPO_ROOT
 
 DASHBOARD = REPO_ROOT / "cluster" / "grafana-berg-ray.json"
@@ -28,7 +28,7 @@ def test_every_dashboard_query_uses_a_defined_metric():
         names = SERIES.findall(expr)
         assert names, f"a panel queries no berg_ray metric: {expr}"
         unknown = [n for n in names if n not in EXPORTED]
-        assert not unknown, f"{unknown} in {expr!r} are not exported names of berg_ray.metrics.METRICS"
+        assert not unknown, f"{unknown} in {expr!r} are not exported names of berg_ray.cluster.metrics.METRICS"
         for name in names:  # a label the query filters or groups by must be one of the metric's tags
             labels = set(re.findall(r"(\w+)\s*=~?", expr)) | {
                 label.strip() for group in re.findall(r"by \(([^)]*)\)", expr) for label in group.split(",")}

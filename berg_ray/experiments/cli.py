@@ -68,13 +68,13 @@ def _sweep_options(ns: argparse.Namespace) -> dict:
 def _cluster(ns: argparse.Namespace) -> contextlib.AbstractContextManager:
     """With --metrics-export-port, a local cluster with that metrics port for the whole experiment (its sweep runs
     on it); else nothing: the sweep starts, or joins, its own. Checked here, before any stimulus is generated."""
-    from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
+    from berg_ray.cluster.session import check_metrics_export_port, metrics_port_from
 
     port = metrics_port_from(ns.metrics_export_port)
     if port is None:
         return contextlib.nullcontext()
     check_metrics_export_port(port, ns.address)
-    from berg_ray.local_ray import ray_session
+    from berg_ray.cluster.local import ray_session
 
     return ray_session(ns.address, verbose=ns.verbose, metrics_export_port=port)
 

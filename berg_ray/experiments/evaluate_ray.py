@@ -50,13 +50,13 @@ def predict_on_ray(args, headers: Sequence[RecordingHeader], n_units: int, worke
                    gpus_per_worker: float = 1.0, verbose: bool = False) -> Iterator[tuple[RecordedVideo, np.ndarray]]:
     """Predict on ``workers`` Ray actors, joining ``address`` (None: RAY_ADDRESS, else a local cluster; a Ray already
     initialised in this process is used as it is). ``args.device`` decides as for a sweep
-    (berg_ray.accelerators.choose_device): cpu, cuda (``gpus_per_worker`` GPUs per actor) or auto (GPUs when the
+    (berg_ray.cluster.accelerators.choose_device): cpu, cuda (``gpus_per_worker`` GPUs per actor) or auto (GPUs when the
     cluster has them or its autoscaler can start them)."""
     import ray
     from ray.util import ActorPool
 
-    from berg_ray.accelerators import choose_device, cluster_capacity
-    from berg_ray.local_ray import ray_session
+    from berg_ray.cluster.accelerators import choose_device, cluster_capacity
+    from berg_ray.cluster.local import ray_session
 
     with ray_session(address, verbose=verbose):
         on_gpu = choose_device(args.device, cluster_capacity("GPU")).on_accelerator

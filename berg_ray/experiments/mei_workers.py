@@ -138,7 +138,7 @@ def _actor_pool(worker_args: Mapping[str, Any], n_jobs: int, address: str | None
 
     from berg_ray.runtime import threads
     from berg_ray.config import SweepArgs
-    from berg_ray.local_ray import ray_session
+    from berg_ray.cluster.local import ray_session
     from berg_ray.sweep.scaling import StatusLine, plan_encoders
 
     options = {"batch_size": 1, **{k: v for k, v in pool.items() if k in SweepArgs.model_fields}}

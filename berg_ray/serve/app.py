@@ -115,7 +115,7 @@ def _replica_options(options: ReplicaArgs, num_gpus: float) -> dict[str, Any]:
 
 def core_gpus(args: ServeArgs) -> tuple[float, str]:
     """GPUs per core replica and why: ``core.num_gpus`` if set; else 1 for ``device`` cuda/cuda:N and 0 for cpu;
-    for ``auto`` 1 when the cluster has a GPU now or its autoscaler can start GPU nodes (berg_ray.accelerators:
+    for ``auto`` 1 when the cluster has a GPU now or its autoscaler can start GPU nodes (berg_ray.cluster.accelerators:
     the pending replica's GPU request is what makes the autoscaler start one), else 0; without a cluster, 1 when
     this machine has a GPU."""
     if args.core.num_gpus is not None:
@@ -127,7 +127,7 @@ def core_gpus(args: ServeArgs) -> tuple[float, str]:
     if not ray.is_initialized():
         has_gpu = torch.cuda.is_available()
         return (1.0 if has_gpu else 0.0), f"--device auto: this machine has {'a' if has_gpu else 'no'} GPU"
-    from berg_ray.accelerators import choose_device, cluster_capacity
+    from berg_ray.cluster.accelerators import choose_device, cluster_capacity
 
     choice = choose_device("auto", cluster_capacity("GPU"))
     return (1.0 if choice.on_accelerator else 0.0), choice.reason

@@ -20,7 +20,7 @@ from berg_ray.cli_options import (add_cluster_options, add_device_options, add_r
 from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError, validation_summary
 from berg_ray.numbers import int_flag
-from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
+from berg_ray.cluster.session import check_metrics_export_port, metrics_port_from
 
 PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")  # Serve's proxy_location values
 
@@ -109,17 +109,17 @@ def running_service(args: ServeArgs, host: str, port: int, address: str | None =
                     proxy_location: str | None = None, metrics_export_port: int | None = None) -> Iterator[str]:
     """Start Ray (or join ``address``) and Serve, deploy the app, yield its URL; shut everything down after.
 
-    Ray's own logs reach the console only when ``verbose`` (berg_ray.ray_setup). A cluster started here is shut
+    Ray's own logs reach the console only when ``verbose`` (berg_ray.cluster.session). A cluster started here is shut
     down whole, Serve with it, without ``serve.shutdown()`` (that kills Serve's controller while the controller's
     shutdown task runs, and Ray prints the killed task on the console), and its processes are reaped even if this
-    process is killed (berg_ray.local_ray); on a joined cluster only our application and Serve are removed.
+    process is killed (berg_ray.cluster.local); on a joined cluster only our application and Serve are removed.
     ``proxy_location``: where Serve runs HTTP proxies (HeadOnly, EveryNode; None: Serve's default).
-    ``metrics_export_port``: the Prometheus port of a local cluster (berg_ray.ray_setup.init_ray).
+    ``metrics_export_port``: the Prometheus port of a local cluster (berg_ray.cluster.session.init_ray).
     The bearer token (``args.token_env``) is read and removed from this process's environment before Ray starts,
     so no Ray process of a local cluster inherits it; the ingress replicas receive only its SHA-256 digest."""
     from ray import serve
 
-    from berg_ray.local_ray import ray_session
+    from berg_ray.cluster.local import ray_session
     from berg_ray.serve.app import build_app_with_digest, core_gpus, take_token_digest
 
     digest = take_token_digest(args.token_env)  # before Ray starts: its processes inherit this environment

@@ -29,7 +29,7 @@ from berg_ray.config import BatchingConfig, CoreArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.storage_s3 import s3_options_for
 from berg_ray.errors import ScanNotAvailableError
-from berg_ray.metrics import RECORDER, record_encoded
+from berg_ray.cluster.metrics import RECORDER, record_encoded
 from berg_ray.model.network import EncodingModel
 from berg_ray.serve.scheduler import (ChunkScheduler, Forward, Send, VideoJob, behaviour_rows,  # noqa: F401
                                       plan_segments, run_batch, take_rows)

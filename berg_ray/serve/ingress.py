@@ -32,7 +32,7 @@ from berg_ray.config import ECHO_CHARS, ScanId, ServeArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.storage_s3 import s3_options_for
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
-from berg_ray.metrics import RECORDER, record_request, route_of
+from berg_ray.cluster.metrics import RECORDER, record_request, route_of
 from berg_ray.numbers import ascii_int
 from berg_ray.serve.admission import ByteBudget, Gate
 from berg_ray.serve.body import BodyLimits, ClientClock, read_body
@@ -70,7 +70,7 @@ class Ingress:
         self._ready_sessions: list[str] | None = None
 
     async def __call__(self, request: Request) -> Response:
-        """Answer one HTTP request and record it (berg_ray.metrics: count by route and status, latency)."""
+        """Answer one HTTP request and record it (berg_ray.cluster.metrics: count by route and status, latency)."""
         start = time.perf_counter()
         path = _path_of(request)
         response = await self._answer(request, path)

@@ -55,7 +55,7 @@ _FLAGS = {"show_progress": "--quiet", "output": "--out"}  # the other fields are
 
 
 def _options(ns: argparse.Namespace) -> dict:
-    from berg_ray.ray_setup import metrics_port_from
+    from berg_ray.cluster.session import metrics_port_from
 
     sessions = ns.sessions if ns.sessions.strip() == "all" else [s for s in ns.sessions.split(",") if s.strip()]
     return dict(

@@ -75,7 +75,7 @@ def size_workers(args: SweepArgs, n_shards: int, nodes: Sequence[Mapping[str, fl
         args: the sweep's options (batch_size, chunk_frames, num_workers, min/max_workers, num_*_per_worker).
         n_shards: micro-batches to encode.
         nodes: the ``Resources`` of each alive Ray node (``CPU``, ``GPU``, ``memory`` in bytes).
-        on_gpu: the device choice (berg_ray.accelerators.choose_device).
+        on_gpu: the device choice (berg_ray.cluster.accelerators.choose_device).
 
     Raises:
         BergRayError: one actor needs more memory than any node offers (names the numbers and the fix), or

@@ -31,9 +31,9 @@ from berg_ray.runtime import threads
 from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, StorageError
-from berg_ray.metrics import record_sweep_failures
+from berg_ray.cluster.metrics import record_sweep_failures
 from berg_ray.names import printable_name
-from berg_ray.ray_setup import check_metrics_export_port
+from berg_ray.cluster.session import check_metrics_export_port
 from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout
 from berg_ray.sweep.lease import acquire as acquire_lease
@@ -165,12 +165,12 @@ def _sweep(args: SweepArgs, scans: list[str], in_store: Store, out_store: Store,
 
 @contextlib.contextmanager
 def _encoder_pool(args: SweepArgs, n_shards: int) -> Iterator[tuple[Workers, str] | None]:
-    """Ray for the block (berg_ray.local_ray) with the encoder pool planned (scaling.plan_encoders); None and no
+    """Ray for the block (berg_ray.cluster.local) with the encoder pool planned (scaling.plan_encoders); None and no
     Ray when there is nothing to compute."""
     if not n_shards:
         yield None
         return
-    from berg_ray.local_ray import ray_session
+    from berg_ray.cluster.local import ray_session
 
     with ray_session(args.address, verbose=args.verbose,  # a local cluster ends with the run, even if killed
                      metrics_export_port=args.metrics_export_port):
@@ -214,7 +214,7 @@ def _execute(args: SweepArgs, pool: tuple[Workers, str], shards: list[Shard], sc
     from ray.data import DataContext
     from tqdm import tqdm
 
-    from berg_ray.ray_setup import quiet_ray_loggers
+    from berg_ray.cluster.session import quiet_ray_loggers
 
     quiet_ray_loggers(args.verbose)  # importing ray.data (after Ray started) gave it console handlers of its own
     record_sweep_failures(result.output, len(result.errors))  # the listing's; the actors count decode errors

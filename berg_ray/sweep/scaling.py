@@ -121,7 +121,7 @@ def plan_encoders(args: SweepArgs, n_shards: int, line: StatusLine) -> tuple[Wor
     """
     import ray
 
-    from berg_ray.accelerators import Capacity, alive_resource, choose_device, cluster_capacity
+    from berg_ray.cluster.accelerators import Capacity, alive_resource, choose_device, cluster_capacity
 
     nodes = ray.nodes()
     resource = args.accelerator_resource

@@ -3,7 +3,7 @@ real Serve HTTP proxy on 127.0.0.1), a known number of videos and frames for two
 ``GET http://127.0.0.1:PORT/metrics`` (Ray's metrics agent) until the counters arrive: they must equal what was
 sent, per scan, and the 4xx answers by status. Ray's export interval is lowered to 1 s for the test
 (``RAY_metrics_report_interval_ms``, which Ray 2.60 honours: the first values appear ~1.5 s after a record instead
-of ~11 s). Also the scraped names: Ray prefixes ``ray_`` and adds ``_total`` / ``_bucket`` (berg_ray.metrics).
+of ~11 s). Also the scraped names: Ray prefixes ``ray_`` and adds ``_total`` / ``_bucket`` (berg_ray.cluster.metrics).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
-from berg_ray.metrics import METRICS, prometheus_names
+from berg_ray.cluster.metrics import METRICS, prometheus_names
 from berg_ray.serve.cli import free_port
 from berg_ray.serve.protocol import encode_npy
 from tests.conftest import REPO_ROOT
@@ -176,7 +176,7 @@ def test_counters_equal_what_was_sent(service, fixture_stimuli):
 
 def test_gauges_settle_and_names_are_the_documented_ones(service, fixture_stimuli):
     """After the requests, nothing is in progress; every series berg_ray exported has a name the catalogue
-    (berg_ray.metrics.METRICS, the dashboard's source) gives it."""
+    (berg_ray.cluster.metrics.METRICS, the dashboard's source) gives it."""
     url, metrics_port = service
     assert request(url, "/healthz", None, token=None) == 200
     assert request(url, f"/v1/encode?train_session={SCANS[1]}", encode_npy(fixture_stimuli[0, :4])) == 200

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from berg_ray.local_ray import session_pids
+from berg_ray.cluster.local import session_pids
 from berg_ray.serve.cli import free_port
 from tests.test_local_ray import REPO_ROOT, _env, _session_of, _wait_for_line
 

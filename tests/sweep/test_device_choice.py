@@ -1,4 +1,4 @@
-"""Where encoders run (berg_ray.accelerators, berg_ray.sweep.scaling): the device decision and its reason, the
+"""Where encoders run (berg_ray.cluster.accelerators, berg_ray.sweep.scaling): the device decision and its reason, the
 autoscaler's capacity from its config, the monitor's config found on the head, the wait for GPUs and its timeout
 on a cluster that has none (the session's local CPU cluster: nothing written, a one-line error)."""
 
@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from berg_ray.accelerators import Capacity, choose_device, node_types_capacity, read_monitor_config
+from berg_ray.cluster.accelerators import Capacity, choose_device, node_types_capacity, read_monitor_config
 from berg_ray.errors import BergRayError
 from berg_ray.sweep import run
 from berg_ray.sweep.scaling import StatusLine

@@ -1,5 +1,5 @@
 """A sweep's metrics: a small sweep (two scans, one corrupt input) in a driver process that starts its own local
-cluster with a metrics port (``berg_ray.local_ray.ray_session(metrics_export_port=...)``, the path of
+cluster with a metrics port (``berg_ray.cluster.local.ray_session(metrics_export_port=...)``, the path of
 ``--metrics-export-port``), runs ``berg_ray.sweep.run`` on it, prints the SweepResult and keeps the cluster up until
 the test has scraped ``http://127.0.0.1:PORT/metrics`` (a ``berg-ray sweep`` ends its cluster with the run, so the
 test holds it open instead). The counters must equal the SweepResult: rows per scan, frames, bytes, failed inputs.
@@ -29,7 +29,7 @@ from tests.sweep.helpers import npy_bytes
 SCANS = ["session-8_scan-5", "session-4_scan-7"]
 DRIVER = textwrap.dedent("""
     import json, sys
-    from berg_ray.local_ray import ray_session
+    from berg_ray.cluster.local import ray_session
     from berg_ray.sweep import run
 
     berg_dir, input, output, port = sys.argv[1:5]
@@ -110,7 +110,7 @@ def test_sweep_metrics_port_errors_are_one_line(tmp_path, fixture_berg_dir, argv
 
 def test_metrics_port_checks():
     from berg_ray.errors import BergRayError
-    from berg_ray.ray_setup import check_metrics_export_port, metrics_port_from
+    from berg_ray.cluster.session import check_metrics_export_port, metrics_port_from
 
     assert metrics_port_from(None) is None and metrics_port_from("9100") == 9100
     for text in ("0", "65536", "-1", "9100.0", ""):

@@ -1,6 +1,6 @@
 """Keep Ray's known, harmless native log lines off the console while Ray runs in this process.
 
-Ray's own Python loggers are sent to its log files (berg_ray.ray_setup), but the driver's C++ core worker writes
+Ray's own Python loggers are sent to its log files (berg_ray.cluster.session), but the driver's C++ core worker writes
 its error-level lines straight to file descriptor 2. One of them appears in every sweep and experiment and asks
 nothing of the user: Ray Data's actor pools pass their map function by object reference and keep
 ``max_restarts=-1`` for fault tolerance, so Ray warns, for each encoder actor, that a lost argument would prevent

@@ -81,8 +81,8 @@ def ray_session(address: str | None = None, verbose: bool = False, **init_kwargs
 
     Args:
         address: a cluster to join; None joins ``RAY_ADDRESS`` if set, else starts a local cluster.
-        verbose: show Ray's own logs on the console (else they go to Ray's log files, berg_ray.ray_setup).
-        **init_kwargs: further keyword arguments of ``berg_ray.ray_setup.init_ray`` (``metrics_export_port``) and
+        verbose: show Ray's own logs on the console (else they go to Ray's log files, berg_ray.cluster.session).
+        **init_kwargs: further keyword arguments of ``berg_ray.cluster.session.init_ray`` (``metrics_export_port``) and
             ``ray.init``.
     Nothing is started when Ray is already initialised in this process (the caller owns it). A local cluster
     is shut down at the end of the block and every process of its session is gone when the block exits; if
@@ -95,8 +95,8 @@ def ray_session(address: str | None = None, verbose: bool = False, **init_kwargs
         return
     owns = not (address or os.environ.get("RAY_ADDRESS"))
     handler = signal.getsignal(signal.SIGTERM)
-    from berg_ray.console_noise import filter_stderr
-    from berg_ray.ray_setup import init_ray
+    from berg_ray.cluster.console_noise import filter_stderr
+    from berg_ray.cluster.session import init_ray
 
     init_ray(address, verbose, **init_kwargs)
     if threading.current_thread() is threading.main_thread() and handler is not None:
