@@ -23,6 +23,9 @@ MOVED_MODULES: dict[str, str] = {
     "berg_ray.accelerators": "berg_ray.cluster.accelerators",
     "berg_ray.metrics": "berg_ray.cluster.metrics",
     "berg_ray.console_noise": "berg_ray.cluster.console_noise",
+    "berg_ray.storage_s3": "berg_ray.storage.s3",
+    "berg_ray.publish": "berg_ray.storage.publish",
+    "berg_ray.paths": "berg_ray.storage.paths",
 }
 
 

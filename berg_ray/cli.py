@@ -31,8 +31,8 @@ from berg_ray.encode_input import read_encode_input
 from berg_ray.errors import BergRayError
 from berg_ray.names import printable_name
 from berg_ray.numbers import ascii_int, int_flag
-from berg_ray.paths import check_output_dir, check_output_file
-from berg_ray.publish import publish_file
+from berg_ray.storage.paths import check_output_dir, check_output_file
+from berg_ray.storage.publish import publish_file
 from berg_ray.sweep.preflight import scans_present
 
 
@@ -218,7 +218,7 @@ def _read_behaviour(path: Path, stimulus_shape: tuple[int, ...]) -> dict[str, np
 
 
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as .npy so that ``path`` appears only complete (``berg_ray.publish.publish_file``)."""
+    """Write ``array`` as .npy so that ``path`` appears only complete (``berg_ray.storage.publish.publish_file``)."""
     publish_file(path, lambda file: np.save(file, array))
 
 

@@ -202,7 +202,7 @@ def release_dir(ns: argparse.Namespace) -> str:
     """The local directory of ``--berg-dir``: as given, or an s3:// release through this node's verified cache,
     reached with ``--s3-endpoint-url`` (and ``--anonymous`` where the command has it)."""
     from berg_ray.download import resolve_berg_dir
-    from berg_ray.storage_s3 import s3_options_for
+    from berg_ray.storage.s3 import s3_options_for
 
     s3 = s3_options_for(ns.berg_dir, ns.s3_endpoint_url, getattr(ns, "anonymous", False))
     return str(resolve_berg_dir(ns.berg_dir, s3))

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from berg_ray.config import FRAME_RATE_HZ, ScanId
 from berg_ray.errors import StorageError
 from berg_ray.storage import Store, open_store
-from berg_ray.storage_s3 import resolve_s3_options
+from berg_ray.storage.s3 import resolve_s3_options
 
 # Columns of units_table (and where each comes from in the scan's metadata file, berg_dir/.../metadata/*.npy).
 UNIT_COLUMNS = {

@@ -17,7 +17,7 @@ from berg_ray.cli import build_parser, main
 from berg_ray.cli_options import cluster_device, local_device, one_scan
 from berg_ray.config import MODEL_ID, ServeArgs
 from berg_ray.errors import BergRayError
-from berg_ray.publish import publish_directory
+from berg_ray.storage.publish import publish_directory
 from berg_ray.serve.cli import read_config, serve_args_from
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

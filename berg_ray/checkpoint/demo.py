@@ -23,7 +23,7 @@ from berg_ray.checkpoint.metadata import write_scan_metadata
 from berg_ray.checkpoint.release import CORE_FILE, SCANS_FILE, UNITS_FILE
 from berg_ray.config import (ANIMAL_ID, FRAME_HEIGHT, FRAME_WIDTH, METADATA_SUBDIR, RELEASE_SUBDIR,
                              RELEASED_UNIT_COUNTS, ROIS, WEIGHTS_SUBDIR, ScanId, all_scans)
-from berg_ray.publish import publish_directory
+from berg_ray.storage.publish import publish_directory
 from berg_ray.units import GENERATED_KEY
 
 DEMO_UNITS = 256  # units per scan unless told otherwise (the real scans have 5,130-9,941)
@@ -34,7 +34,7 @@ def write_demo_release(out_dir: str | os.PathLike[str], scan_ids: Sequence[ScanI
                        n_units: int | None = DEMO_UNITS, seed: int = 0, force: bool = False) -> Path:
     """Write a generated release in the BERG layout and return ``out_dir`` (the berg_dir).
 
-    The release is built in a temp directory beside ``out_dir`` and renamed into place (berg_ray.publish).
+    The release is built in a temp directory beside ``out_dir`` and renamed into place (berg_ray.storage.publish).
 
     Args:
         out_dir: directory to create; it may exist only if empty, unless ``force``.

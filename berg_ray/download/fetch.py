@@ -17,8 +17,8 @@ from pathlib import Path
 from berg_ray.config import DOWNLOAD_RANGE_BYTES, S3_MAX_ATTEMPTS
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.storage import S3Options
-from berg_ray import storage_s3
-from berg_ray.storage_s3 import storage_error
+from berg_ray.storage import s3 as storage_s3
+from berg_ray.storage.s3 import storage_error
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _READ_BYTES = 1024 * 1024

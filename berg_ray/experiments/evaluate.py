@@ -28,7 +28,7 @@ from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import DEFAULT_CHUNK_FRAMES, DEFAULT_PRECISION, MODEL_ID, ScanId
 from berg_ray.errors import AnalysisInputError, InvalidRecordingError
 from berg_ray.experiments.recordings import RecordingHeader, read_header
-from berg_ray.publish import publish_file
+from berg_ray.storage.publish import publish_file
 from berg_ray.units import ScanUnits
 
 RELEASED_PREFIX = "released_"
@@ -107,7 +107,7 @@ def _berg(args: EvaluationArgs):
     (each process resolves its own options: no credentials travel to Ray actors)."""
     from berg_ray.berg_api import BERG
     from berg_ray.download import resolve_berg_dir
-    from berg_ray.storage_s3 import s3_options_for
+    from berg_ray.storage.s3 import s3_options_for
 
     return BERG(resolve_berg_dir(args.berg_dir, s3_options_for(args.berg_dir, args.s3_endpoint_url, args.anonymous)))
 

@@ -51,7 +51,7 @@ def run_evaluate_command(ns: argparse.Namespace) -> int:
     from berg_ray.experiments.evaluate import EvaluationArgs, evaluate, write_table
     from berg_ray.experiments.figures import accuracy_figure
     from berg_ray.experiments.recordings import recording_files
-    from berg_ray.paths import check_output_file
+    from berg_ray.storage.paths import check_output_file
     from berg_ray.runtime.threads import set_torch_threads
 
     out, figure = ns.out, ns.out.with_suffix(".png")

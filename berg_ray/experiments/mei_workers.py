@@ -39,7 +39,7 @@ class MeiWorker:
                  precision: str, validation: tuple[int, int]) -> None:
         from berg_ray.checkpoint.release import load_model
         from berg_ray.download import resolve_berg_dir
-        from berg_ray.storage_s3 import s3_options_for
+        from berg_ray.storage.s3 import s3_options_for
         from berg_ray.runtime.threads import set_torch_threads
 
         set_torch_threads()

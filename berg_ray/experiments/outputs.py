@@ -23,7 +23,7 @@ import pandas as pd
 from berg_ray.errors import BergRayError
 from berg_ray.experiments.stimulus_sets import StimulusSet
 from berg_ray.storage import Store, open_store
-from berg_ray.storage_s3 import S3Options, s3_options_for
+from berg_ray.storage.s3 import S3Options, s3_options_for
 
 STIMULI_DIR, SWEEP_DIR, EXPERIMENT_MANIFEST = "stimuli", "sweep", "_experiment.json"
 

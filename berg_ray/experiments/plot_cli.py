@@ -120,6 +120,6 @@ def _run_plot_responses(ns: argparse.Namespace) -> int:
 
 
 def _store(location: str, endpoint_url: str | None, anonymous: bool) -> Store:
-    from berg_ray.storage_s3 import s3_options_for
+    from berg_ray.storage.s3 import s3_options_for
 
     return open_store(location, s3_options_for(location, endpoint_url, anonymous))

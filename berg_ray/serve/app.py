@@ -21,7 +21,7 @@ from berg_ray.checkpoint.release import available_scans
 from berg_ray.runtime import threads
 from berg_ray.config import ReplicaArgs, ScaledDeploymentArgs, ServeArgs
 from berg_ray.download import resolve_berg_dir
-from berg_ray.storage_s3 import s3_options_for
+from berg_ray.storage.s3 import s3_options_for
 from berg_ray.errors import BergRayError, ReleaseFormatError, ScanNotAvailableError
 from berg_ray.serve.core import CoreServer
 from berg_ray.serve.heads import ReadoutServer

@@ -27,7 +27,7 @@ from berg_ray.behaviour import BEHAVIOUR_INPUTS
 from berg_ray.checkpoint.release import load_model
 from berg_ray.config import BatchingConfig, CoreArgs
 from berg_ray.download import resolve_berg_dir
-from berg_ray.storage_s3 import s3_options_for
+from berg_ray.storage.s3 import s3_options_for
 from berg_ray.errors import ScanNotAvailableError
 from berg_ray.cluster.metrics import RECORDER, record_encoded
 from berg_ray.model.network import EncodingModel

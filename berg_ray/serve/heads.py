@@ -17,7 +17,7 @@ from ray import serve
 from berg_ray.checkpoint.release import load_readout
 from berg_ray.config import SCAN_FIELDS
 from berg_ray.download import resolve_berg_dir
-from berg_ray.storage_s3 import s3_options_for
+from berg_ray.storage.s3 import s3_options_for
 from berg_ray.model.readout import Readout
 from berg_ray.runtime.threads import set_torch_threads
 

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from berg_ray.checkpoint.release import read_scan_units
 from berg_ray.config import ECHO_CHARS, ScanId, ServeArgs
 from berg_ray.download import resolve_berg_dir
-from berg_ray.storage_s3 import s3_options_for
+from berg_ray.storage.s3 import s3_options_for
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.cluster.metrics import RECORDER, record_request, route_of
 from berg_ray.numbers import ascii_int

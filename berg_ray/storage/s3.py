@@ -20,7 +20,7 @@ from pathlib import Path
 from berg_ray.config import (S3_CHECK_MAX_ATTEMPTS, S3_CONNECT_TIMEOUT_S, S3_DEFAULT_REGION, S3_MAX_ATTEMPTS,
                              S3_MULTIPART_THRESHOLD_BYTES, S3_READ_TIMEOUT_S)
 from berg_ray.errors import StorageError
-from berg_ray.storage import TMP_DIR, FileInfo, Store
+from berg_ray.storage.base import TMP_DIR, FileInfo, Store
 
 _CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")  # a conditional write lost
 _REJECTED = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "InvalidClientTokenId")
