@@ -26,6 +26,9 @@ MOVED_MODULES: dict[str, str] = {
     "berg_ray.storage_s3": "berg_ray.storage.s3",
     "berg_ray.publish": "berg_ray.storage.publish",
     "berg_ray.paths": "berg_ray.storage.paths",
+    "berg_ray.cli_options": "berg_ray.cli.options",
+    "berg_ray.cli_parser": "berg_ray.cli.parser",
+    "berg_ray.encode_input": "berg_ray.cli.encode_input",
 }
 
 

@@ -1,5 +1,5 @@
 """One command line (issue 18, "Flags differ from command to command"): every parser of ``berg-ray``, nested
-subcommands included, takes each shared option from berg_ray.cli_options with the same help and metavar, refuses
+subcommands included, takes each shared option from berg_ray.cli.options with the same help and metavar, refuses
 abbreviations, prints argparse's errors as one ``error:`` line with exit status 2 and shows every default in its
 help; old option names still work for a release, with a note."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from berg_ray import cli_options
+from berg_ray.cli import options as cli_options
 from berg_ray.cli import build_parser, main
-from berg_ray.cli_parser import BergRayParser, DefaultsHelpFormatter
+from berg_ray.cli.parser import BergRayParser, DefaultsHelpFormatter
 from tests.test_cli_ux import _help_entries
 
 try:

@@ -14,7 +14,7 @@ import pytest
 
 from berg_ray import BERG
 from berg_ray.cli import build_parser, main
-from berg_ray.cli_options import cluster_device, local_device, one_scan
+from berg_ray.cli.options import cluster_device, local_device, one_scan
 from berg_ray.config import MODEL_ID, ServeArgs
 from berg_ray.errors import BergRayError
 from berg_ray.storage.publish import publish_directory

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from berg_ray.cli_options import add_output_option, add_s3_options, add_sessions_option, add_verbosity_options
+from berg_ray.cli.options import add_output_option, add_s3_options, add_sessions_option, add_verbosity_options
 
 
 def add_download_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

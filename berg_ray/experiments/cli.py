@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from collections.abc import Callable
 
-from berg_ray.cli_options import (add_cluster_options, add_device_options, add_output_option, add_release_options,
+from berg_ray.cli.options import (add_cluster_options, add_device_options, add_output_option, add_release_options,
                                   add_sessions_option, add_verbosity_options, encoder_pool_args)
 from berg_ray.config import (ECHO_CHARS, EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
                              EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)

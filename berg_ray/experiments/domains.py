@@ -27,7 +27,7 @@ def run_domains_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: st
     * ``{scan}.png``: figures.domains_figure (population mean response over time, per-unit means per domain).
 
     ``pool``: further options of the sweep (SweepArgs fields: device, precision, verbose, num_workers, min_workers,
-    max_workers, resource_wait_s, ...; berg_ray.cli_options.encoder_pool_args).
+    max_workers, resource_wait_s, ...; berg_ray.cli.options.encoder_pool_args).
 
     Returns:
         scan -> per-unit table.

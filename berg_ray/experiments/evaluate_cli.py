@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from berg_ray.cli_options import (add_cluster_options, add_device_options, add_gpus_per_worker_option,
+from berg_ray.cli.options import (add_cluster_options, add_device_options, add_gpus_per_worker_option,
                                   add_one_session_option, add_output_option, add_release_options,
                                   add_verbosity_options)
 from berg_ray.config import ACCURACY_BURN_IN_FRAMES, DEFAULT_CHUNK_FRAMES

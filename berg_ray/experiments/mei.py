@@ -100,7 +100,7 @@ def run_mei_experiment(berg_dir: str, out_dir: str | Path, sessions: list[str], 
         settings: the optimisation's settings (recorded; a re-run must use the same ones).
         units_per_batch: units optimised together (one video each) by one actor call.
         validation: (directions, repeats) of the grating and noise validation sets.
-        address, pool: the Ray cluster and the pool options (berg_ray.cli_options.encoder_pool_args, precision,
+        address, pool: the Ray cluster and the pool options (berg_ray.cli.options.encoder_pool_args, precision,
             verbose); ``use_ray`` False computes in this process instead.
         announce: called with the cost line before any compute (the CLI prints it).
 

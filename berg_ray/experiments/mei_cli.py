@@ -107,7 +107,7 @@ def _bounded(value: int, flag: str, most: int) -> None:
 def _check_units(ns: argparse.Namespace, sessions: list[str], choice) -> None:
     """Resolve --units against every scan (an index out of range is refused before anything is written)."""
     from berg_ray.checkpoint.release import read_scan_units
-    from berg_ray.cli_options import release_dir
+    from berg_ray.cli.options import release_dir
     from berg_ray.experiments.unit_choice import choose_units
 
     release = release_dir(ns)

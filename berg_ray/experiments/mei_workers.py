@@ -95,7 +95,7 @@ def mei_workers(worker_args: Mapping[str, Any], n_jobs: int, use_ray: bool, addr
             validation).
         n_jobs: jobs expected in all (sizes the pool).
         use_ray: False: one MeiWorker in this process on ``pool["device"]`` (auto: CUDA when present); True: Ray.
-        address, pool: the cluster to join and the pool options (berg_ray.cli_options.encoder_pool_args plus
+        address, pool: the cluster to join and the pool options (berg_ray.cli.options.encoder_pool_args plus
             precision, verbose, batch_size and chunk_frames for the actors' memory), as for a sweep.
     """
     pool = dict(pool or {})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from berg_ray.cli_options import add_one_session_option, add_output_option, add_s3_options
+from berg_ray.cli.options import add_one_session_option, add_output_option, add_s3_options
 from berg_ray.config import ScanId
 from berg_ray.errors import BergRayError
 from berg_ray.storage import Store, open_store

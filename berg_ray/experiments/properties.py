@@ -130,7 +130,7 @@ def run_properties_experiment(stimulus_set: StimulusSet, chosen: Mapping[str, np
       ``PAIR_MEASURES``;
     * ``{scan}_pairs.png``: properties_figure.pairs_figure.
 
-    ``pool``: further options of the sweep (SweepArgs fields; berg_ray.cli_options.encoder_pool_args).
+    ``pool``: further options of the sweep (SweepArgs fields; berg_ray.cli.options.encoder_pool_args).
     """
     from berg_ray.experiments.properties_figure import pairs_figure
 

@@ -42,7 +42,7 @@ def run_rf_experiment(stimulus_set: StimulusSet, grid: tuple[int, int], berg_dir
     * ``summary.parquet``: per scan the units, median distance and correlations of x and of y.
 
     ``pool``: further options of the sweep (SweepArgs fields: device, precision, verbose, num_workers, min_workers,
-    max_workers, resource_wait_s, ...; berg_ray.cli_options.encoder_pool_args).
+    max_workers, resource_wait_s, ...; berg_ray.cli.options.encoder_pool_args).
 
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.

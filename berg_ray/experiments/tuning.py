@@ -39,7 +39,7 @@ def run_tuning_experiment(stimulus_set: StimulusSet, berg_dir: str, out_dir: str
       correlations of OSI, DSI, gOSI, gDSI with in vivo.
 
     ``pool``: further options of the sweep (SweepArgs fields: device, precision, verbose, num_workers, min_workers,
-    max_workers, resource_wait_s, ...; berg_ray.cli_options.encoder_pool_args).
+    max_workers, resource_wait_s, ...; berg_ray.cli.options.encoder_pool_args).
 
     Returns:
         {"summary": summary table, scan: per-unit table, ...}.

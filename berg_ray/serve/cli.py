@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from berg_ray.cli_options import (add_cluster_options, add_device_options, add_release_options, add_sessions_option,
+from berg_ray.cli.options import (add_cluster_options, add_device_options, add_release_options, add_sessions_option,
                                   add_verbosity_options)
 from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError, validation_summary

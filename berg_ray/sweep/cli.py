@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from berg_ray.cli_options import (add_cluster_options, add_device_options, add_output_option, add_release_options,
+from berg_ray.cli.options import (add_cluster_options, add_device_options, add_output_option, add_release_options,
                                   add_sessions_option, add_verbosity_options, add_video_input_options,
                                   encoder_pool_args)
 from berg_ray.config import DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, SweepArgs

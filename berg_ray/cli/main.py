@@ -4,7 +4,7 @@ Subcommands: ``encode`` (one video file through one scan), ``demo-release`` (wri
 ``demo`` (the README's main job), ``serve`` (Ray Serve service), ``sweep`` (Ray Data sweep), ``download``
 (the trained release), ``experiment`` (in-silico experiments), ``evaluate`` (prediction accuracy against recorded
 responses) and ``plot`` (figures of sweep outputs). Options shared by several subcommands are defined once, in
-:mod:`berg_ray.cli_options`; every parser is a :class:`~berg_ray.cli_parser.BergRayParser`. Every user error, argparse's
+:mod:`berg_ray.cli.options`; every parser is a :class:`~berg_ray.cli.parser.BergRayParser`. Every user error, argparse's
 own included, prints one line ``error: ...`` and exits with status 2; no traceback. ``--help`` of every subcommand
 shows each option's default; ``--version`` prints the package's version. Importing this module (through
 the package) sets the OpenMP wait policy before torch loads (:mod:`berg_ray.runtime.threads`); commands that
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from berg_ray.cli_options import (add_device_options, add_one_session_option, add_output_option,
+from berg_ray.cli.options import (add_device_options, add_one_session_option, add_output_option,
                                   add_release_options, add_sessions_option, add_verbosity_options,
                                   add_video_input_options, release_dir)
-from berg_ray.cli_parser import EXIT_USER_ERROR, BergRayParser
+from berg_ray.cli.parser import EXIT_USER_ERROR, BergRayParser
 from berg_ray.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, DEMO_WORK_DIR, ECHO_CHARS, MODEL_ID, ROIS,
                              ScanId)
-from berg_ray.encode_input import read_encode_input
+from berg_ray.cli.encode_input import read_encode_input
 from berg_ray.errors import BergRayError
 from berg_ray.names import printable_name
 from berg_ray.numbers import ascii_int, int_flag

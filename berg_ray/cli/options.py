@@ -14,7 +14,7 @@ import argparse
 import re
 from typing import Any
 
-from berg_ray.cli_parser import DeprecatedFlag, StoreWithAliases
+from berg_ray.cli.parser import DeprecatedFlag, StoreWithAliases
 from berg_ray.config import DEFAULT_PRECISION, DEFAULT_RESOURCE_WAIT_S, ECHO_CHARS, PRECISIONS
 from berg_ray.numbers import float_flag, int_flag
 
