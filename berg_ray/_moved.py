@@ -29,6 +29,10 @@ MOVED_MODULES: dict[str, str] = {
     "berg_ray.cli_options": "berg_ray.cli.options",
     "berg_ray.cli_parser": "berg_ray.cli.parser",
     "berg_ray.encode_input": "berg_ray.cli.encode_input",
+    "berg_ray.stimulus": "berg_ray.validation.videos",
+    "berg_ray.numbers": "berg_ray.validation.numbers",
+    "berg_ray.names": "berg_ray.validation.names",
+    "berg_ray.redact": "berg_ray.validation.redact",
 }
 
 

@@ -29,7 +29,7 @@ from berg_ray.errors import ReleaseFormatError
 from berg_ray.inference import check_chunk_frames, encode_videos
 from berg_ray.model.network import EncodingModel
 from berg_ray.runtime.precision import DEFAULT_PRECISION
-from berg_ray.stimulus import validate_stimulus
+from berg_ray.validation.videos import validate_stimulus
 from berg_ray.units import ScanUnits, select_units, take_per_unit
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from berg_ray.redact import redact_credentials
+from berg_ray.validation.redact import redact_credentials
 
 if TYPE_CHECKING:
     from pydantic import ValidationError

@@ -157,7 +157,7 @@ def test_numeric_flags_take_ascii_digits_only():
             with pytest.raises(argparse.ArgumentTypeError, match="ASCII digits"):
                 kind(bad)
         assert kind("8") == 8 and kind(" 12 ") == 12
-    from berg_ray.numbers import float_flag
+    from berg_ray.validation.numbers import float_flag
 
     assert float_flag("0.5") == 0.5 and float_flag("1e-3") == 0.001 and float_flag("-2") == -2.0
 

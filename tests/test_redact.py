@@ -8,7 +8,7 @@ import pytest
 
 from berg_ray.cli import main
 from berg_ray.errors import StorageError
-from berg_ray.redact import redact_credentials
+from berg_ray.validation.redact import redact_credentials
 from berg_ray.sweep.pipeline import input_error
 
 PASSWORD = "pw-5e1f-not-for-logs"

@@ -16,7 +16,7 @@ import numpy as np
 
 from berg_ray.behaviour import BEHAVIOUR_INPUTS
 from berg_ray.errors import BergRayError, InvalidVideoError
-from berg_ray.names import printable_name
+from berg_ray.validation.names import printable_name
 
 
 def read_encode_input(path: Path, resize: bool, max_frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -29,8 +29,8 @@ from berg_ray.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, DEM
                              ScanId)
 from berg_ray.cli.encode_input import read_encode_input
 from berg_ray.errors import BergRayError
-from berg_ray.names import printable_name
-from berg_ray.numbers import ascii_int, int_flag
+from berg_ray.validation.names import printable_name
+from berg_ray.validation.numbers import ascii_int, int_flag
 from berg_ray.storage.paths import check_output_dir, check_output_file
 from berg_ray.storage.publish import publish_file
 from berg_ray.sweep.preflight import scans_present

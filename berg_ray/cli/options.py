@@ -16,7 +16,7 @@ from typing import Any
 
 from berg_ray.cli.parser import DeprecatedFlag, StoreWithAliases
 from berg_ray.config import DEFAULT_PRECISION, DEFAULT_RESOURCE_WAIT_S, ECHO_CHARS, PRECISIONS
-from berg_ray.numbers import float_flag, int_flag
+from berg_ray.validation.numbers import float_flag, int_flag
 
 BERG_DIR_HELP = ("BERG directory holding the release (berg-ray download or demo-release writes one), or "
                  "s3://bucket/prefix of one")

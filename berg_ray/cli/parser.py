@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from berg_ray.names import printable_name
+from berg_ray.validation.names import printable_name
 
 EXIT_USER_ERROR = 2
 

@@ -14,7 +14,7 @@ import sys
 
 from berg_ray.config import ECHO_CHARS
 from berg_ray.errors import BergRayError
-from berg_ray.numbers import ascii_int
+from berg_ray.validation.numbers import ascii_int
 
 # Loggers of the Ray libraries that print to the driver's console; quiet runs raise their console handlers to ERROR.
 RAY_CONSOLE_LOGGERS = ("ray", "ray.serve", "ray.data", "ray.train", "ray.tune")

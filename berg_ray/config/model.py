@@ -79,7 +79,7 @@ RELEASED_UNIT_COUNTS: dict[tuple[int, int], int] = {
 ROIS = ("V1", "LM", "AL", "RL")
 
 # Numbers in user input (scan ids, query values, headers, flags): ASCII digits only (``\d`` and ``int()`` also take
-# '٨' as 8), and at most this many, far below Python's 4,300-digit limit of ``int()`` (berg_ray.numbers).
+# '٨' as 8), and at most this many, far below Python's 4,300-digit limit of ``int()`` (berg_ray.validation.numbers).
 MAX_NUMBER_DIGITS = 18
 _SCAN_PATTERN = re.compile(rf"session-?([0-9]{{1,{MAX_NUMBER_DIGITS}}})_scan-?([0-9]{{1,{MAX_NUMBER_DIGITS}}})")
 ECHO_CHARS = 64  # longest piece of a user's value quoted back in an error message

@@ -11,7 +11,7 @@ from berg_ray.cli.options import (add_cluster_options, add_device_options, add_o
 from berg_ray.config import (ECHO_CHARS, EXPERIMENT_BURN_IN_FRAMES, EXPERIMENT_DIRECTIONS, EXPERIMENT_DOMAIN_FRAMES,
                              EXPERIMENT_REPEATS, EXPERIMENT_RF_DOT_FRAMES, EXPERIMENT_RF_GRID, EXPERIMENT_TRIAL_FRAMES)
 from berg_ray.errors import BergRayError
-from berg_ray.numbers import ascii_int, int_flag
+from berg_ray.validation.numbers import ascii_int, int_flag
 
 
 def add_experiment_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from berg_ray.cli.options import (add_cluster_options, add_device_options, add_g
                                   add_verbosity_options)
 from berg_ray.config import ACCURACY_BURN_IN_FRAMES, DEFAULT_CHUNK_FRAMES
 from berg_ray.errors import BergRayError
-from berg_ray.numbers import int_flag
+from berg_ray.validation.numbers import int_flag
 
 
 def add_evaluate_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

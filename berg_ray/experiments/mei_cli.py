@@ -8,7 +8,7 @@ from berg_ray.config import (MEI_BURN_IN_FRAMES, MEI_CLIP, MEI_FRAMES, MEI_INIT_
                              MEI_SPATIAL_STD_PX, MEI_STEPS, MEI_TEMPORAL_STD_FRAMES, MEI_UNITS_PER_BATCH,
                              MEI_VALIDATION_DIRECTIONS, MEI_VALIDATION_REPEATS)
 from berg_ray.errors import BergRayError
-from berg_ray.numbers import float_flag, int_flag
+from berg_ray.validation.numbers import float_flag, int_flag
 
 MAX_UNITS_PER_BATCH = 1024
 MAX_VALIDATION = 360

@@ -8,7 +8,7 @@ import numpy as np
 
 from berg_ray.config import PROPERTIES_CLIP_FRAMES, PROPERTIES_CLIPS, PROPERTIES_MAX_PAIRS
 from berg_ray.errors import InvalidArgumentError
-from berg_ray.numbers import int_flag
+from berg_ray.validation.numbers import int_flag
 
 
 def add_properties_command(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:

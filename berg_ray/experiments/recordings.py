@@ -26,7 +26,7 @@ import numpy as np
 from berg_ray.behaviour import BEHAVIOUR_INPUTS, validate_behaviour
 from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
 from berg_ray.errors import BergRayError, InvalidRecordingError
-from berg_ray.stimulus import validate_stimulus
+from berg_ray.validation.videos import validate_stimulus
 
 STIMULUS, RESPONSES = "stimulus", "responses"
 RECORDING_MEMBERS = (STIMULUS, RESPONSES, *BEHAVIOUR_INPUTS)

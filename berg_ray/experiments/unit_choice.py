@@ -14,7 +14,7 @@ import numpy as np
 
 from berg_ray.config import ECHO_CHARS
 from berg_ray.errors import InvalidSelectionError
-from berg_ray.numbers import ascii_int
+from berg_ray.validation.numbers import ascii_int
 from berg_ray.units import ScanUnits
 
 RANK_SCORE = "cc_norm"  # the release's per-unit held-out prediction accuracy (encoding_model scores)

@@ -21,7 +21,7 @@ from typing import Any
 
 from berg_ray.config import ECHO_CHARS, MAX_NUMBER_DIGITS
 from berg_ray.errors import BergRayError
-from berg_ray.numbers import ascii_int
+from berg_ray.validation.numbers import ascii_int
 from berg_ray.serve.protocol import RequestTimeoutError, RequestTooLargeError
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -19,7 +19,7 @@ from berg_ray.cli.options import (add_cluster_options, add_device_options, add_r
                                   add_verbosity_options)
 from berg_ray.config import DEFAULT_SERVE_PORT, SERVE_APP_NAME, ServeArgs
 from berg_ray.errors import BergRayError, validation_summary
-from berg_ray.numbers import int_flag
+from berg_ray.validation.numbers import int_flag
 from berg_ray.cluster.session import check_metrics_export_port, metrics_port_from
 
 PROXY_LOCATIONS = ("HeadOnly", "EveryNode", "Disabled")  # Serve's proxy_location values

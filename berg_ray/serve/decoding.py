@@ -31,7 +31,7 @@ from berg_ray.config import DECODE_THREAD_NICENESS
 from berg_ray.errors import InvalidStimulusError
 from berg_ray.serve.protocol import (NPZ_ALLOWED, NPZ_MEMBERS, RequestTooLargeError, decode_encode_body,
                                      npz_member_header, npz_member_names)
-from berg_ray.stimulus import validate_stimulus
+from berg_ray.validation.videos import validate_stimulus
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _T = TypeVar("_T")

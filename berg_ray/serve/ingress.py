@@ -33,7 +33,7 @@ from berg_ray.download import resolve_berg_dir
 from berg_ray.storage.s3 import s3_options_for
 from berg_ray.errors import BergRayError, InvalidSelectionError, ScanNotAvailableError
 from berg_ray.cluster.metrics import RECORDER, record_request, route_of
-from berg_ray.numbers import ascii_int
+from berg_ray.validation.numbers import ascii_int
 from berg_ray.serve.admission import ByteBudget, Gate
 from berg_ray.serve.body import BodyLimits, ClientClock, read_body
 from berg_ray.serve.decoding import (DecodeLimits, DecodedRequest, build_decoder, decode_request, inflated_size,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from berg_ray.errors import InputLinkError, StorageError
-from berg_ray.names import printable_name
+from berg_ray.validation.names import printable_name
 from berg_ray.storage.base import LOCK_FILE, TMP_DIR, FileInfo, LinkProblem, Store
 
 

@@ -8,7 +8,7 @@ from berg_ray.cli.options import (add_cluster_options, add_device_options, add_o
                                   add_sessions_option, add_verbosity_options, add_video_input_options,
                                   encoder_pool_args)
 from berg_ray.config import DEFAULT_SWEEP_BATCH_SIZE, DEFAULT_SWEEP_CHUNK_FRAMES, DEFAULT_SWEEP_MAX_FRAMES, SweepArgs
-from berg_ray.numbers import int_flag
+from berg_ray.validation.numbers import int_flag
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 
 from berg_ray.config import SWEEP_FORMAT_VERSION, ScanId
 from berg_ray.errors import BergRayError, StorageError
-from berg_ray.names import is_utf8, printable_name
-from berg_ray.redact import redact_credentials
+from berg_ray.validation.names import is_utf8, printable_name
+from berg_ray.validation.redact import redact_credentials
 from berg_ray.storage import Store
 from berg_ray.units import ScanUnits
 
@@ -154,8 +154,8 @@ def input_error(store: Store, stimulus_id: str, name: str, exc: Exception, error
     message naming the file.
 
     ``stimulus_id`` and ``input`` keep the exact name (as in the responses table) unless it is not valid UTF-8
-    (Parquet and JSON cannot hold it): then its undecodable bytes are escaped (``berg_ray.names``). The message
-    always shows names with control characters escaped, so it cannot forge lines where it is printed.
+    (Parquet and JSON cannot hold it): then its undecodable bytes are escaped (``berg_ray.validation.names``).
+    The message always shows names with control characters escaped, so it cannot forge lines where it is printed.
     """
     message = (str(exc) if isinstance(exc, BergRayError)
                else redact_credentials(f"{name}: {type(exc).__name__}: {exc}"))

@@ -32,7 +32,7 @@ from berg_ray.config import FRAME_HEIGHT, FRAME_WIDTH
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, InvalidBehaviourError
 from berg_ray.cluster.metrics import record_sweep_failures, record_sweep_file
-from berg_ray.names import printable_name
+from berg_ray.validation.names import printable_name
 from berg_ray.storage import S3Options, Store
 from berg_ray.sweep.layout import RESPONSES_SCHEMAS, input_error, part_name, responses_table, write_table
 from berg_ray.sweep.arrays import read_behaviour

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from berg_ray.errors import BergRayError, InputLinkError, InputNameError
-from berg_ray.names import is_utf8
+from berg_ray.validation.names import is_utf8
 from berg_ray.sweep.layout import input_error
 from berg_ray.sweep.video import SUPPORTED_SUFFIXES
 from berg_ray.storage import Store

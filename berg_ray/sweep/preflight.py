@@ -21,7 +21,7 @@ from berg_ray.config import (ECHO_CHARS, FRAME_HEIGHT, FRAME_WIDTH, SWEEP_HEADER
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import (BergRayError, InvalidSessionError, InvalidVideoError, ScanNotAvailableError,
                              validation_summary)
-from berg_ray.names import printable_name
+from berg_ray.validation.names import printable_name
 from berg_ray.storage import S3Options, Store, resolve_s3_options
 from berg_ray.sweep.plan import Stimulus
 

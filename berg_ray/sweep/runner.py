@@ -32,7 +32,7 @@ from berg_ray.config import SWEEP_DECODE_NUM_CPUS, SweepArgs
 from berg_ray.download import resolve_berg_dir
 from berg_ray.errors import BergRayError, StorageError
 from berg_ray.cluster.metrics import record_sweep_failures
-from berg_ray.names import printable_name
+from berg_ray.validation.names import printable_name
 from berg_ray.cluster.session import check_metrics_export_port
 from berg_ray.storage import S3Options, Store, open_store, resolve_s3_options
 from berg_ray.sweep import layout

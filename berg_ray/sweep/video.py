@@ -31,7 +31,7 @@ import numpy as np
 from berg_ray.config import (ARRAY_SUFFIXES, DEFAULT_SWEEP_MAX_FRAMES, FRAME_HEIGHT, FRAME_RATE_HZ, FRAME_WIDTH,
                              VIDEO_SUFFIXES)
 from berg_ray.errors import InvalidStimulusError, InvalidVideoError
-from berg_ray.stimulus import validate_stimulus
+from berg_ray.validation.videos import validate_stimulus
 from berg_ray.sweep.arrays import read_array, too_long, wrong_dimensions
 
 SUPPORTED_SUFFIXES = ARRAY_SUFFIXES + VIDEO_SUFFIXES
