@@ -20,7 +20,6 @@ from berg_ray.demo import write_demo_berg_dir
 from berg_ray.serve.cli import free_port
 from tests.doc_blocks import SKIP_CATEGORIES, ShellSession, doc_pages, included_pages, nav_pages, parse_page
 
-pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGES = doc_pages(REPO_ROOT)
 BLOCKS = [block for page in PAGES for block in parse_page((REPO_ROOT / page).read_text(), page)]
@@ -64,6 +63,7 @@ def _run_through(shell: ShellSession, index: int):
     return shell.outcomes[RUNNABLE[index].name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(RUNNABLE)), ids=[b.name for b in RUNNABLE])
 def test_block_runs_as_written(session, index):
     block = RUNNABLE[index]
@@ -74,6 +74,7 @@ def test_block_runs_as_written(session, index):
     assert "Traceback (most recent call last)" not in outcome.output, outcome.output[-6000:]
 
 
+@pytest.mark.slow
 def test_services_stop_cleanly(session):
     """Every service the pages start stops on SIGTERM (its Ctrl-C) with status 0 and says so."""
     _run_through(session, len(RUNNABLE) - 1)
