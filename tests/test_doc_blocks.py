@@ -121,7 +121,8 @@ def test_the_readme_is_a_front_page_with_the_quick_start():
     commands = [line for line in quick_start[0].code.splitlines() if line.strip()]
     assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     lines = len((REPO_ROOT / "README.md").read_text().splitlines())
-    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail into docs/ (at most {README_MAX_LINES})"
+    assert lines <= README_MAX_LINES, (f"README.md has {lines} lines; move detail into docs/ "
+                                       f"(at most {README_MAX_LINES})")
     on_disk = {str(p.relative_to(REPO_ROOT / "docs")) for p in (REPO_ROOT / "docs").rglob("*.md")
                if "hooks" not in p.parts}
     nav = set(nav_pages(REPO_ROOT))

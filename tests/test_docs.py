@@ -18,8 +18,8 @@ BUILD_TIMEOUT_S = 300
 def _build(site: Path, root: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     """``mkdocs build --strict`` of the site of ``root`` into ``site``, berg_ray imported from this checkout."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_MKDOCS_2_WARNING": "1"}
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=BUILD_TIMEOUT_S)
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=root, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=BUILD_TIMEOUT_S)
 
 
 def test_the_site_builds_strictly_with_generated_reference(tmp_path):
