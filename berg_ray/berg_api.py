@@ -86,7 +86,7 @@ class BERG:
             chunk_frames: frames per chunk for long videos (memory bound; results do not depend on it), an
                 integer >= 1.
             precision: "float32" (default; matches the reference), "tf32" (CUDA, Ampere or newer) or "bfloat16"
-                (autocast; CUDA or CPU). Measured agreement and speed: README "Numerics and speed".
+                (autocast; CUDA or CPU). Measured agreement and speed: docs/numerics.md.
         """
         check_model_id(model_id)
         chunk_frames = check_chunk_frames(chunk_frames)

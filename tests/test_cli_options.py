@@ -214,11 +214,13 @@ def test_experiment_passes_device_precision_and_verbose_to_its_sweep():
 
 
 def test_commands_in_the_docs_use_no_deprecated_name(capsys):
+    from tests.doc_blocks import doc_pages
     from tests.test_cluster_configs import berg_ray_commands, cluster_commands, readme_shell_lines
 
     commands = [argv for _, argv in cluster_commands()]
-    for line in readme_shell_lines((REPO_ROOT / "README.md").read_text()):
-        commands += berg_ray_commands(line)
+    for page in doc_pages(REPO_ROOT):  # the README and every page of the docs
+        for line in readme_shell_lines((REPO_ROOT / page).read_text()):
+            commands += berg_ray_commands(line)
     commands = [argv for argv in commands if argv and argv[0] not in ("--help", "--version")]
     assert len(commands) >= 15
     for argv in commands:

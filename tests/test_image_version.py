@@ -26,7 +26,7 @@ except ModuleNotFoundError:  # Python 3.10: the test extra installs tomli
     import tomli as tomllib
 
 REGISTRY = "YOUR-REGISTRY"
-DOCS = ("README.md", "cluster/README.md", "cluster/Dockerfile")
+DOCS = ("README.md", "docs/cluster.md", "cluster/README.md", "cluster/Dockerfile")
 _ARG = re.compile(r"^ARG (\w+)=(\S+)$", re.MULTILINE)
 _FROM = re.compile(r"^FROM (\S+)", re.MULTILINE)
 _DOC_IMAGE = re.compile(r"(?:rayproject/ray|berg-ray):[\w.-]*[\w]")
@@ -137,7 +137,8 @@ def test_the_client_installs_the_pinned_ray():
 
 def _copy(tmp_path: Path) -> Path:
     (tmp_path / "cluster").mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    (tmp_path / "docs").mkdir()
+    for name in ("pyproject.toml", "README.md", "docs/cluster.md"):
         shutil.copy(REPO / name, tmp_path / name)
     for path in (REPO / "cluster").iterdir():
         shutil.copy(path, tmp_path / "cluster" / path.name)

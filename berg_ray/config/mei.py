@@ -1,6 +1,6 @@
 """Most exciting inputs (berg_ray.mei, `berg-ray experiment mei`): defaults of the optimisation and its validation.
 
-Why each value is what it is: berg_ray/mei/__init__.py (module docstring) and the README's MEI section.
+Why each value is what it is: berg_ray/mei/__init__.py (module docstring) and docs/mei.md.
 """
 
 MEI_FRAMES = 30  # frames of every MEI video (1 s at 30 Hz), burn-in included

@@ -116,7 +116,7 @@ class CoreArgs(ScaledDeploymentArgs):
                                  "rounded up, at most the CPUs available (berg_ray.runtime.threads)")
     precision: Literal["float32", "tf32", "bfloat16"] = Field(
         DEFAULT_PRECISION, description="numeric precision of the core (float32 matches the reference; tf32 and "
-                                       "bfloat16 are faster on GPUs, agreement in the README)")
+                                       "bfloat16 are faster on GPUs, agreement in docs/numerics.md)")
     kernels: Literal["torch", "triton"] = Field(
         DEFAULT_KERNELS, description="hot paths as torch ops (the reference; every device) or fused Triton kernels "
                                      "(CUDA GPUs only; today the readout; the same results to float32 rounding)")

@@ -5,7 +5,7 @@ convolutions default to TF32 on Ampere and newer) - and matches the reference im
 ``tf32`` keeps float32 tensors but lets matmuls and convolutions use TF32 tensor cores (CUDA, compute capability
 8.0+). ``bfloat16`` runs the model under ``torch.autocast(dtype=torch.bfloat16)`` (CUDA with bf16 support, or CPU):
 weights and activations of matmuls/convolutions in bf16, the LSTM cell state, the readout's exp and the returned
-responses in float32. Measured agreement of each mode with float32: README "Numerics and speed".
+responses in float32. Measured agreement of each mode with float32: the docs page "Numerics and performance" (docs/numerics.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Size bounds of release files: derived from their content, generous enough for the released sizes, stated in
-the README, overridable with checked sizes."""
+the docs (Getting started), overridable with checked sizes."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def test_release_files_at_their_released_size_fit_their_bounds_with_the_document
     assert (root / RELEASE_SUBDIR / "manifest.json").is_file()
 
 
-def test_readme_states_the_derived_bounds():
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_the_docs_state_the_derived_bounds():
+    readme = (REPO_ROOT / "docs" / "getting-started.md").read_text()
     scans = [file_bound(f"encoding_models_weights/params_{s}_{c}.pt") for s, c in ((9, 6), (8, 5))]
     assert f"{file_bound(CORE) / 1e6:.1f} MB for `params_core.pt`" in readme
     assert f"{scans[0] / 1e6:.1f}-{scans[1] / 1e6:.1f} MB for a" in readme
