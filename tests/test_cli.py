@@ -35,6 +35,7 @@ def test_demo_release_writes_requested_scans(tmp_path):
     assert berg.get_encoding_model(MODEL_ID, train_session="session-9_scan-6", device="cpu").n_units == 7
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize("args, message", [
     (["encode", "--berg-dir", "{rel}", "--session", "session-1_scan-1", "--input", "{video}", "--out", "{out}"],
      "error: --sessions names 'session-1_scan-1', not a scan in "),
@@ -68,6 +69,7 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, message: str) ->
     assert message in lines[0], lines[0]
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize("make_input, message", [
     (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
     (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "not a readable .npy file"),
@@ -85,6 +87,7 @@ def test_encode_unreadable_inputs(demo_berg_dir, tmp_path, make_input, message):
     assert not (tmp_path / "o.npy").exists()
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize("output, message", [
     ("{tmp}", "is a directory"),
     ("/proc/berg-ray-test/o.npy", "cannot create directory /proc/berg-ray-test"),
@@ -100,6 +103,7 @@ def test_encode_unwritable_output_fails_before_the_model_runs(demo_berg_dir, tmp
     assert (tmp_path / "file.txt").read_text() == "keep me" and not Path("/proc/berg-ray-test").exists()
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_encode_chunk_frames_zero_is_refused(demo_berg_dir, tmp_path):
     np.save(tmp_path / "video.npy", np.zeros((2, 144, 256), np.uint8))
     result = _run_cli("encode", "--berg-dir", str(demo_berg_dir), "--session", "session-8_scan-5", "--input",
@@ -107,6 +111,7 @@ def test_encode_chunk_frames_zero_is_refused(demo_berg_dir, tmp_path):
     _assert_one_line_error(result, "chunk_frames must be a positive integer number of frames, got 0")
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize("out, sessions, message", [
     ("{tmp}/file.txt", "session-8_scan-5", "--out {tmp}/file.txt is a file, not a directory"),
     ("{tmp}/file.txt/rel", "session-8_scan-5", "{tmp}/file.txt is a file, not a directory"),
@@ -122,6 +127,7 @@ def test_demo_release_bad_out_or_sessions(tmp_path, out, sessions, message):
     assert (tmp_path / "file.txt").read_text() == "keep me" and not (tmp_path / "rel").exists()
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_encode_precision_flag(demo_berg_dir, tmp_path):
     """--precision bfloat16 runs on CPU and stays close to float32; tf32 on CPU is one line, exit 2."""
     np.save(tmp_path / "video.npy", np.random.default_rng(4).integers(0, 256, (3, 144, 256), dtype=np.uint8))

@@ -131,6 +131,7 @@ def test_nested_help_through_main_shows_defaults(capsys):
     assert "(default: 16)" in entries["--directions"] and "(default: float32)" in entries["--precision"]
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_version_is_the_package_version():
     version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
     done = subprocess.run([sys.executable, "-m", "berg_ray.cli", "--version"], capture_output=True, text=True)

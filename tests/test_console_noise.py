@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 NOISE = ("[2026-12-02 13:25:54,711 E 10886 10886] core_worker.cc:2465: Actor with class name: "
          "'MapWorker(MapBatches(ShardEncoder))' and ID: 'c5e4949344a89e13efec748d01000000' has constructor arguments "
          "in the object store and max_restarts > 0. If the arguments in the object store go out of scope or are lost,"
@@ -19,6 +21,7 @@ def run(code: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_noise_line_dropped_and_the_rest_kept_in_order():
     result = run(f"""
         import os, sys
@@ -37,6 +40,7 @@ def test_noise_line_dropped_and_the_rest_kept_in_order():
                              "error\nprogress 50%\rprogress 100%\nafter\n")
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_partial_progress_line_is_shown_before_its_newline():
     """A bar redraw without a newline reaches the console while the block still runs."""
     result = run("""
@@ -52,6 +56,7 @@ def test_partial_progress_line_is_shown_before_its_newline():
     assert result.returncode == 0 and result.stderr == "sweep files: 0/1\r[1/1] done\n"
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_disabled_filter_keeps_every_line():
     result = run(f"""
         import os

@@ -146,6 +146,7 @@ def test_bad_recordings_are_one_line_errors(demo_berg_dir, tmp_path, capsys, mak
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_the_command_prints_one_line_without_traceback(demo_berg_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "berg_ray.cli", "evaluate", "--berg-dir", str(demo_berg_dir),
                              "--session", SCAN, "--recordings", str(tmp_path / "missing"), "--out",

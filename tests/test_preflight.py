@@ -53,6 +53,7 @@ def test_nested_config_options_keep_their_path():
     assert message == "core.max_batch is not an option here (check its spelling)", message
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize(("argv", "words"), [
     (["tuning", "--sessions", "session-8-scan-5"], "--sessions names 'session-8-scan-5', not a scan in"),
     (["tuning", "--sessions", "session-5_scan-6"], "--sessions names 'session-5_scan-6', not a scan in"),

@@ -27,6 +27,7 @@ def _gomp_spin_count(code: list[str], **env: str) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize("code", [["-m", "berg_ray.cli", "encode", "--help"], ["-c", "import berg_ray, torch"]],
                          ids=["cli", "library"])
 def test_openmp_threads_sleep_when_idle_in_berg_ray_processes(code):
@@ -34,6 +35,7 @@ def test_openmp_threads_sleep_when_idle_in_berg_ray_processes(code):
     assert _gomp_spin_count(code) == 0  # OMP_WAIT_POLICY=passive took effect
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_a_wait_policy_the_user_set_is_kept():
     assert _gomp_spin_count(["-m", "berg_ray.cli", "encode", "--help"], OMP_WAIT_POLICY="active") > 0
     assert threads.openmp_env_vars({"OMP_WAIT_POLICY": "active"}) == {"OMP_WAIT_POLICY": "active"}

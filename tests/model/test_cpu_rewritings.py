@@ -118,6 +118,7 @@ def _loads_the_model(berg_dir: Path) -> str:
     return f"import berg_ray\nberg_ray.load_model({str(berg_dir)!r}, ['session-8_scan-5'])\n"
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_loading_the_model_keeps_freed_activations_mapped(fixture_berg_dir):
     pages_per_buffer = 24 * 2**20 // 4096
     # glibc's default maps the buffer afresh most times (6-7 of 30 here); kept, it is reused (0, rarely 1: the
@@ -147,6 +148,7 @@ print(rss() - before)
     return int(result.stdout.split()[-1])
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_only_a_process_that_loads_the_model_keeps_freed_heap(fixture_berg_dir):
     """An ingress, a proxy or a decode task imports berg_ray but never loads the model: it returns a freed body to
     the OS. The setting was applied on import, and the ingress and proxy kept ~1 GB (issue 16, finding 6)."""

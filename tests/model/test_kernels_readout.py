@@ -55,6 +55,7 @@ def test_readout_caches_a_kernel_plan_per_selection(interpreted):
     assert interpreted["plans"] == ["kernel", "subset:kernel"]
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize("feature_type", ["fp32", "bf16", "fp16"])
 def test_kernel_compiles_for_sm90_without_register_spills(feature_type):
     """triton.compile for an H100/H200 (sm_90) on this CPU machine; ptxas's report must show no spills."""
@@ -73,6 +74,7 @@ def test_kernel_compiles_for_sm90_without_register_spills(feature_type):
     assert use.registers <= 255
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_register_report_shows_spills_when_they_happen():
     """The spill check can fail: 32-channel tiles on 4 warps with 3 pipeline stages spill on sm_90."""
     pytest.importorskip("triton", reason="triton is not installed (the test extra installs it)")
@@ -111,6 +113,7 @@ def test_model_and_loader_take_the_switch(fixture_berg_dir, tmp_path):
         load_model(tmp_path / "no-release", kernels="triton")
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_importing_and_running_berg_ray_on_cpu_never_imports_triton(fixture_berg_dir):
     code = ("import sys, torch; from berg_ray.checkpoint.release import load_model; "
             f"m = load_model({str(fixture_berg_dir)!r}, ['session-4_scan-7']); "

@@ -142,6 +142,7 @@ def _serve_cli(tmp_path, *args, timeout=120, env=None):
     return done.returncode, done.stderr, time.monotonic() - started
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize(("config", "flags", "words"), [
     (None, ["--sessions", "bogus"], "train_session 'bogus' is malformed"),
     ("applications:\n  - args:\n      core:\n        max_batch: 4\n", [], "core.max_batch is not an option here"),
@@ -157,6 +158,7 @@ def test_serve_config_errors_are_one_line(tmp_path, fixture_berg_dir, config, fl
     assert len(stderr.strip().splitlines()) == 1, stderr[-2000:]
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_serve_on_a_busy_port_fails_at_once(tmp_path, fixture_berg_dir):
     """Refused before Ray starts (no new Ray session), not after a 15 s Serve start-up; no wall-time bound, which a
     busy CI machine would make flaky."""

@@ -42,6 +42,7 @@ def test_frame_sizes_come_from_headers(tmp_path):
     assert header_frame_size(store, "junk.mp4") is None  # left to the decoder, which names the problem
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_a_sweep_of_only_wrong_sized_videos_is_refused_before_ray_starts(tmp_path, fixture_berg_dir):
     """Before: the frame size was reported after ~27 s of Ray start-up and compute, as a per-file error."""
     (tmp_path / "in").mkdir()

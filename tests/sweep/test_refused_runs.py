@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from berg_ray.storage import LOCK_FILE, TMP_DIR, open_store
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_empty_input_is_refused_before_the_output_is_touched(tmp_path, fixture_berg_dir):
     (tmp_path / "empty").mkdir()
     done = subprocess.run([sys.executable, "-m", "berg_ray.cli", "sweep", "--berg-dir", str(fixture_berg_dir),

@@ -94,6 +94,7 @@ def test_sweep_counters_equal_the_sweep_result(tmp_path, fixture_berg_dir, fixtu
     assert value(samples, "ray_berg_ray_sweep_inputs_failed_total", output=output) == result["errors"] == 1
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 @pytest.mark.parametrize(("argv", "words"), [
     (["--metrics-export-port", "0"], "is not a port number in 1..65535"),
     (["--metrics-export-port", "http"], "is not a port number in 1..65535"),
@@ -121,6 +122,7 @@ def test_metrics_port_checks():
     check_metrics_export_port(None, "127.0.0.1:6379")  # no port: nothing to check
 
 
+@pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
 def test_experiment_refuses_a_bad_metrics_port_before_generating_stimuli(tmp_path, fixture_berg_dir):
     done = subprocess.run([sys.executable, "-m", "berg_ray.cli", "experiment", "domains", "--berg-dir",
                            str(fixture_berg_dir), "--out", str(tmp_path / "out"), "--metrics-export-port", "70000"],
