@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
-from berg_ray.model.device_plan import batched_row_ops, differentiable, pass_shape, temporal_pairs
+from berg_ray.model.device_plan import (
+    DEFAULT_KERNELS, batched_row_ops, differentiable, pass_shape, temporal_pairs, triton_glue,
+)
 from berg_ray.model.functional import (
     GELU_GAMMA, from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, pool_rows, to_rows,
 )
@@ -72,6 +74,9 @@ class FeedForward(nn.Module):
         for name, prefix in (("proj1", "inputs.1"), ("proj2", "inputs.2"), ("out", "out")):
             self.register_buffer(f"{name}_w", row_weights(stacked_weights(params, f"{p}.{prefix}"), S))  # (S, I, O)
             self.register_buffer(f"{name}_b", stacked_biases(params, f"{p}.{prefix}").view(S, -1))
+        # "torch" or "triton" (set through EncodingModel.set_kernels, which checks the device): with "triton" the
+        # glue between the convs runs as Triton kernels on accelerators (device_plan.triton_glue)
+        self.kernels = DEFAULT_KERNELS
 
     def initial_history(self, batch: int) -> list[Tensor]:
         """Zero history of the 6 temporal convs for ``batch`` videos (zeros before frame 0, spec §4.2)."""
@@ -109,7 +114,7 @@ class FeedForward(nn.Module):
         bias = getattr(self, f"block{b}_conv{layer}_b")
         groups, frames = S * BLOCKS[b][1], x.shape[2]
         if differentiable(x) or not temporal_pairs(x.device):
-            padded = gelu_padded(x, history)
+            padded = _glue().gelu_padded(x, history) if triton_glue(self.kernels, x) else gelu_padded(x, history)
             return padded, F.conv3d(padded, weight, bias, padding=(0, 1, 1), groups=groups)
         lead, pairs = pair_layout(first_frame, frames)
         padded = gelu_padded(x, history, lead, 2 * pairs - lead - frames)
@@ -136,14 +141,24 @@ class FeedForward(nn.Module):
             skip_in = to_rows(skip_in) if per_call == 1 else skip_in.permute(0, 2, 3, 4, 1).reshape(-1, y0.shape[1])
             grouped_linear_(x2_rows[rows], skip_in, getattr(self, f"block{b}_skip_w"))
         parts = [to_rows(x0), to_rows(x1.contiguous(memory_format=torch.channels_last_3d)), x2_rows]
-        if pool > 1:  # pooling is per channel, so pooling before interleaving is exact and moves less data
-            parts = [pool_rows(part, height, width, pool) for part in parts]
-        z = interleave_rows(parts, S * groups)  # (N, 3*S*C): per slot [x0_g, x1_g, x2_g]
+        if triton_glue(self.kernels, x0):  # one kernel: pooled window sums written to their slots of z
+            z = _glue().pool_interleave(parts, height, width, pool, S * groups)
+        else:
+            if pool > 1:  # pooling is per channel, so pooling before interleaving is exact and moves less data
+                parts = [pool_rows(part, height, width, pool) for part in parts]
+            z = interleave_rows(parts, S * groups)  # (N, 3*S*C): per slot [x0_g, x1_g, x2_g]
         history = [y0[:, :, -2:], y1[:, :, -2:]]  # views: the caller copies them into its state
         if b == len(BLOCKS) - 1:
             return grouped_affine(z, self.out_w, self.out_b), history
         out = grouped_affine(z, getattr(self, f"proj{b + 1}_w"), getattr(self, f"proj{b + 1}_b"))
         return from_rows(out, batch, frames, height // pool, width // pool), history
+
+
+def _glue():
+    """The Triton glue kernels' module, imported on first use (it needs triton: kernels="triton" only)."""
+    from berg_ray.model.kernels import glue_triton
+
+    return glue_triton
 
 
 class VideoCore(nn.Module):

@@ -25,7 +25,7 @@ import torch
 from berg_ray.config import DEFAULT_KERNELS, KERNELS
 from berg_ray.errors import KernelsError
 
-__all__ = ["DEFAULT_KERNELS", "KERNELS", "check_kernels", "triton_readout"]
+__all__ = ["DEFAULT_KERNELS", "KERNELS", "check_kernels", "triton_glue", "triton_readout"]
 
 FRAMES_PER_PASS = 8  # frames of one video per feed-forward pass on CPU: 4 frame pairs per conv call (RESULTS.md)
 # video-frames (batch x frames) per feed-forward pass on accelerators: ~43 MB of float32 activations each (11 GB
@@ -96,3 +96,12 @@ def triton_readout(kernels: str, features: torch.Tensor) -> bool:
     "triton" (checked against the device by ``check_kernels``) and autograd does not record (the kernel has no
     backward pass)."""
     return kernels == "triton" and not differentiable(features)
+
+
+def triton_glue(kernels: str, x: torch.Tensor) -> bool:
+    """Whether the feed-forward's glue between the convs (GELU + causal padding, pooling + group interleave) runs as
+    Triton kernels (``kernels/glue_triton.py``, ~45 us per video-frame of torch ops at B=32 on an H200): when
+    ``kernels`` is "triton" (checked against the device by ``check_kernels``: CUDA only) and autograd does not
+    record (the kernels have no backward pass). GELU + padding is fused on the accelerators' path only (on CPU the
+    temporal convs run by frame pairs, ``temporal_pairs``)."""
+    return kernels == "triton" and not differentiable(x)
