@@ -19,11 +19,12 @@ from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
 from berg_ray.model.device_plan import (
-    DEFAULT_KERNELS, batched_row_ops, differentiable, pass_shape, temporal_pairs, triton_glue,
+    DEFAULT_KERNELS, batched_row_ops, differentiable, graphed_loop, pass_shape, temporal_pairs, triton_glue,
 )
 from berg_ray.model.functional import (
     GELU_GAMMA, from_rows, gelu_padded, grouped_affine, grouped_linear_, interleave_rows, pool_rows, to_rows,
 )
+from berg_ray.model.graphs import LoopGraph, graph_key
 from berg_ray.model.modulation import ModulationState
 from berg_ray.model.params import row_weights, stacked_biases, stacked_weights
 from berg_ray.model.recurrent import Recurrent, from_columns, to_columns
@@ -168,6 +169,10 @@ class VideoCore(nn.Module):
         super().__init__()
         self.feedforward = FeedForward(params)
         self.recurrent = Recurrent(params)
+        # whether the recurrent loop replays CUDA graphs (set through EncodingModel.set_cuda_graphs, which checks
+        # the device; graphs.py), and the captured graphs by (batch, frames, dtype, autocast)
+        self.cuda_graphs = False
+        self.loop_graphs: dict[tuple, LoopGraph] = {}
 
     def initial_state(self, batch: int) -> CoreState:
         hidden, cell = self.recurrent.initial_state(batch)
@@ -194,11 +199,24 @@ class VideoCore(nn.Module):
                                                   state.frame + start)
                         for v in range(0, batch, videos_per_pass)]
             features = features[0] if len(features) == 1 else torch.cat(features)
+            if graphed_loop(self.cuda_graphs, retina):
+                graph = self.loop_graph(batch, stop - start, features.dtype)
+                self.recurrent(features, drive[:, start:stop], columns, graph.buffers, out[:, start:stop], graph)
+                continue
             if buffers is None:  # sized and typed after the first pass (autocast decides the activations' dtype)
                 buffers = self.recurrent.buffers(batch, min(frames, frames_per_pass), features.dtype)
             self.recurrent(features, drive[:, start:stop], columns, buffers, out[:, start:stop])
         hidden, cell = (from_columns(c, batch) for c in columns)
         return out, CoreState(state.frame + frames, history, hidden, cell)
+
+    def loop_graph(self, batch: int, frames: int, dtype: torch.dtype, capture_graph: bool = True) -> LoopGraph:
+        """The recurrent loop's CUDA graph for ``batch`` videos x ``frames`` frames in ``dtype``, captured on first
+        use (``capture_graph=False``: an eager LoopGraph, for the CPU tests) and kept until cuda_graphs is turned
+        off (each holds its StepBuffers and memory pool)."""
+        key = graph_key(batch, frames, dtype, self.recurrent.feed_w.device)
+        if key not in self.loop_graphs:
+            self.loop_graphs[key] = LoopGraph(self.recurrent, batch, frames, dtype, capture_graph)
+        return self.loop_graphs[key]
 
     def _forward_recorded(self, retina: Tensor, drive: Tensor, state: CoreState) -> tuple[Tensor, CoreState]:
         """:meth:`forward` in the layers' out-of-place forms, for autograd: one feed-forward pass over the chunk,

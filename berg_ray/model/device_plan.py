@@ -25,7 +25,8 @@ import torch
 from berg_ray.config import DEFAULT_KERNELS, KERNELS
 from berg_ray.errors import KernelsError
 
-__all__ = ["DEFAULT_KERNELS", "KERNELS", "check_kernels", "triton_glue", "triton_readout"]
+__all__ = ["DEFAULT_KERNELS", "KERNELS", "check_cuda_graphs", "check_kernels", "graphed_loop", "triton_glue",
+           "triton_readout"]
 
 FRAMES_PER_PASS = 8  # frames of one video per feed-forward pass on CPU: 4 frame pairs per conv call (RESULTS.md)
 # video-frames (batch x frames) per feed-forward pass on accelerators: ~43 MB of float32 activations each (11 GB
@@ -105,3 +106,21 @@ def triton_glue(kernels: str, x: torch.Tensor) -> bool:
     record (the kernels have no backward pass). GELU + padding is fused on the accelerators' path only (on CPU the
     temporal convs run by frame pairs, ``temporal_pairs``)."""
     return kernels == "triton" and not differentiable(x)
+
+
+def check_cuda_graphs(enabled: object, device: torch.device) -> bool:
+    """Return ``enabled`` (a bool) if ``device`` can replay the recurrent loop as CUDA graphs (``graphs.py``), else
+    raise KernelsError naming the fix: graphs need a CUDA GPU. Off by default (no measurement on the device yet);
+    independent of ``kernels`` (both can be measured alone and together)."""
+    if not isinstance(enabled, bool):
+        raise KernelsError(f"cuda_graphs must be True or False, got {enabled!r}")
+    if enabled and device.type != "cuda":
+        raise KernelsError(f"cuda_graphs needs a CUDA GPU; the {device.type.upper()} device cannot capture CUDA "
+                           "graphs; leave cuda_graphs off")
+    return enabled
+
+
+def graphed_loop(cuda_graphs: bool, x: torch.Tensor) -> bool:
+    """Whether the recurrent loop of a chunk replays a captured CUDA graph (``graphs.LoopGraph``): when cuda_graphs
+    is on (checked against the device by ``check_cuda_graphs``) and autograd does not record."""
+    return cuda_graphs and not differentiable(x)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from berg_ray.config import DEFAULT_CHUNK_FRAMES
 from berg_ray.model.core import CoreState, VideoCore
-from berg_ray.model.device_plan import DEFAULT_KERNELS, check_kernels
+from berg_ray.model.device_plan import DEFAULT_KERNELS, check_cuda_graphs, check_kernels
 from berg_ray.model.functional import pixels_to_unit
 from berg_ray.model.modulation import Modulation, ModulationState
 from berg_ray.model.perspective import Perspective
@@ -67,6 +67,19 @@ class EncodingModel(nn.Module):
         for readout in self.readouts.values():
             readout.kernels = self._kernels
         self.core.feedforward.kernels = self._kernels
+        return self
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the recurrent loop replays CUDA graphs (berg_ray.model.graphs); off by default."""
+        return self.core.cuda_graphs
+
+    def set_cuda_graphs(self, enabled: bool) -> "EncodingModel":
+        """Capture the recurrent loop of each chunk shape once as a CUDA graph and replay it (True), or run it op by
+        op (False, the default; drops the captured graphs); raises KernelsError on a device without CUDA."""
+        self.core.cuda_graphs = check_cuda_graphs(enabled, self.device)
+        if not enabled:
+            self.core.loop_graphs.clear()
         return self
 
     @property

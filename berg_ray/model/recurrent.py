@@ -122,7 +122,7 @@ class Recurrent(nn.Module):
                                                           self.gate_b)])
 
     def forward(self, features: Tensor, drive: Tensor, state: tuple[Tensor, Tensor], buffers: StepBuffers,
-                out: Tensor) -> Tensor:
+                out: Tensor, graph=None) -> Tensor:
         """Run the cell over T frames.
 
         Args:
@@ -131,17 +131,30 @@ class Recurrent(nn.Module):
             state: (hidden, cell) in column layout (32, 32, B*384), updated in place.
             buffers: from :meth:`buffers` for B videos and at least T frames.
             out: (B, T, 512, 16, 24) receives the core output (may be a slice of a larger tensor along T).
+            graph: optional ``graphs.LoopGraph`` for B videos and exactly T frames: then the loop replays its
+                captured CUDA graph on its own buffers (``buffers`` is not used).
         Returns:
             out.
         """
         batch, frames = drive.shape[:2]
+        if graph is not None:
+            self._feed(features, drive, graph.buffers.feed[:frames])
+            graph.run(*state)
+            return self._project(graph.buffers.hiddens[:frames], out)
         feed = self._feed(features, drive, buffers.feed[:frames])  # (T, S*256, B, P), time-parallel
         hidden, cell = state  # cell stays float32 even under autocast
+        self.loop(feed, hidden, cell, buffers)
+        return self._project(buffers.hiddens[:frames], out)
+
+    def loop(self, feed: Tensor, hidden: Tensor, cell: Tensor, buffers: StepBuffers) -> None:
+        """The per-frame loop over feed (T, S*256, B, P) as a function of static tensors only (what a CUDA graph
+        captures, graphs.py): reads feed (spent in place), hidden and cell (32, 32, B*P, the state's dtype); writes
+        buffers.hiddens[:T], cell and hidden (the last frame's)."""
+        frames = feed.shape[0]
         for t in range(frames):
             previous = buffers.hiddens[t - 1] if t else hidden.to(feed.dtype)
             self._step(feed[t], previous, cell, buffers, buffers.hiddens[t])
         hidden.copy_(buffers.hiddens[frames - 1])
-        return self._project(buffers.hiddens[:frames], out)
 
     def run(self, features: Tensor, drive: Tensor, hidden: Tensor, cell: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The cell's defining out-of-place form over T frames, which autograd records (:meth:`forward` is its
