@@ -18,6 +18,12 @@ each with the machine, and appends them to OUT/device_kernels.jsonl. Sections:
 3. ``end_to_end``: the whole model (encode_videos, B=32 x T=300, generated release of 9,941 units), kernels torch
    vs triton: frames/s per precision and the largest relative difference of the responses.
 4. ``fidelity``: float32 with kernels="triton" against the reference's golden outputs (goal 1e-5).
+5. ``parts``: time per part (readout, recurrent loop with and without CUDA graphs, feed-forward glue, convs, the
+   whole feed-forward pass) torch vs triton at B x chunk (device_kernels_parts.py).
+6. ``throughput``: end-to-end frames/s and peak memory for B in 8, 32, 64, 128 x T=300, bf16 and float32, torch vs
+   triton vs triton + CUDA graphs, within ``--throughput-budget-s`` (device_kernels_throughput.py).
+
+On an H200 the whole command takes about 7 minutes (readout ~2, parts <1, throughput within its 240 s budget).
 """
 
 from __future__ import annotations
@@ -58,13 +64,15 @@ def import_modules(light: bool) -> dict:
             module = types.ModuleType(name)
             module.__path__ = [str(path)]
             sys.modules[name] = module
-        import berg_ray.config.model as model_config
-
-        sys.modules["berg_ray.config"].__dict__.update(
-            {k: v for k, v in vars(model_config).items() if not k.startswith("_")})
+        for area in ("model", "storage"):  # the constants the model and the demo release need (no pydantic)
+            config = importlib.import_module(f"berg_ray.config.{area}")
+            sys.modules["berg_ray.config"].__dict__.update(
+                {k: v for k, v in vars(config).items() if not k.startswith("_")})
     import berg_ray.model.readout as readout
-    from berg_ray.model.kernels import compile_check, readout_triton
+    from berg_ray.model.kernels import compile_check, glue_triton, readout_triton
 
+    if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter's cost is per program: large glue tiles
+        glue_triton.DEFAULT_LAUNCH = glue_triton.LaunchConfig(block_gelu=1 << 18, block_rows=1 << 12)
     return {"readout": readout, "readout_triton": readout_triton, "compile_check": compile_check}
 
 
@@ -132,6 +140,33 @@ def use_kernels(model, kernels: str, device: torch.device) -> None:
     else:
         for readout in model.readouts.values():
             readout.kernels = kernels
+        model.core.feedforward.kernels = kernels
+
+
+def demo_model(device: torch.device, sizes: dict):
+    """The model of a generated release of one scan with the released unit count (``sizes["units"]`` on a GPU)."""
+    from berg_ray.checkpoint.demo import write_demo_release
+    from berg_ray.checkpoint.release import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        release = write_demo_release(Path(tmp) / "berg", [SCAN], n_units=sizes["units"], seed=7)
+        return load_model(release, [SCAN], device=device.type)
+
+
+def parts_and_throughput(emit, device: torch.device, sizes: dict, budget_s: float, wanted: set[str]) -> None:
+    """Sections ``parts`` and ``throughput`` on one generated model (their own modules)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from device_kernels_parts import parts_section
+    from device_kernels_throughput import throughput_section
+
+    model = demo_model(device, sizes)
+    for name, run in (("parts", lambda: parts_section(emit, device, sizes, model, SCAN, time_ms, relative)),
+                      ("throughput", lambda: throughput_section(emit, device, model, SCAN, relative, budget_s))):
+        if name in wanted:
+            try:
+                run()
+            except Exception as exc:  # noqa: BLE001 - one failing section must not hide the others
+                emit(name, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-2000:])
 
 
 def end_to_end_section(emit, device: torch.device, sizes: dict, modules: dict) -> None:
@@ -260,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for device_kernels.jsonl")
     parser.add_argument("--light-imports", action="store_true",
                         help="import the readout without berg_ray's package __init__ even when pydantic is there")
-    parser.add_argument("--sections", default="registers,readout,end_to_end,fidelity",
+    parser.add_argument("--throughput-budget-s", type=float, default=240.0,
+                        help="time budget of the throughput section in seconds (default: %(default)s)")
+    parser.add_argument("--sections", default="registers,readout,end_to_end,fidelity,parts,throughput",
                         help="comma list of sections to run (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -297,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             function(emit, *section_args)
         except Exception as exc:  # noqa: BLE001 - one failing section must not hide the others
             emit(name, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-2000:])
+    parts_and_throughput(emit, device, sizes, args.throughput_budget_s, wanted)
     emit("done")
     return 0
 

@@ -8,7 +8,8 @@ Two kernels replace the torch ops between the dense blocks' convolutions (``Feed
 * ``pool_interleave_kernel``: spatial average pooling of the three parts x0, x1, x2 of a dense block
   (``functional.pool_rows``) and their group-interleaved concatenation (``functional.interleave_rows``) in one pass
   that writes z directly: each program sums its pool x pool window rows of one 32-channel slot of one part
-  (a reshape-sum, no ``avg_pool2d`` layout round trip) and stores them at that slot's place in z.
+  (a reshape-sum, no ``avg_pool2d`` layout round trip) and stores them at that slot's place in z. The three parts
+  are addressed from one base pointer and element offsets, so each program issues only its own part's loads.
 
 Inputs are read in any float dtype and strides and upcast on load; sums and GELU run in float32 and are rounded
 once to the output dtype (the inputs' dtype), so float32 agrees with the torch path to float32 rounding and half
@@ -32,8 +33,8 @@ SQRT1_2 = tl.constexpr(0.7071067811865476)  # 1/sqrt(2), rounded to float32 in t
 class LaunchConfig:
     """Tile sizes and warps of the two glue kernels (memory-bound: enough bytes in flight per program).
 
-    The default compiles for sm_90 without spills (66 and up to 136 registers per thread,
-    tests/model/test_kernels_glue.py); on 4 warps the half-precision 2x2 pooling spills (255 registers).
+    The default compiles for sm_90 to 58-80 registers per thread without spills (float32, bf16, fp16;
+    tests/model/test_kernels_glue.py); 4 warps take 112-156.
     """
 
     block_gelu: int = 1024  # padded elements per program of ``gelu_padded_kernel``
@@ -69,12 +70,14 @@ def gelu_padded_kernel(x, sx_b, sx_c, sx_t, sx_h, sx_w, history, sh_b, sh_c, sh_
 
 
 @triton.jit
-def pool_interleave_kernel(part0, part1, part2, stride_row, out, n_out_rows, out_width, out_positions,
+def pool_interleave_kernel(part0, offset1, offset2, stride_row, out, n_out_rows, out_width, out_positions,
                            n_columns, POOL: tl.constexpr, SLOT: tl.constexpr, BLOCK_ROWS: tl.constexpr):
     """z[n', (3k+p)*SLOT + j] = mean over the POOL x POOL window of part_p[rows of n', k*SLOT + j].
 
-    part0-2: (B*T*H*W, n_columns) rows with unit column stride and row stride ``stride_row``; out: (B*T*H'*W',
-    3*n_columns) contiguous. Program (row block, 3k+p): BLOCK_ROWS output rows x the SLOT columns of slot k, part p.
+    part_p: (B*T*H*W, n_columns) rows with unit column stride and row stride ``stride_row``, part 1 and 2 at
+    ``offset1``/``offset2`` elements from part0 (one base pointer: each program loads from its own part only); out:
+    (B*T*H'*W', 3*n_columns) contiguous. Program (row block, 3k+p): BLOCK_ROWS output rows x the SLOT columns of
+    slot k of part p.
     """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     block = tl.program_id(1)
@@ -87,15 +90,12 @@ def pool_interleave_kernel(part0, part1, part2, stride_row, out, n_out_rows, out
     in_width = out_width * POOL
     first = image * (out_positions * POOL * POOL) + top * in_width + left  # input row of the window's corner
     columns = slot * SLOT + tl.arange(0, SLOT)
+    source = part0 + tl.where(part == 0, 0, tl.where(part == 1, offset1, offset2))
     total = tl.zeros((BLOCK_ROWS, SLOT), dtype=tl.float32)
-    which = tl.zeros((BLOCK_ROWS, SLOT), dtype=tl.int32) + part  # only the loads of this program's part run
-    mask0, mask1, mask2 = row_mask[:, None] & (which == 0), row_mask[:, None] & (which == 1), row_mask[:, None] & (which == 2)
     for dh in tl.static_range(POOL):
         for dw in tl.static_range(POOL):
             offsets = (first + dh * in_width + dw)[:, None] * stride_row + columns[None, :]
-            total += tl.load(part0 + offsets, mask=mask0, other=0.0).to(tl.float32)
-            total += tl.load(part1 + offsets, mask=mask1, other=0.0).to(tl.float32)
-            total += tl.load(part2 + offsets, mask=mask2, other=0.0).to(tl.float32)
+            total += tl.load(source + offsets, mask=row_mask[:, None], other=0.0).to(tl.float32)
     if POOL > 1:
         total = total / (POOL * POOL)
     target = rows[:, None] * (3 * n_columns) + (block * SLOT + tl.arange(0, SLOT))[None, :]
@@ -147,7 +147,9 @@ def pool_interleave(parts: list[Tensor], height: int, width: int, pool: int, n_s
     out = parts[0].new_empty(out_rows, 3 * channels)
     if out_rows:
         grid = (triton.cdiv(out_rows, launch.block_rows), 3 * n_slots)
-        pool_interleave_kernel[grid](*parts, stride_row, out, out_rows, out_width,
+        element = parts[0].element_size()
+        offsets = [(p.data_ptr() - parts[0].data_ptr()) // element for p in parts[1:]]  # aligned to the dtype
+        pool_interleave_kernel[grid](parts[0], *offsets, stride_row, out, out_rows, out_width,
                                      out_height * out_width, channels, POOL=pool, SLOT=slot,
                                      BLOCK_ROWS=launch.block_rows, num_warps=launch.num_warps)
     return out
@@ -159,7 +161,8 @@ def kernel_signatures(dtype: str = "fp32") -> dict[str, dict[str, str]]:
         return {name: "constexpr" if name.isupper() else f"*{dtype}" if name in pointers else "i32"
                 for name in kernel.arg_names}
     return {"gelu_padded": signature(gelu_padded_kernel, ("x", "history", "out")),
-            "pool_interleave": signature(pool_interleave_kernel, ("part0", "part1", "part2", "out"))}
+            "pool_interleave": {**signature(pool_interleave_kernel, ("part0", "out")), "offset1": "i64",
+                                "offset2": "i64"}}
 
 
 def kernel_constexprs(launch: LaunchConfig = DEFAULT_LAUNCH, pool: int = 2, slot: int = 32) -> dict[str, dict]:
