@@ -13,7 +13,9 @@ defining out-of-place form on every device instead: no in-place rewriting, no re
 (``differentiable``).
 
 Hot paths can also run as fused Triton kernels (``kernels="triton"``, CUDA GPUs only; ``check_kernels``); the
-torch ops stay the reference and the fallback, and the default until the device measurement decides.
+torch ops stay the reference and the fallback, and the default until the device measurement decides. On CUDA the
+recurrent loop of each chunk can also be replayed as a captured CUDA graph (``cuda_graphs``, ``graphs.py``): a
+separate opt-in switch, off by default, independent of ``kernels`` so that each can be measured alone and together.
 """
 
 from __future__ import annotations
