@@ -23,7 +23,8 @@ each with the machine, and appends them to OUT/device_kernels.jsonl. Sections:
 6. ``throughput``: end-to-end frames/s and peak memory for B in 8, 32, 64, 128 x T=300, bf16 and float32, torch vs
    triton vs triton + CUDA graphs, within ``--throughput-budget-s`` (device_kernels_throughput.py).
 
-On an H200 the whole command takes about 7 minutes (readout ~2, parts <1, throughput within its 240 s budget).
+On an H200 the whole command should take about 7 minutes (estimate: registers, readout, end_to_end and fidelity
+~3, parts ~1, throughput within its 200 s budget).
 """
 
 from __future__ import annotations
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for device_kernels.jsonl")
     parser.add_argument("--light-imports", action="store_true",
                         help="import the readout without berg_ray's package __init__ even when pydantic is there")
-    parser.add_argument("--throughput-budget-s", type=float, default=240.0,
+    parser.add_argument("--throughput-budget-s", type=float, default=200.0,
                         help="time budget of the throughput section in seconds (default: %(default)s)")
     parser.add_argument("--sections", default="registers,readout,end_to_end,fidelity,parts,throughput",
                         help="comma list of sections to run (default: %(default)s)")
