@@ -1,6 +1,6 @@
 """The readout's fused Triton kernel against the torch readout at real shapes (issue 20 B, readout part).
 
-    python benchmarks/device_kernels.py --out OUT                 # on a CUDA GPU (H100/H200): ~2 min
+    python benchmarks/device_kernels.py --out OUT                 # on a CUDA GPU (H100/H200): ~7 min
     python benchmarks/device_kernels.py --device cpu --out OUT    # tiny shapes under Triton's interpreter (CI)
 
 One process, no Ray and no pydantic (the GPU machine's image has torch, triton, numpy and pyarrow): without
