@@ -40,6 +40,7 @@ def test_single_videos_match_reference(berg, session, fixture_stimuli, fixture_e
         assert max_rel_error(responses, expected) <= REL_TOL
 
 
+@pytest.mark.slow  # whole-video model runs (~6 s each; single videos stay quick); --quick leaves it out
 @pytest.mark.parametrize("session", FIXTURE_SCANS)
 def test_batched_videos_match_reference(berg, session, fixture_stimuli, fixture_expected):
     model = berg.get_encoding_model(MODEL_ID, train_session=session.replace("-", ""), device="cpu")
@@ -56,6 +57,7 @@ def test_batch_mixing_scans_matches_reference(fixture_berg_dir, fixture_stimuli,
         assert max_rel_error(out[b], fixture_expected[session][b, :12]) <= REL_TOL
 
 
+@pytest.mark.slow  # a model run per chunk size (~12 s; test_core keeps quick chunking checks); --quick leaves it out
 def test_chunked_equals_one_pass(fixture_berg_dir, fixture_stimuli):
     model = load_model(fixture_berg_dir, ["session-8_scan-5"], device="cpu")
     video = fixture_stimuli[1:2]
