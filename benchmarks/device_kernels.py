@@ -56,7 +56,8 @@ SIZES = {"cuda": {"batch": 32, "chunk": 32, "units": 9941, "subset": 150, "reps"
 def import_modules(light: bool) -> dict:
     """The model's readout and the kernel modules. ``light`` (or no pydantic installed): berg_ray's modules are
     imported without the package __init__s of berg_ray, berg_ray.model and berg_ray.config (the package __init__
-    loads the BERG facade; the config package the Serve options, which need pydantic)."""
+    loads the BERG facade; the config package the Serve and sweep options, which need pydantic: it gets the names
+    of every other config area)."""
     sys.path.insert(0, str(REPO_ROOT))
     if light or importlib.util.find_spec("pydantic") is None:
         root = REPO_ROOT / "berg_ray"
@@ -65,10 +66,11 @@ def import_modules(light: bool) -> dict:
             module = types.ModuleType(name)
             module.__path__ = [str(path)]
             sys.modules[name] = module
-        for area in ("model", "storage"):  # the constants the model and the demo release need (no pydantic)
-            config = importlib.import_module(f"berg_ray.config.{area}")
-            sys.modules["berg_ray.config"].__dict__.update(
-                {k: v for k, v in vars(config).items() if not k.startswith("_")})
+        config = sys.modules["berg_ray.config"]
+        for source in sorted((root / "config").glob("[!_]*.py")):  # every area but those that need pydantic
+            if "pydantic" not in source.read_text():
+                area = importlib.import_module(f"berg_ray.config.{source.stem}")
+                config.__dict__.update({k: v for k, v in vars(area).items() if not k.startswith("_")})
     import berg_ray.model.readout as readout
     from berg_ray.model.kernels import compile_check, glue_triton, readout_triton
 

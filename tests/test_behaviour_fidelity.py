@@ -24,7 +24,8 @@ def goldens(fixture_dir):
     return {sid: dict(np.load(fixture_dir / "behaviour" / f"{sid}.npz")) for sid in FIXTURE_SCANS}
 
 
-@pytest.mark.parametrize("session", FIXTURE_SCANS)
+@pytest.mark.parametrize("session", [  # the smaller scan stays in the quick suite
+    pytest.param(FIXTURE_SCANS[0], marks=pytest.mark.slow), FIXTURE_SCANS[1]])
 def test_each_input_alone_and_both_match_reference(berg, session, fixture_stimuli, fixture_expected, goldens):
     gold = goldens[session]
     model = berg.get_encoding_model(MODEL_ID, train_session=session, device="cpu")
@@ -38,6 +39,7 @@ def test_each_input_alone_and_both_match_reference(berg, session, fixture_stimul
         assert max_rel_error(responses, fixture_expected[session][video]) > 100 * REL_TOL, name
 
 
+@pytest.mark.slow  # whole-video model runs (~10 s each); scripts/test.sh --quick leaves it out
 @pytest.mark.parametrize("session", FIXTURE_SCANS)
 def test_batch_keeps_each_videos_behaviour(berg, session, fixture_stimuli, goldens):
     gold = goldens[session]
@@ -48,6 +50,7 @@ def test_batch_keeps_each_videos_behaviour(berg, session, fixture_stimuli, golde
     assert max_rel_error(responses, gold["expected_batch"]) <= REL_TOL
 
 
+@pytest.mark.slow  # whole-video model runs (~20 s); scripts/test.sh --quick leaves it out
 def test_all_zero_behaviour_is_exactly_the_default(berg, fixture_stimuli):
     model = berg.get_encoding_model(MODEL_ID, train_session="session-8_scan-5", device="cpu")
     zeros = np.zeros((*fixture_stimuli.shape[:2], 2), np.float32)
@@ -55,6 +58,7 @@ def test_all_zero_behaviour_is_exactly_the_default(berg, fixture_stimuli):
     np.testing.assert_array_equal(berg.encode(model, fixture_stimuli, perspectives=zeros, modulations=zeros), default)
 
 
+@pytest.mark.slow  # whole-video model runs (~30 s); scripts/test.sh --quick leaves it out
 def test_behaviour_starting_mid_video_and_chunking(fixture_berg_dir, fixture_stimuli, goldens):
     """A video whose inputs are zero for its first frames leaves the default trajectory mid-video (and mid-chunk
     or at a chunk boundary): every chunking gives the one-pass result, and rows of zeros in the same batch stay

@@ -144,6 +144,7 @@ def test_encode_precision_flag(demo_berg_dir, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.npy").exists()
 
 
+@pytest.mark.slow  # whole-video model runs (~4 s); the plain encode stays quick; scripts/test.sh --quick leaves it out
 def test_encode_with_behaviour_matches_the_api(demo_berg_dir, tmp_path):
     """--behaviour FILE.npz: the same responses as BERG.encode with those inputs, for one video and a batch."""
     rng = np.random.default_rng(6)

@@ -69,6 +69,7 @@ def test_scores_released_values_and_figure(demo_berg_dir, model, tmp_path, capsy
     assert "without behaviour" in printed and "all" in printed and "wrote" in printed
 
 
+@pytest.mark.slow  # a model run per trial (~5 s); scripts/test.sh --quick leaves it out
 def test_each_trial_is_predicted_with_its_own_behaviour(demo_berg_dir, model, tmp_path):
     """Video 0: all-zero behaviour (the same as none); video 1: each trial with its own perspectives/modulations."""
     berg, handle = model

@@ -47,6 +47,7 @@ def model64(fixture_berg_dir):
     return load_model(fixture_berg_dir, [SCAN], device="cpu").double()
 
 
+@pytest.mark.slow  # float64 gradients and finite differences (~12 s); scripts/test.sh --quick leaves it out
 def test_gradient_matches_central_differences_float64(model64):
     """d/dv of the mean log-rate of two units over frames 1-2 along random directions, against central
     differences (the model is smooth: GELU, tanh, sigmoid, bilinear sampling away from pixel-grid kinks)."""
@@ -68,6 +69,7 @@ def test_gradient_matches_central_differences_float64(model64):
         assert abs(float(analytic - numeric)) <= 1e-5 * abs(float(numeric)), (float(analytic), float(numeric))
 
 
+@pytest.mark.slow  # several recorded backward passes (~12 s); scripts/test.sh --quick leaves it out
 def test_checkpointing_and_chunking_do_not_change_the_gradient(model, fixture_stimuli):
     frames = torch.from_numpy(fixture_stimuli[:2, :5]).float()
     grads = []
@@ -79,6 +81,7 @@ def test_checkpointing_and_chunking_do_not_change_the_gradient(model, fixture_st
         assert torch.allclose(grad, grads[0], rtol=1e-4, atol=1e-4 * float(grads[0].abs().max()))
 
 
+@pytest.mark.slow  # recorded backward passes (~5 s); scripts/test.sh --quick leaves it out
 def test_gradient_is_causal(model, fixture_stimuli):
     """A response at frame t depends on frames 0..t only: its gradient on later frames is exactly zero, and on
     every video but its own too."""

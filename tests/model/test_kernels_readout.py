@@ -34,6 +34,7 @@ def interpreted() -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # Triton's interpreter in a whole Python process (~35 s); scripts/test.sh --quick leaves it out
 @pytest.mark.parametrize("case", ["float32", "subset", "channels_last", "all_units_after_subset"])
 def test_interpreted_kernel_matches_the_torch_readout_in_float32(interpreted, case):
     """37 frames (two frame blocks, the second partial), units on the border, the corners and exact cell edges,
@@ -41,16 +42,19 @@ def test_interpreted_kernel_matches_the_torch_readout_in_float32(interpreted, ca
     assert interpreted[case] <= 1e-5
 
 
+@pytest.mark.slow  # Triton's interpreter in a whole Python process (~35 s); scripts/test.sh --quick leaves it out
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_interpreted_kernel_reads_half_precision_features(interpreted, dtype):
     """Half-precision features are upcast on load: equal to the torch path on the same (upcast) values."""
     assert interpreted[f"{dtype}_vs_upcast"] <= 1e-5
 
 
+@pytest.mark.slow  # Triton's interpreter in a whole Python process (~35 s); scripts/test.sh --quick leaves it out
 def test_interpreted_kernel_on_float16_features_stays_close_to_float32(interpreted):
     assert interpreted["float16_vs_float32"] <= 2e-3
 
 
+@pytest.mark.slow  # Triton's interpreter in a whole Python process (~35 s); scripts/test.sh --quick leaves it out
 def test_readout_caches_a_kernel_plan_per_selection(interpreted):
     assert interpreted["plans"] == ["kernel", "subset:kernel"]
 

@@ -41,6 +41,7 @@ def test_precision_mode_restores_flags():
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
 
 
+@pytest.mark.slow  # whole-video model runs in two precisions (~15 s); scripts/test.sh --quick leaves it out
 def test_bfloat16_agrees_with_float32(fixture_berg_dir, fixture_stimuli, fixture_expected):
     """bfloat16 on CPU: output float32, per-unit correlation with float32 >= 0.99 over the fixture's frames."""
     model = load_model(fixture_berg_dir, [SCAN], device="cpu", precision="bfloat16")
@@ -58,6 +59,7 @@ def test_bfloat16_agrees_with_float32(fixture_berg_dir, fixture_stimuli, fixture
     assert np.max(np.abs(exact_again - exact) / exact) <= 1e-5
 
 
+@pytest.mark.slow  # whole-video model runs (~5 s; test_core keeps a quick bf16 check); --quick leaves it out
 def test_berg_api_precision(fixture_berg_dir, fixture_stimuli, fixture_expected):
     berg = BERG(fixture_berg_dir)
     handle = berg.get_encoding_model("calcium_2p-wang_2025-3DCNN", SCAN, device="cpu")

@@ -90,6 +90,7 @@ def test_heads_placement_follows_the_core_device():
         ServeArgs.model_validate({"berg_dir": "x", "heads": "gpu"})
 
 
+@pytest.mark.slow  # whole-video model runs (~5 s); scripts/test.sh --quick leaves it out
 def test_readout_in_core_equals_the_local_api(fixture_berg_dir, fixture_stimuli):
     """heads=in_core: the core replica computes the readout on its device (a unit subset too) and returns the
     responses that the local API gives."""
@@ -110,6 +111,7 @@ def test_readout_in_core_equals_the_local_api(fixture_berg_dir, fixture_stimuli)
     assert asyncio.run(server.ready()) == scans
 
 
+@pytest.mark.slow  # whole-video model runs (~5 s); scripts/test.sh --quick leaves it out
 def test_a_cohort_keeps_each_videos_behaviour(fixture_berg_dir, fixture_stimuli):
     """One cohort of videos with both inputs, none, and modulations only (lengths 5, 3, 5 in 2-frame segments,
     so rows are dropped mid-way): each video's responses equal the local API run with its own behaviour alone."""
