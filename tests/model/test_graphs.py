@@ -50,6 +50,7 @@ def test_eager_loop_graph_equals_recurrent_forward(model):
     assert not torch.equal(results[0][1], to_columns(hidden))  # the state did move
 
 
+@pytest.mark.slow  # 3 model runs (~15 s; the recurrent-only equality above stays quick); --quick leaves it out
 def test_core_passes_with_eager_loop_graphs_equal_the_plain_loop(model, fixture_dir, monkeypatch):
     """1 video x 4 frames in passes of 3 frames (chunk shapes 3 and 1: two graphs), run twice (graphs reused with
     a new state): the same responses as without graphs, bit for bit."""
