@@ -25,7 +25,7 @@ import torch
 from berg_ray.config import DEFAULT_KERNELS, KERNELS
 from berg_ray.errors import KernelsError
 
-__all__ = ["DEFAULT_KERNELS", "KERNELS", "check_kernels", "triton_readout"]
+__all__ = ["DEFAULT_KERNELS", "KERNELS", "check_kernels", "triton_readout", "triton_step"]
 
 FRAMES_PER_PASS = 8  # frames of one video per feed-forward pass on CPU: 4 frame pairs per conv call (RESULTS.md)
 # video-frames (batch x frames) per feed-forward pass on accelerators: ~43 MB of float32 activations each (11 GB
@@ -96,3 +96,10 @@ def triton_readout(kernels: str, features: torch.Tensor) -> bool:
     "triton" (checked against the device by ``check_kernels``) and autograd does not record (the kernel has no
     backward pass)."""
     return kernels == "triton" and not differentiable(features)
+
+
+def triton_step(kernels: str, x: torch.Tensor) -> bool:
+    """Whether one frame of the recurrent cell runs as fused Triton kernels (``kernels/recurrent_triton.py``):
+    when ``kernels`` is "triton" (checked against the device by ``check_kernels``) and autograd does not record
+    ``x`` (the kernels have no backward pass; recorded runs take ``Recurrent.run`` anyway)."""
+    return kernels == "triton" and not differentiable(x)
