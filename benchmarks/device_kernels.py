@@ -18,6 +18,7 @@ each with the machine, and appends them to OUT/device_kernels.jsonl. Sections:
 3. ``end_to_end``: the whole model (encode_videos, B=32 x T=300, generated release of 9,941 units), kernels torch
    vs triton: frames/s per precision and the largest relative difference of the responses.
 4. ``fidelity``: float32 with kernels="triton" against the reference's golden outputs (goal 1e-5).
+5. ``step``: the recurrent step's kernels against ``Recurrent._step`` (benchmarks/device_kernels_step.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from device_kernels_step import step_section  # (this script's folder is on sys.path)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "wang2025-reference"
@@ -63,9 +65,10 @@ def import_modules(light: bool) -> dict:
         sys.modules["berg_ray.config"].__dict__.update(
             {k: v for k, v in vars(model_config).items() if not k.startswith("_")})
     import berg_ray.model.readout as readout
-    from berg_ray.model.kernels import compile_check, readout_triton
+    from berg_ray.model.kernels import compile_check, readout_triton, recurrent_triton
 
-    return {"readout": readout, "readout_triton": readout_triton, "compile_check": compile_check}
+    return {"readout": readout, "readout_triton": readout_triton, "compile_check": compile_check,
+            "recurrent_triton": recurrent_triton}
 
 
 def machine(device: torch.device) -> dict:
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for device_kernels.jsonl")
     parser.add_argument("--light-imports", action="store_true",
                         help="import the readout without berg_ray's package __init__ even when pydantic is there")
-    parser.add_argument("--sections", default="registers,readout,end_to_end,fidelity",
+    parser.add_argument("--sections", default="registers,readout,step,end_to_end,fidelity",
                         help="comma list of sections to run (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -285,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     sections = [("registers", registers_section, (device, modules)),
                 ("readout", readout_section, (device, sizes, modules)),
+                ("step", step_section, (device, time_ms, modules)),  # benchmarks/device_kernels_step.py
                 ("end_to_end", end_to_end_section, (device, sizes, modules)),
                 ("fidelity", fidelity_section, (device, modules))]
     for name, function, section_args in sections:

@@ -147,6 +147,9 @@ def test_device_benchmark_runs_on_cpu_without_pydantic(tmp_path):
     assert [r["precision"] for r in end_to_end] == ["float32"]  # (bfloat16 too on CUDA)
     assert all(r["max_rel_diff"] <= r["goal"] and r["fps_triton"] > 0 for r in end_to_end)
     assert {r["section"] for r in records if r.get("skipped")} == {"registers", "fidelity"}  # CUDA only
+    steps = [r for r in records if r["section"] == "step"]  # the recurrent step (benchmarks/device_kernels_step.py)
+    assert [r["precision"] for r in steps] == ["float32"]  # (bfloat16 too on CUDA)
+    assert all(r["hidden_vs_float32_torch"] <= r["goal"] and r["cell_vs_float32_torch"] <= r["goal"] for r in steps)
     assert records[-1]["section"] == "done"
 
 

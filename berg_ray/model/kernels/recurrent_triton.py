@@ -239,10 +239,11 @@ def step_kernels(pre: Tensor, hidden: Tensor, cell: Tensor, hidden_out: Tensor, 
 
 
 def step_triton(feed: Tensor, hidden: Tensor, cell: Tensor, hidden_out: Tensor, inter_w: Tensor,
-                weights: StepWeights, launch: LaunchConfig | None = None) -> list:
+                weights: StepWeights, launch: LaunchConfig | None = None, slots: Tensor | None = None) -> list:
     """``Recurrent._step`` with the kernels: feed (S*256, B, P) (overwritten with the recurrent input, as there),
     hidden (32, 32, B*P), cell (32, 32, B*P) float32 updated in place, hidden_out (32, 32, B*P) written;
-    ``inter_w`` (S, 256, 256) in the feed's dtype. Returns the launched kernels."""
+    ``inter_w`` (S, 256, 256) in the feed's dtype; ``launch`` and ``slots`` as in :func:`step_kernels`. Returns
+    the launched kernels."""
     cols = feed.shape[1] * feed.shape[2]
     pre = feed.view(STREAMS, SLOTS * CHANNELS // STREAMS, cols).baddbmm_(inter_w, hidden.view(STREAMS, -1, cols))
-    return step_kernels(pre.view(SLOTS, CHANNELS, cols), hidden, cell, hidden_out, weights, launch)
+    return step_kernels(pre.view(SLOTS, CHANNELS, cols), hidden, cell, hidden_out, weights, launch, slots)
