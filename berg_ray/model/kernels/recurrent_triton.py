@@ -21,8 +21,9 @@ Split there because attention needs every position's k and v of the slot's video
 has run for all of the video's position blocks. Activations are read in their dtype (float32, or bf16/fp16 under
 autocast) and upcast on load; weights are float32; every product accumulates in float32 with IEEE products
 (``input_precision="ieee"``, never TF32), square roots and the normalising divisions are the correctly rounded
-forms (``sqrt_rn``, ``div_rn``) and tanh is good to a few ulp (``_tanh``), so float32 inputs match the torch step to float32 rounding. Only
-``berg_ray.model.recurrent`` imports this module, and only when ``kernels="triton"``.
+forms (``sqrt_rn``, ``div_rn``) and tanh is good to a few ulp (``_tanh``), so float32 inputs match the torch
+step to float32 rounding. Only ``berg_ray.model.recurrent`` imports this module, and only when
+``kernels="triton"``.
 """
 
 from __future__ import annotations
@@ -42,16 +43,21 @@ STREAMS = 4
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """Tile sizes and launch options of the two kernels (sm_90 registers: tests/model/test_kernels_recurrent.py)."""
+    """Tile sizes and launch options of the two kernels (sm_90 registers: tests/model/test_kernels_recurrent.py).
 
-    block_p: int = 64  # positions per conv_qkv program (weights are read once per block)
-    conv_warps: int = 4
+    Every product's inner dimension is one 16-channel chunk (Triton's float32 FMA products hold a whole inner
+    extent per thread: 64-wide ones spill), so z, q and the attention output live as 4 chunks of 16 channels.
+    """
+
+    block_p: int = 32  # positions per conv_qkv program (its weights are read once per block)
+    conv_warps: int = 4  # 182 registers, no spills on sm_90 (8 warps: 128 registers and 16 bytes of spills)
     block_q: int = 32  # query positions per attention_lstm program
-    block_k: int = 64  # key positions per attention step
-    attention_warps: int = 4
+    block_k: int = 16  # key positions per attention step (the inner extent of weights @ v)
+    attention_warps: int = 8  # 255 registers, no spills on sm_90 (4 warps spill)
 
 
 DEFAULT_LAUNCH = LaunchConfig()
+CHUNK = 16  # channels per product's inner dimension
 
 
 @triton.jit
@@ -67,11 +73,29 @@ def _tanh(x):
 
 
 @triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _chunks_times(z0, z1, z2, z3, w, stride, N: tl.constexpr, KC: tl.constexpr):
+    """[z0 z1 z2 z3] (rows, 4*KC) @ W (4*KC, N), W[c, n] at w + c*stride + n."""
+    kc = tl.arange(0, KC)[:, None] * stride
+    n = tl.arange(0, N)[None, :]
+    out = tl.dot(z0, tl.load(w + kc + n), input_precision="ieee")
+    out = tl.dot(z1, tl.load(w + KC * stride + kc + n), out, input_precision="ieee")
+    out = tl.dot(z2, tl.load(w + 2 * KC * stride + kc + n), out, input_precision="ieee")
+    return tl.dot(z3, tl.load(w + 3 * KC * stride + kc + n), out, input_precision="ieee")
+
+
+@triton.jit
 def conv_qkv_kernel(slots, pre, hidden, conv_w, qkv_w, scales, gate_zw, gate_b, qkv_out, gz_out, cols,
-                    HEIGHT: tl.constexpr, WIDTH: tl.constexpr, CH: tl.constexpr, BLOCK_P: tl.constexpr):
-    """slots: (n,) int32 slot of each program_id(2); pre, hidden: (32, CH, cols) any float dtype, contiguous; conv_w: (32, 9, 2*CH, 2*CH) float32 [slot, tap,
-    in, out]; qkv_w: (32, 2*CH, 6*CH); scales: (32, 2*CH); gate_zw: (32, 4*CH, 2*CH); gate_b: (32, 4*CH);
-    qkv_out: (32, cols, 6*CH) float32; gz_out: (32, cols, 4*CH) float32."""
+                    HEIGHT: tl.constexpr, WIDTH: tl.constexpr, CH: tl.constexpr, BLOCK_P: tl.constexpr,
+                    KC: tl.constexpr):
+    """slots: (n,) int32 slot of each program_id(2); pre, hidden: (32, CH, cols) any float dtype, contiguous;
+    conv_w: (32, 9, 2*CH, 2*CH) float32 [slot, tap, in, out]; qkv_w: (32, 2*CH, 6*CH); scales: (32, 2*CH);
+    gate_zw: (32, 2*CH, 4*CH) (transposed: [slot, in, gate row]); gate_b: (32, 4*CH); qkv_out: (32, cols, 6*CH)
+    float32; gz_out: (32, cols, 4*CH) float32."""
     block = tl.program_id(0)
     video = tl.program_id(1)
     slot = tl.load(slots + tl.program_id(2)).to(tl.int64)
@@ -80,88 +104,115 @@ def conv_qkv_kernel(slots, pre, hidden, conv_w, qkv_w, scales, gate_zw, gate_b, 
     in_grid = p < HEIGHT * WIDTH
     y = p // WIDTH
     x = p % WIDTH
-    ch = tl.arange(0, CH)
-    zc = tl.arange(0, Z)
-    state = slot * CH * cols + video * (HEIGHT * WIDTH) + ch[None, :] * cols  # (1, CH)
-    z = tl.zeros((BLOCK_P, Z), dtype=tl.float32)
-    for tap in tl.static_range(9):
+    kc = tl.arange(0, KC)
+    state = slot * CH * cols + video * (HEIGHT * WIDTH) + kc[None, :] * cols  # (1, KC)
+    z0 = tl.zeros((BLOCK_P, KC), dtype=tl.float32)  # conv output channels 0-15, 16-31, 32-47, 48-63
+    z1 = tl.zeros((BLOCK_P, KC), dtype=tl.float32)
+    z2 = tl.zeros((BLOCK_P, KC), dtype=tl.float32)
+    z3 = tl.zeros((BLOCK_P, KC), dtype=tl.float32)
+    for tap in tl.range(0, 9):  # a loop, not unrolled: 9 copies of the products take ptxas minutes to compile
         yy = y + (tap // 3 - 1)
         xx = x + (tap % 3 - 1)
         valid = (in_grid & (yy >= 0) & (yy < HEIGHT) & (xx >= 0) & (xx < WIDTH))[:, None]
         offsets = state + (yy * WIDTH + xx)[:, None]
-        x_in = _tanh(tl.load(pre + offsets, mask=valid, other=0.0).to(tl.float32))
-        h_in = tl.load(hidden + offsets, mask=valid, other=0.0).to(tl.float32)
-        taps = conv_w + (slot * 9 + tap) * Z * Z
-        z = tl.dot(x_in, tl.load(taps + ch[:, None] * Z + zc[None, :]), z, input_precision="ieee")
-        z = tl.dot(h_in, tl.load(taps + (CH + ch[:, None]) * Z + zc[None, :]), z, input_precision="ieee")
-    rows = slot * cols + video * (HEIGHT * WIDTH) + p  # position-major scratch rows
-    for part in tl.static_range(3):  # q, k, v
-        w = tl.load(qkv_w + slot * Z * 3 * Z + zc[:, None] * (3 * Z) + part * Z + zc[None, :])
-        r = tl.dot(z, w, input_precision="ieee")
-        if part < 2:
-            norm = tl.sqrt_rn(tl.sum(r * r, axis=1))
-            r = tl.div_rn(r, norm[:, None])
-            if part == 0:
-                r = r * tl.load(scales + slot * Z + zc)[None, :]
-        tl.store(qkv_out + rows[:, None] * (3 * Z) + part * Z + zc[None, :], r, mask=in_grid[:, None])
-    for gate in tl.static_range(4):  # i, f, o, g
-        w = tl.load(gate_zw + slot * 4 * CH * Z + (gate * CH + ch[None, :]) * Z + zc[:, None])  # (Z, CH)
-        g = tl.dot(z, w, input_precision="ieee") + tl.load(gate_b + slot * 4 * CH + gate * CH + ch)[None, :]
-        tl.store(gz_out + rows[:, None] * (4 * CH) + gate * CH + ch[None, :], g, mask=in_grid[:, None])
+        for chunk in tl.static_range(2 * CH // KC):  # input channels: tanh(pre) chunks, then hidden chunks
+            if chunk * KC < CH:
+                x_in = _tanh(tl.load(pre + offsets + chunk * KC * cols, mask=valid, other=0.0).to(tl.float32))
+            else:
+                x_in = tl.load(hidden + offsets + (chunk * KC - CH) * cols, mask=valid, other=0.0).to(tl.float32)
+            w = conv_w + ((slot * 9 + tap) * Z + chunk * KC + kc[:, None]) * Z + kc[None, :]  # (KC, KC)
+            z0 = tl.dot(x_in, tl.load(w), z0, input_precision="ieee")
+            z1 = tl.dot(x_in, tl.load(w + KC), z1, input_precision="ieee")
+            z2 = tl.dot(x_in, tl.load(w + 2 * KC), z2, input_precision="ieee")
+            z3 = tl.dot(x_in, tl.load(w + 3 * KC), z3, input_precision="ieee")
+    rows = (slot * cols + video * (HEIGHT * WIDTH) + p)[:, None]  # position-major scratch rows
+    zc = tl.arange(0, Z)[None, :]
+    for part in tl.range(0, 3):  # q, k, v; loops, not unrolled: unrolled, the products spill on sm_90
+        r = _chunks_times(z0, z1, z2, z3, qkv_w + slot * Z * 3 * Z + part * Z, 3 * Z, Z, KC)
+        norm = tl.sqrt_rn(tl.sum(r * r, axis=1))[:, None]
+        r = tl.where(part < 2, tl.div_rn(r, norm), r)  # q and k normalised
+        r = tl.where(part == 0, r * tl.load(scales + slot * Z + zc), r)  # q scaled
+        tl.store(qkv_out + rows * (3 * Z) + part * Z + zc, r, mask=in_grid[:, None])
+    ch = tl.arange(0, CH)[None, :]
+    for gate in tl.range(0, 4):  # i, f, o, g
+        g = _chunks_times(z0, z1, z2, z3, gate_zw + slot * Z * 4 * CH + gate * CH, 4 * CH, CH, KC)
+        g += tl.load(gate_b + slot * 4 * CH + gate * CH + ch)
+        tl.store(gz_out + rows * (4 * CH) + gate * CH + ch, g, mask=in_grid[:, None])
 
 
 @triton.jit
-def _gate(a, w_gates, z_part, q_mask, GATE: tl.constexpr, CH: tl.constexpr, Z: tl.constexpr):
+def _gate(a0, a1, a2, a3, w_gates, z_part, q_mask, GATE: tl.constexpr, CH: tl.constexpr, KC: tl.constexpr):
     """Pre-activation of one gate (BLOCK_Q, CH): its z part (read) + a @ gate_aw[gate rows]^T."""
-    ch = tl.arange(0, CH)
-    w = tl.load(w_gates + (GATE * CH + ch[None, :]) * Z + tl.arange(0, Z)[:, None])  # (Z, CH)
-    z_part = tl.load(z_part + GATE * CH + ch[None, :], mask=q_mask[:, None], other=0.0)
-    return tl.dot(a, w, z_part, input_precision="ieee")
+    ch = tl.arange(0, CH)[None, :]
+    z_part = tl.load(z_part + GATE * CH + ch, mask=q_mask[:, None], other=0.0)
+    return z_part + _chunks_times(a0, a1, a2, a3, w_gates + GATE * CH, 4 * CH, CH, KC)
+
+
+@triton.jit
+def _attend(p, v, acc, j: tl.constexpr, alpha, KC: tl.constexpr):
+    """acc * alpha + p @ v[:, channel chunk j]."""
+    return tl.dot(p, tl.load(v + j * KC), acc * alpha[:, None], input_precision="ieee")
 
 
 @triton.jit
 def attention_lstm_kernel(slots, qkv, gz, gate_aw, cell, hidden_out, cols,
-                          POS: tl.constexpr, CH: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr):
-    """slots: (n,) int32 slot of each program_id(2); qkv: (32, cols, 6*CH) float32 (q, k normalised); gz: (32, cols, 4*CH) float32; gate_aw: (32, 4*CH, 2*CH)
-    float32; cell: (32, CH, cols) float32, updated in place; hidden_out: (32, CH, cols) any float dtype."""
+                          POS: tl.constexpr, CH: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+                          KC: tl.constexpr):
+    """slots: (n,) int32 slot of each program_id(2); qkv: (32, cols, 6*CH) float32 (q, k normalised); gz:
+    (32, cols, 4*CH) float32; gate_aw: (32, 2*CH, 4*CH) float32 (transposed: [slot, in, gate row]); cell:
+    (32, CH, cols) float32, updated in place; hidden_out: (32, CH, cols) any float dtype."""
     block = tl.program_id(0)
     video = tl.program_id(1)
     slot = tl.load(slots + tl.program_id(2)).to(tl.int64)
     Z: tl.constexpr = 2 * CH
     queries = block * BLOCK_Q + tl.arange(0, BLOCK_Q)
     q_mask = queries < POS
-    zc = tl.arange(0, Z)
-    ch = tl.arange(0, CH)
+    kc = tl.arange(0, KC)
     first = slot * cols + video * POS  # scratch row of the video's position 0
-    q = tl.load(qkv + (first + queries)[:, None] * (3 * Z) + zc[None, :], mask=q_mask[:, None], other=0.0)
+    q_rows = qkv + (first + queries)[:, None] * (3 * Z) + kc[None, :]
+    q0 = tl.load(q_rows, mask=q_mask[:, None], other=0.0)  # query channel chunks
+    q1 = tl.load(q_rows + KC, mask=q_mask[:, None], other=0.0)
+    q2 = tl.load(q_rows + 2 * KC, mask=q_mask[:, None], other=0.0)
+    q3 = tl.load(q_rows + 3 * KC, mask=q_mask[:, None], other=0.0)
     top = tl.full((BLOCK_Q,), float("-inf"), dtype=tl.float32)
     total = tl.zeros((BLOCK_Q,), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_Q, Z), dtype=tl.float32)
+    a0 = tl.zeros((BLOCK_Q, KC), dtype=tl.float32)  # attention output channel chunks
+    a1 = tl.zeros((BLOCK_Q, KC), dtype=tl.float32)
+    a2 = tl.zeros((BLOCK_Q, KC), dtype=tl.float32)
+    a3 = tl.zeros((BLOCK_Q, KC), dtype=tl.float32)
     for start in tl.range(0, POS, BLOCK_K):
         keys = start + tl.arange(0, BLOCK_K)
         k_mask = keys < POS
-        rows = (first + keys)[:, None] * (3 * Z)
-        k = tl.load(qkv + rows + Z + zc[None, :], mask=k_mask[:, None], other=0.0)
-        v = tl.load(qkv + rows + 2 * Z + zc[None, :], mask=k_mask[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee")
+        rows = (first + keys) * (3 * Z)
+        k = qkv + rows[None, :] + Z + kc[:, None]  # (KC, BLOCK_K) chunk 0 of the keys, transposed
+        s = tl.dot(q0, tl.load(k, mask=k_mask[None, :], other=0.0), input_precision="ieee")
+        s = tl.dot(q1, tl.load(k + KC, mask=k_mask[None, :], other=0.0), s, input_precision="ieee")
+        s = tl.dot(q2, tl.load(k + 2 * KC, mask=k_mask[None, :], other=0.0), s, input_precision="ieee")
+        s = tl.dot(q3, tl.load(k + 3 * KC, mask=k_mask[None, :], other=0.0), s, input_precision="ieee")
         s = tl.where(k_mask[None, :], s, float("-inf"))
         new_top = tl.maximum(top, tl.max(s, axis=1))
         alpha = tl.exp(top - new_top)
-        weights = tl.exp(s - new_top[:, None])
-        total = total * alpha + tl.sum(weights, axis=1)
-        acc = tl.dot(weights, v, acc * alpha[:, None], input_precision="ieee")
+        p = tl.exp(s - new_top[:, None])
+        total = total * alpha + tl.sum(p, axis=1)
+        v = qkv + rows[:, None] + 2 * Z + kc[None, :]  # (BLOCK_K, KC) chunk 0 of the values
+        a0 = _attend(p, v, a0, 0, alpha, KC)
+        a1 = _attend(p, v, a1, 1, alpha, KC)
+        a2 = _attend(p, v, a2, 2, alpha, KC)
+        a3 = _attend(p, v, a3, 3, alpha, KC)
         top = new_top
-    a = tl.div_rn(acc, total[:, None])
-    gate_rows = (first + queries)[:, None] * (4 * CH)
-    w_gates = gate_aw + slot * 4 * CH * Z
-    i = _gate(a, w_gates, gz + gate_rows, q_mask, 0, CH, Z)
-    f = _gate(a, w_gates, gz + gate_rows, q_mask, 1, CH, Z)
-    o = _gate(a, w_gates, gz + gate_rows, q_mask, 2, CH, Z)
-    g = _gate(a, w_gates, gz + gate_rows, q_mask, 3, CH, Z)
+    norm = 1.0 / total[:, None]
+    a0, a1, a2, a3 = a0 * norm, a1 * norm, a2 * norm, a3 * norm
+    z_part = gz + (first + queries)[:, None] * (4 * CH)
+    w_gates = gate_aw + slot * Z * 4 * CH
+    i = _gate(a0, a1, a2, a3, w_gates, z_part, q_mask, 0, CH, KC)
+    f = _gate(a0, a1, a2, a3, w_gates, z_part, q_mask, 1, CH, KC)
+    o = _gate(a0, a1, a2, a3, w_gates, z_part, q_mask, 2, CH, KC)
+    g = _gate(a0, a1, a2, a3, w_gates, z_part, q_mask, 3, CH, KC)
+    ch = tl.arange(0, CH)
     state = slot * CH * cols + ch[None, :] * cols + (video * POS + queries)[:, None]  # (BLOCK_Q, CH)
     c = tl.load(cell + state, mask=q_mask[:, None], other=0.0)
-    c = tl.sigmoid(f) * c + tl.sigmoid(i) * _tanh(g)
-    h = tl.sigmoid(o) * _tanh(c)
+    c = _sigmoid(f) * c + _sigmoid(i) * _tanh(g)
+    h = _sigmoid(o) * _tanh(c)
     tl.store(cell + state, c, mask=q_mask[:, None])
     tl.store(hidden_out + state, h.to(hidden_out.dtype.element_ty), mask=q_mask[:, None])
 
@@ -173,8 +224,8 @@ class StepWeights:
     conv_w: Tensor  # (32, 9, 64, 64) [slot, tap, in, out]
     qkv_w: Tensor  # (32, 64, 192)
     scales: Tensor  # (32, 64)
-    gate_zw: Tensor  # (32, 128, 64)
-    gate_aw: Tensor  # (32, 128, 64)
+    gate_zw: Tensor  # (32, 64, 128) [slot, in, gate row]
+    gate_aw: Tensor  # (32, 64, 128) [slot, in, gate row]
     gate_b: Tensor  # (32, 128)
     all_slots: Tensor  # (32,) int32 0..31: every program's slot
 
@@ -186,7 +237,8 @@ def step_weights(conv_w: Tensor, qkv_w: Tensor, scales: Tensor, gate_zw: Tensor,
     taps = conv_w.float().view(SLOTS, 2 * CHANNELS, 2 * CHANNELS, 9).permute(0, 3, 2, 1)  # [slot, tap, in, out]
     return StepWeights(conv_w=taps.contiguous(), qkv_w=qkv_w.float().contiguous(),
                        scales=scales.float().reshape(SLOTS, 2 * CHANNELS).contiguous(),
-                       gate_zw=gate_zw.float().contiguous(), gate_aw=gate_aw.float().contiguous(),
+                       gate_zw=gate_zw.float().transpose(1, 2).contiguous(),
+                       gate_aw=gate_aw.float().transpose(1, 2).contiguous(),
                        gate_b=gate_b.float().reshape(SLOTS, 4 * CHANNELS).contiguous(),
                        all_slots=torch.arange(SLOTS, dtype=torch.int32, device=conv_w.device))
 
@@ -205,9 +257,9 @@ def kernel_signatures(state_type: str = "fp32") -> dict[str, dict[str, str]]:
 
 def kernel_constexprs(launch: LaunchConfig = DEFAULT_LAUNCH) -> dict[str, dict[str, int]]:
     """Compile-time constants of both kernels, keyed by kernel name."""
-    return {"conv_qkv": {"HEIGHT": HEIGHT, "WIDTH": WIDTH, "CH": CHANNELS, "BLOCK_P": launch.block_p},
+    return {"conv_qkv": {"HEIGHT": HEIGHT, "WIDTH": WIDTH, "CH": CHANNELS, "BLOCK_P": launch.block_p, "KC": CHUNK},
             "attention_lstm": {"POS": POSITIONS, "CH": CHANNELS, "BLOCK_Q": launch.block_q,
-                               "BLOCK_K": launch.block_k}}
+                               "BLOCK_K": launch.block_k, "KC": CHUNK}}
 
 
 def step_kernels(pre: Tensor, hidden: Tensor, cell: Tensor, hidden_out: Tensor, weights: StepWeights,
@@ -230,11 +282,12 @@ def step_kernels(pre: Tensor, hidden: Tensor, cell: Tensor, hidden_out: Tensor, 
     qkv = torch.empty(SLOTS, cols, 6 * CHANNELS, dtype=torch.float32, device=pre.device)
     gz = torch.empty(SLOTS, cols, 4 * CHANNELS, dtype=torch.float32, device=pre.device)
     conv = conv_qkv_kernel[(triton.cdiv(POSITIONS, launch.block_p), batch, slots.numel())](
-        slots, pre, hidden, weights.conv_w, weights.qkv_w, weights.scales, weights.gate_zw, weights.gate_b, qkv, gz, cols,
-        HEIGHT=HEIGHT, WIDTH=WIDTH, CH=CHANNELS, BLOCK_P=launch.block_p, num_warps=launch.conv_warps)
+        slots, pre, hidden, weights.conv_w, weights.qkv_w, weights.scales, weights.gate_zw, weights.gate_b, qkv, gz,
+        cols, HEIGHT=HEIGHT, WIDTH=WIDTH, CH=CHANNELS, BLOCK_P=launch.block_p, KC=CHUNK,
+        num_warps=launch.conv_warps)
     attention = attention_lstm_kernel[(triton.cdiv(POSITIONS, launch.block_q), batch, slots.numel())](
         slots, qkv, gz, weights.gate_aw, cell, hidden_out, cols, POS=POSITIONS, CH=CHANNELS, BLOCK_Q=launch.block_q,
-        BLOCK_K=launch.block_k, num_warps=launch.attention_warps)
+        BLOCK_K=launch.block_k, KC=CHUNK, num_warps=launch.attention_warps)
     return [conv, attention]
 
 
