@@ -31,8 +31,8 @@ def launch_configs(recurrent_triton, device: torch.device) -> list:
     config = recurrent_triton.LaunchConfig
     if device.type != "cuda":
         return [config(block_p=512, block_q=512, block_k=512)]  # a program per (video, slot)
-    return [recurrent_triton.DEFAULT_LAUNCH, config(32, 4, 32, 64, 4), config(128, 8, 64, 64, 4),
-            config(64, 4, 64, 128, 8), config(128, 4, 32, 32, 4)]
+    return [recurrent_triton.DEFAULT_LAUNCH, config(32, 8, 32, 16, 8), config(16, 4, 16, 16, 4),
+            config(64, 8, 32, 16, 8), config(32, 4, 64, 16, 8), config(32, 4, 32, 32, 8)]
 
 
 def step_section(emit, device: torch.device, time_ms, modules: dict) -> None:

@@ -6,12 +6,12 @@ The step in column layout (B videos x 384 positions = B*P columns, 32 (stream, g
 0. ``pre = feed + inter_w @ hidden``: stays one torch ``baddbmm`` per frame (4 streams of 256x256 @ 256xB*P). It
    mixes all 8 groups of a stream, so a per-slot program would have to read all 256 hidden channels of its stream
    and recompute the product 9 times (once per conv tap, for the shifted positions) or exchange it between
-   programs; as a dense matmul it already runs at the FMA peak in one launch and writes its result in place into
-   the spent ``feed`` buffer, which kernel 1 reads.
+   programs; as one batched matmul (cuBLAS) it is a single launch and writes its result in place into the spent
+   ``feed`` buffer, which kernel 1 reads.
 1. ``conv_qkv_kernel``, one program per (BLOCK_P positions, video, slot): [tanh(pre), hidden] (64 channels) at the
-   9 shifted positions (zero padding by masked loads) -> grouped 3x3 conv as 18 (BLOCK_P, 32) @ (32, 64)
-   products -> z (BLOCK_P, 64) in registers -> q, k, v = z @ qkv_w (q and k divided by their norms, q times the
-   learned scales) and the z half of the gates, ``gate_b + z @ gate_zw^T``, written to float32 scratch
+   9 shifted positions (zero padding by masked loads) -> grouped 3x3 conv as (BLOCK_P, 16) @ (16, 16) products
+   -> z (BLOCK_P, 64) in registers as 4 chunks -> q, k, v = z @ qkv_w (q and k divided by their norms, q times
+   the learned scales) and the z half of the gates, ``gate_b + z @ gate_zw^T``, written to float32 scratch
    (position-major: (32, B*P, 192) and (32, B*P, 128)). z never goes to memory.
 2. ``attention_lstm_kernel``, one program per (BLOCK_Q query positions, video, slot): softmax attention over the
    video's 384 key positions in BLOCK_K blocks (running max and sum), a (BLOCK_Q, 64) -> gates += a @ gate_aw^T per
@@ -22,8 +22,10 @@ has run for all of the video's position blocks. Activations are read in their dt
 autocast) and upcast on load; weights are float32; every product accumulates in float32 with IEEE products
 (``input_precision="ieee"``, never TF32), square roots and the normalising divisions are the correctly rounded
 forms (``sqrt_rn``, ``div_rn``) and tanh is good to a few ulp (``_tanh``), so float32 inputs match the torch
-step to float32 rounding. Only ``berg_ray.model.recurrent`` imports this module, and only when
-``kernels="triton"``.
+step to float32 rounding. IEEE float32 products run on the FMA units, not tensor cores: the step is ~2.7 GFLOP
+per video-frame (conv 74, q/k/v 25, attention 98, gates 25 kFLOP per position and slot), so under bf16 autocast
+torch's tensor-core convolutions may stay faster (benchmarks/device_kernels_step.py measures both). Only
+``berg_ray.model.recurrent`` imports this module, and only when ``kernels="triton"``.
 """
 
 from __future__ import annotations
