@@ -18,9 +18,10 @@ each with the machine, and appends them to OUT/device_kernels.jsonl. Sections:
 3. ``end_to_end``: the whole model (encode_videos, B=32 x T=300, generated release of 9,941 units), kernels torch
    vs triton: frames/s per precision and the largest relative difference of the responses.
 4. ``fidelity``: float32 with kernels="triton" against the reference's golden outputs (goal 1e-5).
-5. ``parts``: time per part (readout, recurrent loop with and without CUDA graphs, feed-forward glue, convs, the
+5. ``step``: the recurrent step's kernels against ``Recurrent._step`` (benchmarks/device_kernels_step.py).
+6. ``parts``: time per part (readout, recurrent loop with and without CUDA graphs, feed-forward glue, convs, the
    whole feed-forward pass) torch vs triton at B x chunk (device_kernels_parts.py).
-6. ``throughput``: end-to-end frames/s and peak memory for B in 8, 32, 64, 128 x T=300, bf16 and float32, torch vs
+7. ``throughput``: end-to-end frames/s and peak memory for B in 8, 32, 64, 128 x T=300, bf16 and float32, torch vs
    triton vs triton + CUDA graphs, within ``--throughput-budget-s`` (device_kernels_throughput.py).
 
 On an H200 the whole command should take about 7 minutes (estimate: registers, readout, end_to_end and fidelity
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from device_kernels_step import step_section  # (this script's folder is on sys.path)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "wang2025-reference"
@@ -72,11 +74,12 @@ def import_modules(light: bool) -> dict:
                 area = importlib.import_module(f"berg_ray.config.{source.stem}")
                 config.__dict__.update({k: v for k, v in vars(area).items() if not k.startswith("_")})
     import berg_ray.model.readout as readout
-    from berg_ray.model.kernels import compile_check, glue_triton, readout_triton
+    from berg_ray.model.kernels import compile_check, glue_triton, readout_triton, recurrent_triton
 
     if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter's cost is per program: large glue tiles
         glue_triton.DEFAULT_LAUNCH = glue_triton.LaunchConfig(block_gelu=1 << 18, block_rows=1 << 12)
-    return {"readout": readout, "readout_triton": readout_triton, "compile_check": compile_check}
+    return {"readout": readout, "readout_triton": readout_triton, "compile_check": compile_check,
+            "recurrent_triton": recurrent_triton}
 
 
 def machine(device: torch.device) -> dict:
@@ -300,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="import the readout without berg_ray's package __init__ even when pydantic is there")
     parser.add_argument("--throughput-budget-s", type=float, default=200.0,
                         help="time budget of the throughput section in seconds (default: %(default)s)")
-    parser.add_argument("--sections", default="registers,readout,end_to_end,fidelity,parts,throughput",
+    parser.add_argument("--sections", default="registers,readout,step,end_to_end,fidelity,parts,throughput",
                         help="comma list of sections to run (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -325,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     sections = [("registers", registers_section, (device, modules)),
                 ("readout", readout_section, (device, sizes, modules)),
+                ("step", step_section, (device, time_ms, modules)),  # benchmarks/device_kernels_step.py
                 ("end_to_end", end_to_end_section, (device, sizes, modules)),
                 ("fidelity", fidelity_section, (device, modules))]
     for name, function, section_args in sections:

@@ -28,7 +28,7 @@ from berg_ray.config import DEFAULT_KERNELS, KERNELS
 from berg_ray.errors import KernelsError
 
 __all__ = ["DEFAULT_KERNELS", "KERNELS", "check_cuda_graphs", "check_kernels", "graphed_loop", "triton_glue",
-           "triton_readout"]
+           "triton_readout", "triton_step"]
 
 FRAMES_PER_PASS = 8  # frames of one video per feed-forward pass on CPU: 4 frame pairs per conv call (RESULTS.md)
 # video-frames (batch x frames) per feed-forward pass on accelerators: ~43 MB of float32 activations each (11 GB
@@ -126,3 +126,10 @@ def graphed_loop(cuda_graphs: bool, x: torch.Tensor) -> bool:
     """Whether the recurrent loop of a chunk replays a captured CUDA graph (``graphs.LoopGraph``): when cuda_graphs
     is on (checked against the device by ``check_cuda_graphs``) and autograd does not record."""
     return cuda_graphs and not differentiable(x)
+
+
+def triton_step(kernels: str, x: torch.Tensor) -> bool:
+    """Whether one frame of the recurrent cell runs as fused Triton kernels (``kernels/recurrent_triton.py``):
+    when ``kernels`` is "triton" (checked against the device by ``check_kernels``) and autograd does not record
+    ``x`` (the kernels have no backward pass; recorded runs take ``Recurrent.run`` anyway)."""
+    return kernels == "triton" and not differentiable(x)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from berg_ray.config import N_STREAMS
-from berg_ray.model.device_plan import batched_row_ops
+from berg_ray.model.device_plan import DEFAULT_KERNELS, batched_row_ops, triton_step
 from berg_ray.model.functional import lstm_update, lstm_update_, normalized_attention, tanh_into, weight_norm
 from berg_ray.model.params import stacked_biases, stacked_weights
 
@@ -96,6 +96,9 @@ class Recurrent(nn.Module):
         self.register_buffer("gate_b", torch.cat(gate_b, dim=1)[:, :, None])  # (32, 128, 1)
         self.register_buffer("out_w", stacked_weights(params, f"{p}.out").view(S, 128, 256))
         self.register_buffer("out_b", stacked_biases(params, f"{p}.out").view(S, 128, 1))
+        # "torch" or "triton" (set through EncodingModel.set_kernels, which checks the device)
+        self.kernels = DEFAULT_KERNELS
+        self._kernel_weights: tuple[int, object] | None = None  # (conv_w's address, the kernels' weight layout)
 
     def drive(self, modulation: Tensor) -> Tensor:
         """Modulation (..., S*16) -> its additive drive of the recurrent input (..., S, 256)."""
@@ -238,14 +241,31 @@ class Recurrent(nn.Module):
                 feed[:, s, :, v].baddbmm_(weight[s].expand(frames, -1, -1), rows[v, :, :, s].transpose(1, 2))
         return feed.view(frames, S * 256, batch, POSITIONS)
 
+    def kernel_weights(self):
+        """The cell's weights laid out for the Triton step (``recurrent_triton.StepWeights``), made once per
+        device (the buffers' storage) and cached."""
+        from berg_ray.model.kernels.recurrent_triton import step_weights  # needs triton
+
+        key = self.conv_w.data_ptr()
+        if self._kernel_weights is None or self._kernel_weights[0] != key:
+            made = step_weights(self.conv_w, self.qkv_w, self.scales, self.gate_zw, self.gate_aw, self.gate_b)
+            self._kernel_weights = (key, made)
+        return self._kernel_weights[1]
+
     def _step(self, feed: Tensor, hidden: Tensor, cell: Tensor, buffers: StepBuffers, hidden_out: Tensor) -> None:
-        """One frame in column layout (B videos side by side along the last axis: B*P columns).
+        """One frame in column layout (B videos side by side along the last axis: B*P columns); with
+        ``kernels="triton"`` as two fused Triton kernels after the inter-group matmul (``recurrent_triton.py``).
 
         Args: feed (S*256, B, P) feed-forward and modulation parts of the input; hidden (32, 32, B*P); cell
         (32, 32, B*P), updated in place; hidden_out (32, 32, B*P) receives the new hidden state.
         """
         batch, cols = feed.shape[1], feed.shape[1] * POSITIONS
         inter_w, qkv_w, gate_zw, gate_aw, gate_b = buffers.weights
+        if triton_step(self.kernels, feed):
+            from berg_ray.model.kernels.recurrent_triton import step_triton  # needs triton
+
+            step_triton(feed, hidden, cell, hidden_out, inter_w, self.kernel_weights())
+            return
         pre = feed.view(S, 256, cols).baddbmm_(inter_w, hidden.view(S, 256, cols))  # in place: feed[t] is spent
         conv_in = buffers.conv_in.permute(1, 2, 0, 3)  # (32, 64, B, P) view of the (B, 32, 64, P) conv input
         tanh_into(pre.view(REC_SLOTS, REC_WIDTH, batch, POSITIONS), conv_in[:, :REC_WIDTH])

@@ -161,6 +161,9 @@ def test_device_benchmark_runs_on_cpu_without_pydantic(tmp_path):
     assert [r["variant"] for r in throughput] == ["torch"]
     assert all(r["fps"] > 0 and r["max_rel_diff_vs_torch"] <= r["goal"] for r in throughput)
     assert [r["of"] for r in records if r["section"] == "budget"] == ["throughput"]
+    steps = [r for r in records if r["section"] == "step"]  # the recurrent step (benchmarks/device_kernels_step.py)
+    assert [r["precision"] for r in steps] == ["float32"]  # (bfloat16 too on CUDA)
+    assert all(r["hidden_vs_float32_torch"] <= r["goal"] and r["cell_vs_float32_torch"] <= r["goal"] for r in steps)
     assert records[-1]["section"] == "done"
 
 
