@@ -9,8 +9,9 @@ import torch
 
 import berg_ray.model.core as core
 import berg_ray.model.recurrent as recurrent
-from berg_ray.config import RELEASE_SUBDIR, WEIGHTS_SUBDIR
 from berg_ray.model.network import EncodingModel
+
+from .support import fixture_network
 
 SCANS = ("session-8_scan-5", "session-4_scan-7")
 TOL = 1e-6
@@ -22,10 +23,7 @@ def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def model(fixture_berg_dir) -> EncodingModel:
-    weights = fixture_berg_dir / RELEASE_SUBDIR / WEIGHTS_SUBDIR
-    core_params = torch.load(weights / "params_core.pt", weights_only=True)
-    scans = {sid: torch.load(weights / f"params_{sid[8]}_{sid[-1]}.pt", weights_only=True) for sid in SCANS}
-    return EncodingModel(core_params, scans)
+    return fixture_network(fixture_berg_dir, SCANS)
 
 
 @pytest.fixture(scope="module")

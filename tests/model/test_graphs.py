@@ -13,21 +13,19 @@ import pytest
 import torch
 
 import berg_ray.model.core as core
-from berg_ray.config import RELEASE_SUBDIR, WEIGHTS_SUBDIR
 from berg_ray.errors import KernelsError
 from berg_ray.model import device_plan, graphs
 from berg_ray.model.network import EncodingModel
 from berg_ray.model.recurrent import POSITIONS, to_columns
+
+from .support import fixture_network
 
 SCANS = ("session-8_scan-5", "session-4_scan-7")
 
 
 @pytest.fixture(scope="module")
 def model(fixture_berg_dir) -> EncodingModel:
-    weights = fixture_berg_dir / RELEASE_SUBDIR / WEIGHTS_SUBDIR
-    core_params = torch.load(weights / "params_core.pt", weights_only=True)
-    scans = {sid: torch.load(weights / f"params_{sid[8]}_{sid[-1]}.pt", weights_only=True) for sid in SCANS}
-    return EncodingModel(core_params, scans)
+    return fixture_network(fixture_berg_dir, SCANS)
 
 
 def test_eager_loop_graph_equals_recurrent_forward(model):

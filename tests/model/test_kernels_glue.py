@@ -8,28 +8,17 @@ the kernels for sm_90 (H100/H200) with the wheel's ptxas.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from berg_ray.model import device_plan
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .support import run_interpreter_cases
 
 
 def run_cases(*args: str) -> dict:
     """The interpreter cases' differences from the torch path (one subprocess)."""
-    pytest.importorskip("triton", reason="triton is not installed (the test extra installs it)")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-m", "tests.model.glue_interpreter_cases", *args], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_interpreter_cases("glue_interpreter_cases", *args)
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +83,3 @@ def test_glue_switch_follows_kernels_and_autograd():
     assert not device_plan.triton_glue("torch", x.detach())
     assert not device_plan.triton_glue("triton", x)  # recorded: the kernels have no backward pass
 
-
-def test_set_kernels_reaches_the_feedforward(fixture_berg_dir):
-    from berg_ray.checkpoint.release import load_model
-    from berg_ray.errors import KernelsError
-
-    model = load_model(fixture_berg_dir, ["session-4_scan-7"], kernels="torch")
-    assert model.core.feedforward.kernels == "torch"
-    with pytest.raises(KernelsError, match="needs a CUDA GPU"):
-        model.set_kernels("triton")
-    assert model.core.feedforward.kernels == "torch"

@@ -20,18 +20,15 @@ import torch
 from berg_ray.errors import KernelsError
 from berg_ray.model import device_plan
 
+from .support import run_interpreter_cases
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def interpreted() -> dict:
     """The interpreter cases' relative differences from the torch path (one subprocess for all cases)."""
-    pytest.importorskip("triton", reason="triton is not installed (the test extra installs it)")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-m", "tests.model.readout_interpreter_cases"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_interpreter_cases("readout_interpreter_cases", timeout=300)
 
 
 @pytest.mark.slow  # Triton's interpreter in a whole Python process (~35 s); scripts/test.sh --quick leaves it out
@@ -106,13 +103,22 @@ def test_kernels_switch_refuses_a_missing_triton(monkeypatch):
 
 
 def test_model_and_loader_take_the_switch(fixture_berg_dir, tmp_path):
+    """set_kernels reaches every path that has kernels: the readouts, the feed-forward glue and the recurrent cell
+    (refused on CPU: all stay "torch"; set_kernels("torch") resets a path set directly, as on a GPU)."""
     from berg_ray.checkpoint.release import load_model
 
+    def switches(model) -> set[str]:
+        paths = [*model.readouts.values(), model.core.feedforward, model.core.recurrent]
+        return {path.kernels for path in paths}
+
     model = load_model(fixture_berg_dir, ["session-4_scan-7"], kernels="torch")
-    assert model.kernels == "torch" and all(r.kernels == "torch" for r in model.readouts.values())
+    assert model.kernels == "torch" and switches(model) == {"torch"}
     with pytest.raises(KernelsError, match="needs a CUDA GPU"):
         model.set_kernels("triton")
-    assert model.kernels == "torch"
+    assert model.kernels == "torch" and switches(model) == {"torch"}
+    model.core.feedforward.kernels = model.core.recurrent.kernels = "triton"
+    model.set_kernels("torch")
+    assert switches(model) == {"torch"}
     with pytest.raises(KernelsError, match="needs a CUDA GPU"):  # checked before any file is read
         load_model(tmp_path / "no-release", kernels="triton")
 

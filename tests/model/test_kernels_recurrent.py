@@ -8,29 +8,18 @@ the interpreter cannot show, come from compiling both kernels for sm_90 (H100/H2
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from berg_ray.model import device_plan
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .support import run_interpreter_cases
 
 
 @pytest.fixture(scope="module")
 def interpreted() -> dict:
     """The interpreter cases' differences from the torch step (one subprocess for all cases, ~70 s on 1 core)."""
-    pytest.importorskip("triton", reason="triton is not installed (the test extra installs it)")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-m", "tests.model.recurrent_interpreter_cases"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_interpreter_cases("recurrent_interpreter_cases")
 
 
 @pytest.mark.slow  # runs a whole Python process (scripts/test.sh --quick leaves it out)
@@ -87,18 +76,4 @@ def test_triton_step_only_when_chosen_and_not_recorded():
     with torch.no_grad():
         assert device_plan.triton_step("triton", recorded)
 
-
-def test_model_switch_reaches_the_recurrent_cell(fixture_berg_dir):
-    """EncodingModel.set_kernels sets the cell's switch with the readouts' (refused on CPU: it stays "torch")."""
-    from berg_ray.checkpoint.release import load_model
-    from berg_ray.errors import KernelsError
-
-    model = load_model(fixture_berg_dir, ["session-4_scan-7"], kernels="torch")
-    assert model.core.recurrent.kernels == "torch"
-    with pytest.raises(KernelsError, match="needs a CUDA GPU"):
-        model.set_kernels("triton")
-    assert model.core.recurrent.kernels == "torch"
-    model.core.recurrent.kernels = "triton"  # directly (as on a GPU): set_kernels("torch") resets it
-    model.set_kernels("torch")
-    assert model.core.recurrent.kernels == "torch"
 
