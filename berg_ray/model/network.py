@@ -61,13 +61,11 @@ class EncodingModel(nn.Module):
         return self._kernels
 
     def set_kernels(self, kernels: str) -> "EncodingModel":
-        """Run the hot paths (the readout, the feed-forward glue, the recurrent step) as torch ops or fused Triton kernels; raises
-        KernelsError if this device cannot (Triton kernels need a CUDA GPU and the triton package)."""
+        """Run the hot paths (the readout, the feed-forward glue, the recurrent step) as torch ops or fused Triton
+        kernels; raises KernelsError if this device cannot (Triton kernels need a CUDA GPU and the triton package)."""
         self._kernels = check_kernels(kernels, self.device)
-        self.core.recurrent.kernels = self._kernels
-        for readout in self.readouts.values():
-            readout.kernels = self._kernels
-        self.core.feedforward.kernels = self._kernels
+        for path in (*self.readouts.values(), self.core.feedforward, self.core.recurrent):
+            path.kernels = self._kernels
         return self
 
     @property
